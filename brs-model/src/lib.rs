@@ -1,0 +1,1 @@
+//! U-GAT-IT networks.
