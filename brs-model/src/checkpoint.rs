@@ -1,0 +1,494 @@
+//! The checkpoint directory: the contract between the trainer and the servers on shared storage.
+//!
+//! ```text
+//! RUN/
+//!   ckpt-0001000/      meta.json + one safetensors file per network + optimizer/RNG state
+//!   latest             names the newest complete checkpoint directory
+//! ```
+//! A writer builds a hidden `.ckpt-0001000.tmp-<pid>-<nanos>/`, fsyncs every file, writes
+//! `meta.json` (with the SHA-256 of every file) last, renames the directory into place, and only
+//! then replaces `latest` by renaming a fsynced temp file over it. A reader (on another machine,
+//! over NFS/EFS) that resolves `latest` therefore always finds a complete directory, whenever the
+//! writer was killed. Loading verifies every hash, so a damaged file is a clear error.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tch::{Kind, Tensor};
+
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+use crate::networks::Direction;
+use crate::tensors;
+
+/// Version of the on-disk layout; readers refuse newer versions instead of misreading them.
+pub const FORMAT_VERSION: u32 = 1;
+/// The pointer file in a run directory.
+pub const LATEST: &str = "latest";
+/// The metadata file in a checkpoint directory.
+pub const META: &str = "meta.json";
+
+/// Whether a checkpoint holds everything to resume training or one generator for serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckpointKind {
+    Training,
+    Export,
+}
+
+/// Size and SHA-256 of one file of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// `meta.json`: what a checkpoint is, and the hash of every other file in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointMeta {
+    pub format_version: u32,
+    pub kind: CheckpointKind,
+    pub model: ModelConfig,
+    /// Training iterations done when it was written.
+    pub iteration: u64,
+    /// RFC 3339 UTC time of writing.
+    pub created: String,
+    /// File name -> size and hash, for every file but meta.json.
+    pub files: BTreeMap<String, FileEntry>,
+    /// The generator's direction, for exports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    /// The trainer's whole configuration, for training checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<serde_json::Value>,
+    /// Where the weights came from when not from brs-train (e.g. an imported PyTorch file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl CheckpointMeta {
+    /// A fresh description; files are filled in by the writer.
+    pub fn new(kind: CheckpointKind, model: &ModelConfig, iteration: u64) -> Self {
+        CheckpointMeta {
+            format_version: FORMAT_VERSION,
+            kind,
+            model: model.clone(),
+            iteration,
+            created: now_rfc3339(),
+            files: BTreeMap::new(),
+            direction: None,
+            training: None,
+            source: None,
+        }
+    }
+
+    /// A short content id of the weights: changes whenever any file changes.
+    pub fn version_id(&self) -> String {
+        let mut h = Sha256::new();
+        for (name, entry) in &self.files {
+            h.update(name.as_bytes());
+            h.update(entry.sha256.as_bytes());
+        }
+        hex::encode(&h.finalize()[..8])
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+/// The directory name of the checkpoint at `iteration`: sorts by iteration.
+pub fn checkpoint_name(prefix: &str, iteration: u64) -> String {
+    format!("{prefix}-{iteration:07}")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn fsync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| ModelError::io(dir, e))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = fs::File::create(path).map_err(|e| ModelError::io(path, e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| ModelError::io(path, e))
+}
+
+fn valid_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name != META
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+/// Builds one checkpoint in a hidden temp directory and publishes it atomically.
+/// Dropped without `commit`, it removes its temp directory and publishes nothing.
+#[derive(Debug)]
+pub struct CheckpointWriter {
+    run_dir: PathBuf,
+    name: String,
+    tmp: PathBuf,
+    files: BTreeMap<String, FileEntry>,
+    committed: bool,
+}
+
+impl CheckpointWriter {
+    /// Starts checkpoint `name` in `run_dir` (created if missing).
+    pub fn begin(run_dir: &Path, name: &str) -> Result<Self> {
+        if !valid_file_name(name) {
+            return Err(ModelError::Config(format!(
+                "invalid checkpoint name {name:?}"
+            )));
+        }
+        fs::create_dir_all(run_dir).map_err(|e| ModelError::io(run_dir, e))?;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let tmp = run_dir.join(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
+        fs::create_dir(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+        Ok(CheckpointWriter {
+            run_dir: run_dir.to_path_buf(),
+            name: name.to_string(),
+            tmp,
+            files: BTreeMap::new(),
+            committed: false,
+        })
+    }
+
+    /// Adds a file (fsynced, hashed).
+    pub fn add_file(&mut self, file: &str, bytes: &[u8]) -> Result<()> {
+        if !valid_file_name(file) || self.files.contains_key(file) {
+            return Err(ModelError::Config(format!(
+                "invalid or repeated checkpoint file name {file:?}"
+            )));
+        }
+        write_synced(&self.tmp.join(file), bytes)?;
+        self.files.insert(
+            file.to_string(),
+            FileEntry {
+                sha256: sha256_hex(bytes),
+                bytes: bytes.len() as u64,
+            },
+        );
+        Ok(())
+    }
+
+    /// Adds a safetensors file of named tensors, optionally converting floats to `as_kind`.
+    pub fn add_tensors(
+        &mut self,
+        file: &str,
+        named: &[(String, Tensor)],
+        as_kind: Option<Kind>,
+    ) -> Result<()> {
+        let bytes = tensors::to_safetensors(named, as_kind)?;
+        self.add_file(file, &bytes)
+    }
+
+    /// Writes meta.json, moves the directory into place, then points `latest` at it.
+    /// Refuses to replace an existing checkpoint of the same name.
+    pub fn commit(mut self, mut meta: CheckpointMeta) -> Result<PathBuf> {
+        meta.files = std::mem::take(&mut self.files);
+        let json = serde_json::to_vec_pretty(&meta)
+            .map_err(|e| ModelError::Config(format!("cannot serialise metadata: {e}")))?;
+        write_synced(&self.tmp.join(META), &json)?;
+        fsync_dir(&self.tmp)?;
+        let dest = self.run_dir.join(&self.name);
+        if dest.exists() {
+            return Err(ModelError::io(
+                &dest,
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "checkpoint already exists",
+                ),
+            ));
+        }
+        fs::rename(&self.tmp, &dest).map_err(|e| ModelError::io(&dest, e))?;
+        self.committed = true;
+        fsync_dir(&self.run_dir)?;
+        set_latest(&self.run_dir, &self.name)?;
+        Ok(dest)
+    }
+}
+
+impl Drop for CheckpointWriter {
+    fn drop(&mut self) {
+        if !self.committed {
+            // Best effort: a leftover hidden temp dir is never read, and `prune` removes it.
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+/// Replaces `run_dir/latest` atomically so it names `name`.
+pub fn set_latest(run_dir: &Path, name: &str) -> Result<()> {
+    let tmp = run_dir.join(format!(".{LATEST}.tmp-{}", std::process::id()));
+    write_synced(&tmp, format!("{name}\n").as_bytes())?;
+    let latest = run_dir.join(LATEST);
+    fs::rename(&tmp, &latest).map_err(|e| ModelError::io(&latest, e))?;
+    fsync_dir(run_dir)
+}
+
+/// The checkpoint name `latest` points at, or None when the run has none yet.
+pub fn read_latest(run_dir: &Path) -> Result<Option<String>> {
+    let path = run_dir.join(LATEST);
+    match fs::read_to_string(&path) {
+        Ok(s) => {
+            let name = s.trim().to_string();
+            if valid_file_name(&name) {
+                Ok(Some(name))
+            } else {
+                Err(ModelError::Corrupt {
+                    path,
+                    reason: format!("names an invalid directory {name:?}"),
+                })
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ModelError::io(path, e)),
+    }
+}
+
+/// Resolves a user's path: a checkpoint directory (holding meta.json) is itself; a run directory
+/// resolves through its `latest` pointer.
+pub fn resolve(path: &Path) -> Result<PathBuf> {
+    if path.join(META).is_file() {
+        return Ok(path.to_path_buf());
+    }
+    if !path.is_dir() {
+        return Err(ModelError::NotACheckpoint {
+            path: path.to_path_buf(),
+            reason: "no such directory".into(),
+        });
+    }
+    match read_latest(path)? {
+        Some(name) => Ok(path.join(name)),
+        None => Err(ModelError::NotACheckpoint {
+            path: path.to_path_buf(),
+            reason: format!("neither {META} nor a `{LATEST}` pointer inside"),
+        }),
+    }
+}
+
+/// An opened checkpoint: its directory and metadata. Files are verified as they are read.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    pub meta: CheckpointMeta,
+}
+
+impl Checkpoint {
+    /// Opens a checkpoint or run directory (see `resolve`) and reads its metadata.
+    pub fn open(path: &Path) -> Result<Self> {
+        let dir = resolve(path)?;
+        let meta_path = dir.join(META);
+        let bytes = fs::read(&meta_path).map_err(|e| ModelError::io(&meta_path, e))?;
+        let meta: CheckpointMeta =
+            serde_json::from_slice(&bytes).map_err(|e| ModelError::Corrupt {
+                path: meta_path.clone(),
+                reason: e.to_string(),
+            })?;
+        if meta.format_version > FORMAT_VERSION {
+            return Err(ModelError::Corrupt {
+                path: meta_path,
+                reason: format!(
+                    "format version {} is newer than this build understands ({FORMAT_VERSION}); upgrade brs",
+                    meta.format_version
+                ),
+            });
+        }
+        meta.model.validate()?;
+        Ok(Checkpoint { dir, meta })
+    }
+
+    /// Reads one file, checking its size and SHA-256 against meta.json.
+    pub fn read_file(&self, file: &str) -> Result<Vec<u8>> {
+        let entry = self
+            .meta
+            .files
+            .get(file)
+            .ok_or_else(|| ModelError::MissingNetwork {
+                path: self.dir.clone(),
+                network: file.to_string(),
+                available: self
+                    .meta
+                    .files
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        let path = self.dir.join(file);
+        let bytes = fs::read(&path).map_err(|e| ModelError::io(&path, e))?;
+        let found = sha256_hex(&bytes);
+        if bytes.len() as u64 != entry.bytes || found != entry.sha256 {
+            return Err(ModelError::HashMismatch {
+                path: self.dir.clone(),
+                file: file.to_string(),
+                expected: entry.sha256.clone(),
+                found,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Reads and verifies a safetensors file.
+    pub fn read_tensors(&self, file: &str) -> Result<BTreeMap<String, Tensor>> {
+        tensors::from_safetensors(&self.read_file(file)?).map_err(|e| ModelError::Corrupt {
+            path: self.dir.join(file),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Verifies every file of the checkpoint.
+    pub fn verify(&self) -> Result<()> {
+        for file in self.meta.files.keys() {
+            self.read_file(file)?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes all but the newest `keep` checkpoints named `<prefix>-NNNNNNN` (never the one `latest`
+/// names) and any temp directory a killed writer left. One writer per run directory is assumed.
+/// Returns what was removed.
+pub fn prune(run_dir: &Path, prefix: &str, keep: usize) -> Result<Vec<PathBuf>> {
+    let latest = read_latest(run_dir)?;
+    let mut ours = Vec::new();
+    let mut removed = Vec::new();
+    let entries = fs::read_dir(run_dir).map_err(|e| ModelError::io(run_dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| ModelError::io(run_dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let own_pid = format!(".tmp-{}-", std::process::id());
+        if name.starts_with('.') && name.contains(".tmp-") && !name.contains(&own_pid) {
+            let path = entry.path();
+            let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
+            removed.push(path);
+            continue;
+        }
+        let iteration = name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(it) = iteration {
+            ours.push((it, name));
+        }
+    }
+    ours.sort();
+    let excess = ours.len().saturating_sub(keep);
+    for (_, name) in ours.into_iter().take(excess) {
+        if Some(&name) == latest.as_ref() {
+            continue;
+        }
+        let path = run_dir.join(&name);
+        fs::remove_dir_all(&path).map_err(|e| ModelError::io(&path, e))?;
+        removed.push(path);
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(run: &Path, it: u64, payload: &[u8]) -> PathBuf {
+        let mut w = CheckpointWriter::begin(run, &checkpoint_name("ckpt", it)).unwrap();
+        w.add_file("data.bin", payload).unwrap();
+        w.commit(CheckpointMeta::new(
+            CheckpointKind::Training,
+            &ModelConfig::default(),
+            it,
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn latest_names_the_newest_and_hashes_are_checked() {
+        let run = tempfile::tempdir().unwrap();
+        assert!(Checkpoint::open(run.path()).is_err());
+        write(run.path(), 1, b"one");
+        let second = write(run.path(), 2, b"two");
+        let ck = Checkpoint::open(run.path()).unwrap();
+        assert_eq!(ck.dir, second);
+        assert_eq!(ck.meta.iteration, 2);
+        assert_eq!(ck.read_file("data.bin").unwrap(), b"two");
+        fs::write(second.join("data.bin"), b"tw0").unwrap();
+        let err = ck.read_file("data.bin").unwrap_err();
+        assert!(matches!(err, ModelError::HashMismatch { .. }), "{err}");
+        assert!(matches!(
+            ck.read_file("nope.bin").unwrap_err(),
+            ModelError::MissingNetwork { .. }
+        ));
+    }
+
+    #[test]
+    fn an_abandoned_writer_leaves_nothing_visible() {
+        let run = tempfile::tempdir().unwrap();
+        write(run.path(), 1, b"one");
+        {
+            let mut w = CheckpointWriter::begin(run.path(), "ckpt-0000002").unwrap();
+            w.add_file("data.bin", b"partial").unwrap();
+        }
+        let names: Vec<_> = fs::read_dir(run.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert_eq!(
+            read_latest(run.path()).unwrap().as_deref(),
+            Some("ckpt-0000001")
+        );
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_and_latest() {
+        let run = tempfile::tempdir().unwrap();
+        for it in 1..=5 {
+            write(run.path(), it, b"x");
+        }
+        // A stale temp dir from a killed writer of another process.
+        fs::create_dir(run.path().join(".ckpt-0000009.tmp-1-2")).unwrap();
+        // Point latest at an old one (e.g. a rollback): pruning must keep it.
+        set_latest(run.path(), "ckpt-0000002").unwrap();
+        let removed = prune(run.path(), "ckpt", 2).unwrap();
+        let mut left: Vec<_> = fs::read_dir(run.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["ckpt-0000002", "ckpt-0000004", "ckpt-0000005", "latest"]
+        );
+        assert_eq!(removed.len(), 3);
+        Checkpoint::open(run.path()).unwrap().verify().unwrap();
+    }
+
+    #[test]
+    fn bad_metadata_is_a_clear_error() {
+        let run = tempfile::tempdir().unwrap();
+        let dir = write(run.path(), 1, b"x");
+        fs::write(dir.join(META), b"{not json").unwrap();
+        let err = Checkpoint::open(run.path()).unwrap_err();
+        assert!(matches!(err, ModelError::Corrupt { .. }), "{err}");
+        fs::write(run.path().join(LATEST), "../../etc\n").unwrap();
+        assert!(Checkpoint::open(run.path()).is_err());
+    }
+}

@@ -1,0 +1,71 @@
+//! Convolution and linear layers initialised as PyTorch initialises them, so a fresh brs model
+//! starts from the same distribution as a fresh reference model.
+
+use tch::Tensor;
+use tch::nn::{Init, Path};
+
+/// PyTorch's default for Conv2d and Linear (kaiming_uniform with a = sqrt(5)) reduces to
+/// U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases alike.
+fn fan_in_uniform(fan_in: i64) -> Init {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    Init::Uniform {
+        lo: -bound,
+        up: bound,
+    }
+}
+
+/// A square convolution without built-in padding (U-GAT-IT pads by reflection first).
+#[derive(Debug)]
+pub(crate) struct Conv2d {
+    pub(crate) weight: Tensor,
+    pub(crate) bias: Option<Tensor>,
+    stride: i64,
+}
+
+impl Conv2d {
+    pub(crate) fn new(p: &Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> Self {
+        let init = fan_in_uniform(c_in * k * k);
+        Conv2d {
+            weight: p.var("weight", &[c_out, c_in, k, k], init),
+            bias: bias.then(|| p.var("bias", &[c_out], init)),
+            stride,
+        }
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
+        self.forward_with(x, &self.weight)
+    }
+
+    /// The convolution with another weight of the same shape (spectral norm divides it).
+    pub(crate) fn forward_with(&self, x: &Tensor, weight: &Tensor) -> Tensor {
+        x.conv2d(weight, self.bias.as_ref(), [self.stride], [0], [1], 1)
+    }
+}
+
+/// A linear layer; U-GAT-IT's have no bias but for the CAM 1x1 convs (which are Conv2d here).
+#[derive(Debug)]
+pub(crate) struct Linear {
+    pub(crate) weight: Tensor,
+}
+
+impl Linear {
+    pub(crate) fn new(p: &Path, d_in: i64, d_out: i64) -> Self {
+        Linear {
+            weight: p.var("weight", &[d_out, d_in], fan_in_uniform(d_in)),
+        }
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear::<&Tensor>(&self.weight, None)
+    }
+}
+
+/// Reflection padding of `n` pixels on every side.
+pub(crate) fn reflect(x: &Tensor, n: i64) -> Tensor {
+    x.reflection_pad2d([n, n, n, n])
+}
+
+/// LeakyReLU with the discriminators' slope of 0.2 (tch's leaky_relu is fixed at 0.01).
+pub(crate) fn leaky_relu(x: &Tensor) -> Tensor {
+    x.maximum(&(x * 0.2))
+}

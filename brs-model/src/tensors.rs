@@ -1,0 +1,201 @@
+//! Named tensors to and from safetensors bytes, and loading them into a variable store with
+//! every name and shape checked (tch would otherwise rename or silently skip).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use safetensors::tensor::{Dtype, SafeTensors, View};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{ModelError, Result};
+
+struct Bytes {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl View for &Bytes {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+fn dtype_of(kind: Kind) -> Result<Dtype> {
+    Ok(match kind {
+        Kind::Float => Dtype::F32,
+        Kind::Half => Dtype::F16,
+        Kind::BFloat16 => Dtype::BF16,
+        Kind::Double => Dtype::F64,
+        Kind::Int64 => Dtype::I64,
+        Kind::Int => Dtype::I32,
+        Kind::Uint8 => Dtype::U8,
+        Kind::Bool => Dtype::BOOL,
+        other => {
+            return Err(ModelError::Shape(format!(
+                "cannot store tensors of kind {other:?}"
+            )));
+        }
+    })
+}
+
+pub(crate) fn kind_of(dtype: Dtype) -> Result<Kind> {
+    Ok(match dtype {
+        Dtype::F32 => Kind::Float,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::F64 => Kind::Double,
+        Dtype::I64 => Kind::Int64,
+        Dtype::I32 => Kind::Int,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::BOOL => Kind::Bool,
+        other => {
+            return Err(ModelError::Shape(format!(
+                "unsupported tensor dtype {other:?}"
+            )));
+        }
+    })
+}
+
+/// Serialises named tensors; `as_kind` converts float tensors (e.g. to half for exports).
+pub fn to_safetensors(named: &[(String, Tensor)], as_kind: Option<Kind>) -> Result<Vec<u8>> {
+    let mut prepared = Vec::with_capacity(named.len());
+    for (name, t) in named {
+        let t = t.detach().to_device(Device::Cpu);
+        let t = match as_kind {
+            Some(kind) if t.is_floating_point() => t.to_kind(kind),
+            _ => t,
+        }
+        .contiguous();
+        let numel = t.numel();
+        let dtype = dtype_of(t.kind())?;
+        let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+        t.f_copy_data_u8(&mut data, numel)?;
+        let shape = t.size().iter().map(|&d| d as usize).collect();
+        prepared.push((name.clone(), Bytes { dtype, shape, data }));
+    }
+    let views = prepared.iter().map(|(n, b)| (n.as_str(), b));
+    safetensors::serialize(views, None).map_err(|e| ModelError::Shape(e.to_string()))
+}
+
+/// Parses safetensors bytes into CPU tensors by name.
+pub fn from_safetensors(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Shape(e.to_string()))?;
+    let mut out = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let kind = kind_of(view.dtype())?;
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let t = Tensor::f_from_data_size(view.data(), &shape, kind)?;
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
+/// Every variable of a store by name, sorted.
+pub fn named_variables(vs: &VarStore) -> Vec<(String, Tensor)> {
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
+/// Copies `tensors` into the store's variables. The name sets must match exactly and every shape
+/// must agree; dtype and device are converted to the variable's.
+pub fn load_into(vs: &VarStore, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
+    let vars = vs.variables();
+    let missing: Vec<&String> = vars.keys().filter(|k| !tensors.contains_key(*k)).collect();
+    let unexpected: Vec<&String> = tensors.keys().filter(|k| !vars.contains_key(*k)).collect();
+    if !missing.is_empty() || !unexpected.is_empty() {
+        return Err(ModelError::Shape(format!(
+            "missing {} variables {:?}; unexpected {} variables {:?}",
+            missing.len(),
+            missing.iter().take(5).collect::<Vec<_>>(),
+            unexpected.len(),
+            unexpected.iter().take(5).collect::<Vec<_>>()
+        )));
+    }
+    for (name, var) in &vars {
+        let src = &tensors[name];
+        if src.size() != var.size() {
+            return Err(ModelError::Shape(format!(
+                "{name}: checkpoint has shape {:?}, the network expects {:?}",
+                src.size(),
+                var.size()
+            )));
+        }
+    }
+    tch::no_grad(|| -> Result<()> {
+        for (name, var) in &vars {
+            let src = tensors[name].to_kind(var.kind()).to_device(var.device());
+            var.shallow_clone().f_copy_(&src)?;
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_values_and_kinds() {
+        let a = Tensor::randn([3, 4], (Kind::Float, Device::Cpu));
+        let b = Tensor::arange(5, (Kind::Int64, Device::Cpu));
+        let bytes =
+            to_safetensors(&[("a".into(), a.copy()), ("b".into(), b.copy())], None).unwrap();
+        let back = from_safetensors(&bytes).unwrap();
+        assert!(back["a"].equal(&a));
+        assert!(back["b"].equal(&b));
+        let half = to_safetensors(&[("a".into(), a.copy())], Some(Kind::Half)).unwrap();
+        let back = from_safetensors(&half).unwrap();
+        assert_eq!(back["a"].kind(), Kind::Half);
+        assert!(half.len() < bytes.len());
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(from_safetensors(b"").is_err());
+        assert!(from_safetensors(&[0xff; 64]).is_err());
+    }
+
+    #[test]
+    fn load_into_checks_names_and_shapes() {
+        let vs = VarStore::new(Device::Cpu);
+        let _w = vs.root().zeros("w", &[2, 2]);
+        let wrong_shape = BTreeMap::from([(
+            "w".to_string(),
+            Tensor::ones([3], (Kind::Float, Device::Cpu)),
+        )]);
+        assert!(
+            load_into(&vs, &wrong_shape)
+                .unwrap_err()
+                .to_string()
+                .contains("shape")
+        );
+        let wrong_name = BTreeMap::from([(
+            "x".to_string(),
+            Tensor::ones([2, 2], (Kind::Float, Device::Cpu)),
+        )]);
+        assert!(
+            load_into(&vs, &wrong_name)
+                .unwrap_err()
+                .to_string()
+                .contains("missing")
+        );
+        let right = BTreeMap::from([(
+            "w".to_string(),
+            Tensor::ones([2, 2], (Kind::Double, Device::Cpu)),
+        )]);
+        load_into(&vs, &right).unwrap();
+        assert_eq!(vs.variables()["w"].sum(Kind::Float).double_value(&[]), 4.0);
+    }
+}

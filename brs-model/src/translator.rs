@@ -1,0 +1,159 @@
+//! Inference with one generator loaded from a checkpoint or export: what servers and the
+//! offline `translate` command use. Also writes exports (one generator, optionally half precision).
+
+use std::path::{Path, PathBuf};
+
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use crate::checkpoint::{
+    Checkpoint, CheckpointKind, CheckpointMeta, CheckpointWriter, checkpoint_name,
+};
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+use crate::generator::{Generator, GeneratorOutput};
+use crate::networks::Direction;
+use crate::tensors;
+
+/// A generator ready for inference, with the metadata of the checkpoint it came from.
+#[derive(Debug)]
+pub struct Translator {
+    generator: Generator,
+    _vs: VarStore,
+    checkpoint: Checkpoint,
+    direction: Direction,
+    device: Device,
+}
+
+impl Translator {
+    /// Loads the generator of `direction` from a run, checkpoint or export directory. Hashes,
+    /// names and shapes are all verified; nothing is half-loaded on error.
+    pub fn load(path: &Path, direction: Direction, device: Device) -> Result<Self> {
+        Self::from_checkpoint(Checkpoint::open(path)?, direction, device)
+    }
+
+    pub fn from_checkpoint(
+        checkpoint: Checkpoint,
+        direction: Direction,
+        device: Device,
+    ) -> Result<Self> {
+        if let (CheckpointKind::Export, Some(d)) = (checkpoint.meta.kind, checkpoint.meta.direction)
+        {
+            if d != direction {
+                return Err(ModelError::MissingNetwork {
+                    path: checkpoint.dir.clone(),
+                    network: direction.generator().name().into(),
+                    available: format!("an export of {}", d.generator().name()),
+                });
+            }
+        }
+        let file = direction.generator().file_name();
+        let weights = checkpoint.read_tensors(&file)?;
+        let vs = VarStore::new(device);
+        let generator = Generator::new(&vs.root(), &checkpoint.meta.model);
+        tensors::load_into(&vs, &weights).map_err(|e| ModelError::Corrupt {
+            path: checkpoint.dir.join(&file),
+            reason: e.to_string(),
+        })?;
+        Ok(Translator {
+            generator,
+            _vs: vs,
+            checkpoint,
+            direction,
+            device,
+        })
+    }
+
+    /// Runs the generator on a batch [N, C, S, S] in [-1, 1] without autograd.
+    pub fn forward(&self, input: &Tensor) -> Result<GeneratorOutput> {
+        let cfg = &self.checkpoint.meta.model;
+        let size = input.size();
+        if size.len() != 4
+            || size[1] != cfg.img_ch
+            || size[2] != cfg.img_size
+            || size[3] != cfg.img_size
+        {
+            return Err(ModelError::Shape(format!(
+                "input {:?} does not fit this model: expected [N, {}, {}, {}]",
+                size, cfg.img_ch, cfg.img_size, cfg.img_size
+            )));
+        }
+        let _guard = tch::no_grad_guard();
+        let x = input.to_device(self.device).to_kind(Kind::Float);
+        Ok(self.generator.forward(&x))
+    }
+
+    /// The translated batch, on the CPU, in [-1, 1].
+    pub fn translate(&self, input: &Tensor) -> Result<Tensor> {
+        Ok(self.forward(input)?.image.to_device(Device::Cpu))
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.checkpoint.meta.model
+    }
+
+    pub fn meta(&self) -> &CheckpointMeta {
+        &self.checkpoint.meta
+    }
+
+    /// The resolved checkpoint directory the weights came from.
+    pub fn dir(&self) -> &Path {
+        &self.checkpoint.dir
+    }
+
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+}
+
+/// Writes a serving artifact holding one generator into run directory `out` (as
+/// `export-NNNNNNN/` plus `latest`), so a server watching `out` picks it up like a training run.
+pub fn export(
+    checkpoint: &Checkpoint,
+    direction: Direction,
+    out: &Path,
+    half: bool,
+) -> Result<PathBuf> {
+    let file = direction.generator().file_name();
+    let weights = checkpoint.read_tensors(&file)?;
+    let named: Vec<(String, Tensor)> = weights.into_iter().collect();
+    let mut writer =
+        CheckpointWriter::begin(out, &checkpoint_name("export", checkpoint.meta.iteration))?;
+    writer.add_tensors(&file, &named, half.then_some(Kind::Half))?;
+    let mut meta = CheckpointMeta::new(
+        CheckpointKind::Export,
+        &checkpoint.meta.model,
+        checkpoint.meta.iteration,
+    );
+    meta.direction = Some(direction);
+    meta.source = Some(format!("export of {}", checkpoint.dir.display()));
+    writer.commit(meta)
+}
+
+/// Publishes a freshly initialised generator as an export in run directory `out`: a real,
+/// loadable model for tests, demos and benchmarks of the serving path.
+pub fn write_random_export(
+    out: &Path,
+    config: &ModelConfig,
+    seed: i64,
+    iteration: u64,
+) -> Result<PathBuf> {
+    config.validate()?;
+    tch::manual_seed(seed);
+    let vs = VarStore::new(Device::Cpu);
+    let _generator = Generator::new(&vs.root(), config);
+    let mut writer = CheckpointWriter::begin(out, &checkpoint_name("export", iteration))?;
+    writer.add_tensors(
+        &Direction::A2B.generator().file_name(),
+        &tensors::named_variables(&vs),
+        None,
+    )?;
+    let mut meta = CheckpointMeta::new(CheckpointKind::Export, config, iteration);
+    meta.direction = Some(Direction::A2B);
+    meta.source = Some(format!("random initialisation, seed {seed}"));
+    writer.commit(meta)
+}
