@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor};
 
-use crate::checkpoint::{checkpoint_name, CheckpointKind, CheckpointMeta, CheckpointWriter};
-use crate::config::{ModelConfig, GLOBAL_D_LAYERS, LOCAL_D_LAYERS};
+use crate::checkpoint::{CheckpointKind, CheckpointMeta, CheckpointWriter, checkpoint_name};
+use crate::config::{GLOBAL_D_LAYERS, LOCAL_D_LAYERS, ModelConfig};
 use crate::error::{ModelError, Result};
 use crate::networks::{NetworkKind, Networks};
 use crate::pickle::{self, DType, RawTensor, StateDict};
@@ -41,7 +41,10 @@ pub fn generator_key(key: &str, n_res: i64) -> Option<String> {
     if let Some(name) = fixed {
         return Some(name.to_string());
     }
-    for (idx, up) in [("UpBlock2.3.", "decoder.up1.norm."), ("UpBlock2.8.", "decoder.up2.norm.")] {
+    for (idx, up) in [
+        ("UpBlock2.3.", "decoder.up1.norm."),
+        ("UpBlock2.8.", "decoder.up2.norm."),
+    ] {
         if let Some(p) = key.strip_prefix(idx) {
             if ["rho", "gamma", "beta"].contains(&p) {
                 return Some(format!("{up}{p}"));
@@ -56,7 +59,9 @@ pub fn generator_key(key: &str, n_res: i64) -> Option<String> {
             "conv_block.5.weight" => "conv2",
             _ => return None,
         };
-        return (0..n_res).contains(&i).then(|| format!("encoder.res{}.{conv}.weight", i + 1));
+        return (0..n_res)
+            .contains(&i)
+            .then(|| format!("encoder.res{}.{conv}.weight", i + 1));
     }
     if let Some(rest) = key.strip_prefix("UpBlock1_") {
         let (index, tail) = rest.split_once('.')?;
@@ -65,7 +70,9 @@ pub fn generator_key(key: &str, n_res: i64) -> Option<String> {
             "conv1.weight" | "conv2.weight" | "norm1.rho" | "norm2.rho" => tail,
             _ => return None,
         };
-        return (1..=n_res).contains(&i).then(|| format!("decoder.res{i}.{ours}"));
+        return (1..=n_res)
+            .contains(&i)
+            .then(|| format!("decoder.res{i}.{ours}"));
     }
     None
 }
@@ -85,10 +92,18 @@ pub fn discriminator_key(key: &str, n_layers: i64) -> Option<String> {
         if index % 3 != 1 || !(0..=n_layers - 2).contains(&k) {
             return None;
         }
-        let ours = if tail == "bias" { Some("bias") } else { sn(tail) }?;
+        let ours = if tail == "bias" {
+            Some("bias")
+        } else {
+            sn(tail)
+        }?;
         return Some(format!("body.conv{k}.{ours}"));
     }
-    for (theirs, ours) in [("gap_fc.", "cam.gap_fc."), ("gmp_fc.", "cam.gmp_fc."), ("conv.", "head.")] {
+    for (theirs, ours) in [
+        ("gap_fc.", "cam.gap_fc."),
+        ("gmp_fc.", "cam.gmp_fc."),
+        ("conv.", "head."),
+    ] {
         if let Some(tail) = key.strip_prefix(theirs) {
             return sn(tail).map(|t| format!("{ours}{t}"));
         }
@@ -126,7 +141,9 @@ fn shape_of<'a>(dict: &'a StateDict, net: &str, key: &str) -> Result<&'a [usize]
 pub fn infer_config(generator: &StateDict, light_img_size: i64) -> Result<ModelConfig> {
     let first = shape_of(generator, "genA2B", "DownBlock.1.weight")?;
     if first.len() != 4 {
-        return Err(ModelError::Import(format!("DownBlock.1.weight has shape {first:?}")));
+        return Err(ModelError::Import(format!(
+            "DownBlock.1.weight has shape {first:?}"
+        )));
     }
     let (ch, img_ch) = (first[0] as i64, first[1] as i64);
     let n_res = generator
@@ -168,9 +185,8 @@ fn rename(kind: NetworkKind, dict: &StateDict, n_res: i64) -> Result<BTreeMap<St
             NetworkKind::DisGA | NetworkKind::DisGB => discriminator_key(key, GLOBAL_D_LAYERS),
             NetworkKind::DisLA | NetworkKind::DisLB => discriminator_key(key, LOCAL_D_LAYERS),
         };
-        let ours = ours.ok_or_else(|| {
-            ModelError::Import(format!("{}: unexpected key {key}", kind.name()))
-        })?;
+        let ours = ours
+            .ok_or_else(|| ModelError::Import(format!("{}: unexpected key {key}", kind.name())))?;
         out.insert(ours, to_tensor(key, raw)?);
     }
     Ok(out)
@@ -179,7 +195,8 @@ fn rename(kind: NetworkKind, dict: &StateDict, n_res: i64) -> Result<BTreeMap<St
 /// Loads an official checkpoint into freshly built networks (on the CPU), checking that every
 /// variable on both sides is matched with the same shape.
 pub fn load_pytorch(path: &Path, light_img_size: i64) -> Result<Networks> {
-    let pt = pickle::read_pt(path).map_err(|e| ModelError::Import(format!("{}: {e}", path.display())))?;
+    let pt = pickle::read_pt(path)
+        .map_err(|e| ModelError::Import(format!("{}: {e}", path.display())))?;
     let dict = |k: NetworkKind| {
         pt.dicts.get(k.name()).ok_or_else(|| {
             ModelError::Import(format!(
@@ -235,12 +252,25 @@ mod tests {
                 ..ModelConfig::default()
             };
             let nets = Networks::new(&cfg, Device::Cpu).unwrap();
-            let ours: std::collections::BTreeSet<String> =
-                nets.store(NetworkKind::GenA2B).variables().into_keys().collect();
+            let ours: std::collections::BTreeSet<String> = nets
+                .store(NetworkKind::GenA2B)
+                .variables()
+                .into_keys()
+                .collect();
             let mut theirs = vec![
-                "DownBlock.1.weight", "DownBlock.5.weight", "DownBlock.9.weight", "gap_fc.weight",
-                "gmp_fc.weight", "conv1x1.weight", "conv1x1.bias", "FC.0.weight", "FC.2.weight",
-                "gamma.weight", "beta.weight", "UpBlock2.2.weight", "UpBlock2.7.weight",
+                "DownBlock.1.weight",
+                "DownBlock.5.weight",
+                "DownBlock.9.weight",
+                "gap_fc.weight",
+                "gmp_fc.weight",
+                "conv1x1.weight",
+                "conv1x1.bias",
+                "FC.0.weight",
+                "FC.2.weight",
+                "gamma.weight",
+                "beta.weight",
+                "UpBlock2.2.weight",
+                "UpBlock2.7.weight",
                 "UpBlock2.11.weight",
             ]
             .into_iter()
@@ -258,8 +288,10 @@ mod tests {
                     theirs.push(format!("UpBlock2.{n}.{t}"));
                 }
             }
-            let mapped: std::collections::BTreeSet<String> =
-                theirs.iter().map(|k| generator_key(k, 3).unwrap()).collect();
+            let mapped: std::collections::BTreeSet<String> = theirs
+                .iter()
+                .map(|k| generator_key(k, 3).unwrap())
+                .collect();
             assert_eq!(mapped, ours);
             assert_eq!(mapped.len(), theirs.len());
             assert_eq!(generator_key("DownBlock.15.conv_block.1.weight", 3), None);
@@ -268,8 +300,14 @@ mod tests {
 
     #[test]
     fn discriminator_keys() {
-        assert_eq!(discriminator_key("model.1.weight_orig", 7).unwrap(), "body.conv0.weight");
-        assert_eq!(discriminator_key("model.16.bias", 7).unwrap(), "body.conv5.bias");
+        assert_eq!(
+            discriminator_key("model.1.weight_orig", 7).unwrap(),
+            "body.conv0.weight"
+        );
+        assert_eq!(
+            discriminator_key("model.16.bias", 7).unwrap(),
+            "body.conv5.bias"
+        );
         assert_eq!(discriminator_key("model.16.bias", 5), None);
         assert_eq!(discriminator_key("conv.weight_v", 5).unwrap(), "head.v");
         assert_eq!(discriminator_key("model.2.weight", 7), None);
