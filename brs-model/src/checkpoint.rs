@@ -211,13 +211,26 @@ impl CheckpointWriter {
         fsync_dir(&self.tmp)?;
         let dest = self.run_dir.join(&self.name);
         if dest.exists() {
-            return Err(ModelError::io(
-                &dest,
-                std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    "checkpoint already exists",
-                ),
-            ));
+            // A writer killed between its rename and the pointer update leaves a complete but
+            // unpublished directory; a resumed run then writes the same iteration again. Move the
+            // orphan aside (prune removes it) rather than fail; never replace what `latest` names.
+            if read_latest(&self.run_dir)?.as_deref() == Some(self.name.as_str()) {
+                return Err(ModelError::io(
+                    &dest,
+                    std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        "checkpoint already exists and is the latest",
+                    ),
+                ));
+            }
+            let tmp_name = self
+                .tmp
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
+            let aside = self
+                .run_dir
+                .join(tmp_name.unwrap_or_default().replace(".tmp-", ".orphan-"));
+            fs::rename(&dest, &aside).map_err(|e| ModelError::io(&dest, e))?;
         }
         fs::rename(&self.tmp, &dest).map_err(|e| ModelError::io(&dest, e))?;
         self.committed = true;
@@ -377,7 +390,9 @@ pub fn prune(run_dir: &Path, prefix: &str, keep: usize) -> Result<Vec<PathBuf>> 
         let entry = entry.map_err(|e| ModelError::io(run_dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let own_pid = format!(".tmp-{}-", std::process::id());
-        if name.starts_with('.') && name.contains(".tmp-") && !name.contains(&own_pid) {
+        let leftover =
+            (name.contains(".tmp-") && !name.contains(&own_pid)) || name.contains(".orphan-");
+        if name.starts_with('.') && leftover {
             let path = entry.path();
             let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
             removed.push(path);
@@ -479,6 +494,36 @@ mod tests {
         );
         assert_eq!(removed.len(), 3);
         Checkpoint::open(run.path()).unwrap().verify().unwrap();
+    }
+
+    #[test]
+    fn an_unpublished_orphan_is_replaced_but_latest_never_is() {
+        let run = tempfile::tempdir().unwrap();
+        write(run.path(), 1, b"one");
+        // Simulate a writer killed after its rename, before moving `latest`.
+        write(run.path(), 2, b"orphan");
+        set_latest(run.path(), "ckpt-0000001").unwrap();
+        write(run.path(), 2, b"again");
+        let ck = Checkpoint::open(run.path()).unwrap();
+        assert_eq!(ck.read_file("data.bin").unwrap(), b"again");
+        // Rewriting the checkpoint `latest` names is refused.
+        let mut w = CheckpointWriter::begin(run.path(), "ckpt-0000002").unwrap();
+        w.add_file("data.bin", b"x").unwrap();
+        let meta = CheckpointMeta::new(CheckpointKind::Training, &ModelConfig::default(), 2);
+        assert!(w.commit(meta).is_err());
+        assert_eq!(ck.read_file("data.bin").unwrap(), b"again");
+        prune(run.path(), "ckpt", 5).unwrap();
+        let hidden = fs::read_dir(run.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.')
+            })
+            .count();
+        assert_eq!(hidden, 0, "prune removes orphans moved aside");
     }
 
     #[test]

