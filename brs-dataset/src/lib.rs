@@ -1,1 +1,17 @@
-//! placeholder
+//! brs-dataset: turns folders of photos into face-crop training sets (and synthetic domains).
+//!
+//! `decode` is the bounded image decoder shared with the server; `detect` runs ONNX face detectors
+//! through ONNX Runtime; `crop` frames a face; `filters` judges crops; `run` drives a whole folder
+//! (parallel, resumable, with a manifest); `split` and `preview` prepare and inspect; `synth`
+//! generates two procedural domains with a known mapping between them. See docs/dataset.md.
+
+pub mod crop;
+pub mod decode;
+pub mod detect;
+pub mod filters;
+pub mod fsutil;
+pub mod preview;
+mod resize;
+pub mod run;
+pub mod split;
+pub mod synth;
