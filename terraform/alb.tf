@@ -1,0 +1,76 @@
+resource "aws_lb" "this" {
+  name                       = "${var.name}-alb"
+  load_balancer_type         = "application"
+  internal                   = var.alb_internal
+  security_groups            = [aws_security_group.alb.id]
+  subnets                    = var.alb_internal ? local.private_subnet_ids : local.public_subnet_ids
+  idle_timeout               = var.alb_idle_timeout_secs
+  drop_invalid_header_fields = true
+  enable_deletion_protection = var.deletion_protection
+  tags                       = merge(local.tags, { Name = "${var.name}-alb" })
+}
+
+resource "aws_lb_target_group" "serve" {
+  name        = "${var.name}-serve"
+  port        = var.serve_port
+  protocol    = "HTTP"
+  vpc_id      = local.vpc_id
+  target_type = "instance"
+  # The ALB keeps in-flight requests to a leaving instance for this long; brs-serve's own drain (SIGTERM
+  # or lifecycle hook) uses the same budget, so neither side cuts the other short.
+  deregistration_delay = var.drain_timeout_secs
+  # Inference takes ~1 s per image: round robin would pile requests on an instance still busy with a
+  # batch, so route to the instance with the fewest requests outstanding.
+  load_balancing_algorithm_type = "least_outstanding_requests"
+
+  health_check {
+    path                = "/readyz"
+    port                = "traffic-port"
+    protocol            = "HTTP"
+    matcher             = "200"
+    interval            = 10
+    timeout             = 5
+    healthy_threshold   = 2
+    unhealthy_threshold = 2
+  }
+
+  tags = merge(local.tags, { Name = "${var.name}-serve" })
+}
+
+resource "aws_lb_listener" "http" {
+  load_balancer_arn = aws_lb.this.arn
+  port              = 80
+  protocol          = "HTTP"
+
+  default_action {
+    type             = var.certificate_arn == null ? "forward" : "redirect"
+    target_group_arn = var.certificate_arn == null ? aws_lb_target_group.serve.arn : null
+
+    dynamic "redirect" {
+      for_each = var.certificate_arn == null ? [] : [1]
+      content {
+        port        = "443"
+        protocol    = "HTTPS"
+        status_code = "HTTP_301"
+      }
+    }
+  }
+
+  tags = local.tags
+}
+
+resource "aws_lb_listener" "https" {
+  count             = var.certificate_arn == null ? 0 : 1
+  load_balancer_arn = aws_lb.this.arn
+  port              = 443
+  protocol          = "HTTPS"
+  ssl_policy        = var.ssl_policy
+  certificate_arn   = var.certificate_arn
+
+  default_action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.serve.arn
+  }
+
+  tags = local.tags
+}

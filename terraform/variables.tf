@@ -1,0 +1,580 @@
+# ---------------------------------------------------------------------------------------------------
+# Naming and tags
+# ---------------------------------------------------------------------------------------------------
+
+variable "name" {
+  description = "Prefix of every resource name (ALB and target group names are limited to 32 characters, hence the short limit)."
+  type        = string
+  default     = "brs"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,19}$", var.name))
+    error_message = "name must be 2-20 characters: lower-case letters, digits and '-', starting with a letter."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource that takes tags."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k, v in var.tags : length(k) <= 128 && length(v) <= 256])
+    error_message = "Tag keys are limited to 128 characters and values to 256."
+  }
+}
+
+variable "kms_key_arn" {
+  description = "Customer-managed KMS key for EFS and EBS encryption. Null uses the AWS-managed keys (aws/elasticfilesystem, aws/ebs); encryption is on either way."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]{36}$", var.kms_key_arn))
+    error_message = "kms_key_arn must be a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/UUID)."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Network: either a new VPC (vpc_cidr, az_count) or an existing one (vpc_id plus subnet ids)
+# ---------------------------------------------------------------------------------------------------
+
+variable "vpc_id" {
+  description = "Existing VPC to deploy into. Null creates a VPC with public and private subnets in az_count zones."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.vpc_id == null || can(regex("^vpc-[0-9a-f]{8,17}$", var.vpc_id))
+    error_message = "vpc_id must look like vpc-0123456789abcdef0."
+  }
+
+  validation {
+    condition     = var.vpc_id == null || (length(var.public_subnet_ids) >= 2 && length(var.private_subnet_ids) >= 2)
+    error_message = "With vpc_id set, give at least two public_subnet_ids (the ALB needs two zones) and two private_subnet_ids."
+  }
+}
+
+variable "public_subnet_ids" {
+  description = "With vpc_id: public subnets (one per zone) for the load balancer."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for s in var.public_subnet_ids : can(regex("^subnet-[0-9a-f]{8,17}$", s))])
+    error_message = "public_subnet_ids must be subnet ids (subnet-...)."
+  }
+}
+
+variable "private_subnet_ids" {
+  description = "With vpc_id: private subnets (one per zone) for instances, EFS mount targets and the Lambda ENIs. They need a route to the internet (NAT) or VPC endpoints for the AWS APIs brs-serve calls."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for s in var.private_subnet_ids : can(regex("^subnet-[0-9a-f]{8,17}$", s))])
+    error_message = "private_subnet_ids must be subnet ids (subnet-...)."
+  }
+}
+
+variable "vpc_cidr" {
+  description = "CIDR of the VPC created when vpc_id is null. Subnets are /20s carved from it: public ones from the first eight blocks, private ones from the next eight, so it must be a /16 or larger."
+  type        = string
+  default     = "10.40.0.0/16"
+
+  validation {
+    condition     = can(cidrhost(var.vpc_cidr, 0)) && try(tonumber(split("/", var.vpc_cidr)[1]) <= 16, false)
+    error_message = "vpc_cidr must be an IPv4 CIDR of /16 or larger (e.g. 10.40.0.0/16)."
+  }
+}
+
+variable "az_count" {
+  description = "Number of availability zones for a created VPC (2 at least: the ALB requires two)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.az_count >= 2 && var.az_count <= 6 && floor(var.az_count) == var.az_count
+    error_message = "az_count must be a whole number from 2 to 6."
+  }
+}
+
+variable "nat_gateway_mode" {
+  description = "NAT for the private subnets of a created VPC: \"single\" (one gateway, cheapest), \"per_az\" (one per zone, survives a zone outage) or \"none\" (you provide VPC endpoints and an AMI that needs no package downloads)."
+  type        = string
+  default     = "single"
+
+  validation {
+    condition     = contains(["single", "per_az", "none"], var.nat_gateway_mode)
+    error_message = "nat_gateway_mode must be single, per_az or none."
+  }
+}
+
+variable "ingress_cidrs" {
+  description = "Client CIDRs allowed to reach the load balancer on ports 80 and 443."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+
+  validation {
+    condition     = length(var.ingress_cidrs) > 0 && alltrue([for c in var.ingress_cidrs : can(cidrhost(c, 0))])
+    error_message = "ingress_cidrs must be a non-empty list of IPv4 CIDRs."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Load balancer
+# ---------------------------------------------------------------------------------------------------
+
+variable "certificate_arn" {
+  description = "ACM certificate for the HTTPS listener. Null serves plain HTTP on port 80 (for a first test only); set, port 80 redirects to 443."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]{36}$", var.certificate_arn))
+    error_message = "certificate_arn must be an ACM certificate ARN."
+  }
+}
+
+variable "ssl_policy" {
+  description = "TLS policy of the HTTPS listener."
+  type        = string
+  default     = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+  validation {
+    condition     = can(regex("^ELBSecurityPolicy-", var.ssl_policy))
+    error_message = "ssl_policy must name an ELB security policy (ELBSecurityPolicy-...)."
+  }
+}
+
+variable "alb_internal" {
+  description = "Make the load balancer internal (private subnets, no public address)."
+  type        = bool
+  default     = false
+}
+
+variable "alb_idle_timeout_secs" {
+  description = "ALB idle timeout. It must exceed the longest silent gap of a request: brs-serve's request timeout for /v1/translate and the keep-alive interval of the jobs event stream."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.alb_idle_timeout_secs >= 1 && var.alb_idle_timeout_secs <= 4000
+    error_message = "alb_idle_timeout_secs must be from 1 to 4000 (the ALB limit)."
+  }
+}
+
+variable "deletion_protection" {
+  description = "Protect the load balancer from deletion (turn on in production; the tests need it off)."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------------------------------------------
+# brs-serve instances and the Auto Scaling group
+# ---------------------------------------------------------------------------------------------------
+
+variable "ami_id" {
+  description = "AMI of the serving instances: Linux with systemd, brs-serve (and libtorch) at serve_binary, and amazon-efs-utils (user data installs it with dnf/yum if missing, which needs NAT)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^ami-[0-9a-f]{8,17}$", var.ami_id))
+    error_message = "ami_id must look like ami-0123456789abcdef0."
+  }
+}
+
+variable "instance_type" {
+  description = "Instance type of the serving tier. brs-serve is CPU-bound (one generator forward is ~105 GFLOP at 256 px); compute-optimised types give the best price per image."
+  type        = string
+  default     = "c7i.xlarge"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.instance_type))
+    error_message = "instance_type must look like c7i.xlarge."
+  }
+}
+
+variable "root_volume_size_gb" {
+  description = "Size of the encrypted gp3 root volume of serving instances (binary, libtorch, logs; models live on EFS)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.root_volume_size_gb >= 8 && var.root_volume_size_gb <= 1024
+    error_message = "root_volume_size_gb must be from 8 to 1024."
+  }
+}
+
+variable "root_device_name" {
+  description = "Root device name of the AMI (/dev/xvda on Amazon Linux, /dev/sda1 on Ubuntu)."
+  type        = string
+  default     = "/dev/xvda"
+
+  validation {
+    condition     = can(regex("^/dev/(xvd|sd|nvme)[a-z0-9]+$", var.root_device_name))
+    error_message = "root_device_name must be a device path such as /dev/xvda."
+  }
+}
+
+variable "serve_binary" {
+  description = "Absolute path of the brs-serve binary on the AMI."
+  type        = string
+  default     = "/usr/local/bin/brs-serve"
+
+  validation {
+    condition     = can(regex("^/[A-Za-z0-9._/-]+$", var.serve_binary))
+    error_message = "serve_binary must be an absolute path without spaces or shell metacharacters."
+  }
+}
+
+variable "serve_port" {
+  description = "Port brs-serve listens on; the target group and the health check (GET /readyz) use it."
+  type        = number
+  default     = 8080
+
+  validation {
+    condition     = var.serve_port >= 1024 && var.serve_port <= 65535 && floor(var.serve_port) == var.serve_port
+    error_message = "serve_port must be an unprivileged port (1024-65535): brs-serve runs as a non-root user."
+  }
+}
+
+variable "styles" {
+  description = "Styles brs-serve serves ([styles.NAME] in serve.toml): name -> run directory under /mnt/brs/models on EFS, where brs-train writes checkpoints and brs-serve follows the latest pointer."
+  type        = map(string)
+  default     = { default = "default" }
+
+  validation {
+    condition     = length(var.styles) > 0 && alltrue([for k in keys(var.styles) : can(regex("^[A-Za-z0-9_-]{1,64}$", k))])
+    error_message = "styles needs at least one entry; names are 1-64 letters, digits, '_' or '-'."
+  }
+
+  validation {
+    condition     = alltrue([for v in values(var.styles) : can(regex("^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$", v)) && !strcontains(v, "..")])
+    error_message = "styles paths are relative to /mnt/brs/models, without '..', spaces or quotes (e.g. \"anime\" or \"runs/anime\")."
+  }
+}
+
+variable "default_style" {
+  description = "Style used when a request names none (and the one the Lambda variant serves). Null: the only style, or the one named \"default\"."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.default_style == null || contains(keys(var.styles), coalesce(var.default_style, "-"))
+    error_message = "default_style must be one of the keys of styles."
+  }
+
+  validation {
+    condition     = var.default_style != null || length(var.styles) == 1 || contains(keys(var.styles), "default")
+    error_message = "With several styles and none named \"default\", set default_style."
+  }
+}
+
+variable "serve_config_extra" {
+  description = "Extra TOML for /etc/brs/serve.toml: brs-serve's other top-level keys (max_batch, queue_depth, request_timeout, ...) and tables such as [detector]. It goes after the keys terraform writes and before [styles.*] and [aws]. brs-serve refuses unknown keys, so a typo here stops it at boot."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = !can(regex("(?m)^\\s*\\[(aws|styles)[].]", var.serve_config_extra)) && !can(regex("(?m)^\\s*(bind|results_dir|drain_timeout_secs|default_style)\\s*=", var.serve_config_extra))
+    error_message = "serve_config_extra must not set what terraform writes: bind, results_dir, drain_timeout_secs, default_style, [styles.*] or [aws] (use serve_port, styles, default_style, drain_timeout_secs)."
+  }
+
+  validation {
+    condition     = !can(regex("(?m)^EOF_BRS_SERVE_TOML$", var.serve_config_extra))
+    error_message = "serve_config_extra must not contain the heredoc marker line EOF_BRS_SERVE_TOML."
+  }
+}
+
+variable "brs_uid" {
+  description = "POSIX uid (and gid) that brs-serve, brs-train and the Lambda use on EFS; the access point forces it, so files written by any of them are readable by all."
+  type        = number
+  default     = 5000
+
+  validation {
+    condition     = var.brs_uid >= 1000 && var.brs_uid <= 60000 && floor(var.brs_uid) == var.brs_uid
+    error_message = "brs_uid must be a whole number from 1000 to 60000 (outside system ranges)."
+  }
+}
+
+variable "min_size" {
+  description = "Minimum number of serving instances."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.min_size >= 0 && floor(var.min_size) == var.min_size
+    error_message = "min_size must be a whole number >= 0."
+  }
+}
+
+variable "max_size" {
+  description = "Maximum number of serving instances."
+  type        = number
+  default     = 6
+
+  validation {
+    condition     = var.max_size >= 1 && var.max_size >= var.min_size && floor(var.max_size) == var.max_size
+    error_message = "max_size must be a whole number >= 1 and >= min_size."
+  }
+}
+
+variable "desired_capacity" {
+  description = "Initial number of instances (null = min_size). Terraform ignores later changes: target tracking owns it."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.desired_capacity == null || (try(var.desired_capacity >= var.min_size && var.desired_capacity <= var.max_size, false))
+    error_message = "desired_capacity must lie between min_size and max_size."
+  }
+}
+
+variable "scaling_metric" {
+  description = "Predefined target-tracking metric: ALBRequestCountPerTarget (requests per instance per minute) or ASGAverageCPUUtilization (percent)."
+  type        = string
+  default     = "ALBRequestCountPerTarget"
+
+  validation {
+    condition     = contains(["ALBRequestCountPerTarget", "ASGAverageCPUUtilization"], var.scaling_metric)
+    error_message = "scaling_metric must be ALBRequestCountPerTarget or ASGAverageCPUUtilization."
+  }
+}
+
+variable "scaling_target" {
+  description = "Target value of scaling_metric. For ALBRequestCountPerTarget: requests per instance per minute; set it to ~70% of the saturated throughput measured by locust/run times 60 (see docs/cost.md)."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.scaling_target > 0
+    error_message = "scaling_target must be positive."
+  }
+
+  validation {
+    condition     = var.scaling_metric != "ASGAverageCPUUtilization" || var.scaling_target <= 100
+    error_message = "With ASGAverageCPUUtilization, scaling_target is a percentage (at most 100)."
+  }
+}
+
+variable "warmup_secs" {
+  description = "Seconds from launch until a new instance is ready (boot, EFS mount, model load and warm-up). Used as health-check grace period and instance warm-up, so new instances are neither killed nor counted too early."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.warmup_secs >= 30 && var.warmup_secs <= 3600
+    error_message = "warmup_secs must be from 30 to 3600."
+  }
+}
+
+variable "drain_timeout_secs" {
+  description = "How long a leaving instance may take to finish in-flight and queued work. It is the target group's deregistration delay and [aws].drain_timeout_secs in serve.toml."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.drain_timeout_secs >= 0 && var.drain_timeout_secs <= 3600 && floor(var.drain_timeout_secs) == var.drain_timeout_secs
+    error_message = "drain_timeout_secs must be a whole number from 0 to 3600 (the target group limit)."
+  }
+}
+
+variable "lifecycle_heartbeat_timeout_secs" {
+  description = "Heartbeat timeout of the termination lifecycle hook. brs-serve sends RecordLifecycleActionHeartbeat every 60 s (brs-aws's default) while a drain takes longer; if it never completes the action, the instance terminates (CONTINUE) this long after the last heartbeat."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.lifecycle_heartbeat_timeout_secs >= 120 && var.lifecycle_heartbeat_timeout_secs <= 7200
+    error_message = "lifecycle_heartbeat_timeout_secs must be from 120 (twice brs-aws's 60 s heartbeat interval) to 7200 (the Auto Scaling limit)."
+  }
+}
+
+variable "enable_ssm_session_manager" {
+  description = "Attach AmazonSSMManagedInstanceCore to the instance roles, for shell access without SSH keys or open ports."
+  type        = bool
+  default     = true
+}
+
+# ---------------------------------------------------------------------------------------------------
+# EFS
+# ---------------------------------------------------------------------------------------------------
+
+variable "efs_throughput_mode" {
+  description = "EFS throughput mode. elastic suits bursty checkpoint loads by many instances at once."
+  type        = string
+  default     = "elastic"
+
+  validation {
+    condition     = contains(["elastic", "bursting"], var.efs_throughput_mode)
+    error_message = "efs_throughput_mode must be elastic or bursting (provisioned needs a rate this module does not take)."
+  }
+}
+
+variable "efs_transition_to_ia" {
+  description = "Move files not read for this long to EFS Infrequent Access (old results, old checkpoints). Null keeps everything in Standard."
+  type        = string
+  default     = "AFTER_30_DAYS"
+
+  validation {
+    condition     = var.efs_transition_to_ia == null || contains(["AFTER_1_DAY", "AFTER_7_DAYS", "AFTER_14_DAYS", "AFTER_30_DAYS", "AFTER_60_DAYS", "AFTER_90_DAYS", "AFTER_180_DAYS", "AFTER_270_DAYS", "AFTER_365_DAYS"], var.efs_transition_to_ia)
+    error_message = "efs_transition_to_ia must be null or one of AFTER_1_DAY, AFTER_7_DAYS, ... AFTER_365_DAYS."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Lambda variant
+# ---------------------------------------------------------------------------------------------------
+
+variable "enable_lambda" {
+  description = "Deploy the Lambda variant (the same router through lambda_http) behind a function URL."
+  type        = bool
+  default     = false
+}
+
+variable "lambda_image_uri" {
+  description = "ECR image of the Lambda variant (ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG or @sha256:DIGEST). Required with enable_lambda."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.lambda_image_uri == null || can(regex("^[0-9]{12}\\.dkr\\.ecr\\.[a-z0-9-]+\\.amazonaws\\.com(\\.cn)?/[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|@sha256:[0-9a-f]{64})$", var.lambda_image_uri))
+    error_message = "lambda_image_uri must be an ECR image URI with a tag or digest."
+  }
+
+  validation {
+    condition     = !var.enable_lambda || var.lambda_image_uri != null
+    error_message = "enable_lambda needs lambda_image_uri."
+  }
+}
+
+variable "lambda_memory_mb" {
+  description = "Lambda memory; CPU grows with it (one vCPU per 1,769 MB, 6 at 10,240). The generator needs ~1.5 GB of activations at 256 px plus the weights."
+  type        = number
+  default     = 4096
+
+  validation {
+    condition     = var.lambda_memory_mb >= 128 && var.lambda_memory_mb <= 10240 && floor(var.lambda_memory_mb) == var.lambda_memory_mb
+    error_message = "lambda_memory_mb must be a whole number from 128 to 10240."
+  }
+}
+
+variable "lambda_timeout_secs" {
+  description = "Lambda timeout. A cold start loads the model from EFS before the first image."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.lambda_timeout_secs >= 1 && var.lambda_timeout_secs <= 900
+    error_message = "lambda_timeout_secs must be from 1 to 900."
+  }
+}
+
+variable "lambda_architecture" {
+  description = "Instruction set of the Lambda image."
+  type        = string
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.lambda_architecture)
+    error_message = "lambda_architecture must be x86_64 or arm64."
+  }
+}
+
+variable "lambda_reserved_concurrency" {
+  description = "Concurrency reserved for (and capping) the function; -1 leaves it unreserved. A cap bounds the bill under a flood."
+  type        = number
+  default     = -1
+
+  validation {
+    condition     = var.lambda_reserved_concurrency >= -1 && floor(var.lambda_reserved_concurrency) == var.lambda_reserved_concurrency
+    error_message = "lambda_reserved_concurrency must be -1 or a whole number >= 0."
+  }
+}
+
+variable "lambda_url_auth_type" {
+  description = "Function URL authorization: AWS_IAM (callers sign requests with SigV4) or NONE (public)."
+  type        = string
+  default     = "AWS_IAM"
+
+  validation {
+    condition     = contains(["AWS_IAM", "NONE"], var.lambda_url_auth_type)
+    error_message = "lambda_url_auth_type must be AWS_IAM or NONE."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of the Lambda log group."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ...)."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Optional training instance
+# ---------------------------------------------------------------------------------------------------
+
+variable "enable_training" {
+  description = "Launch one training instance that runs brs-train as a systemd unit and writes checkpoints to the same EFS, where every brs-serve instance picks them up through the latest pointer."
+  type        = bool
+  default     = false
+}
+
+variable "training_ami_id" {
+  description = "AMI of the training instance (GPU drivers, brs-train, amazon-efs-utils). Required with enable_training."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.training_ami_id == null || can(regex("^ami-[0-9a-f]{8,17}$", var.training_ami_id))
+    error_message = "training_ami_id must look like ami-0123456789abcdef0."
+  }
+
+  validation {
+    condition     = !var.enable_training || var.training_ami_id != null
+    error_message = "enable_training needs training_ami_id."
+  }
+}
+
+variable "training_instance_type" {
+  description = "Instance type of the training instance."
+  type        = string
+  default     = "g5.xlarge"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.training_instance_type))
+    error_message = "training_instance_type must look like g5.xlarge."
+  }
+}
+
+variable "training_root_volume_size_gb" {
+  description = "Encrypted root volume of the training instance (CUDA libraries, dataset cache)."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.training_root_volume_size_gb >= 20 && var.training_root_volume_size_gb <= 4096
+    error_message = "training_root_volume_size_gb must be from 20 to 4096."
+  }
+}
+
+variable "training_command" {
+  description = "Command line the training unit runs as the brs user (it resumes from the latest checkpoint after a restart). Write checkpoints under /mnt/brs/models/STYLE so brs-serve finds them. Required with enable_training."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.training_command == null || can(regex("^/[^\\n]+$", var.training_command))
+    error_message = "training_command must be one line starting with an absolute path."
+  }
+
+  validation {
+    condition     = !var.enable_training || var.training_command != null
+    error_message = "enable_training needs training_command."
+  }
+}
