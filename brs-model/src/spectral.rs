@@ -56,8 +56,13 @@ impl SpectralNorm {
                 self.u.shallow_clone().copy_(&u);
             });
         }
-        let u = self.u.detach();
-        let v = self.v.detach();
+        // Copies, as PyTorch clones them: the next call's in-place power iteration must not
+        // change vectors this call's graph still needs for backward.
+        let (u, v) = if train {
+            (self.u.detach().copy(), self.v.detach().copy())
+        } else {
+            (self.u.detach(), self.v.detach())
+        };
         let sigma = u.dot(&mat.mv(&v));
         weight / sigma
     }

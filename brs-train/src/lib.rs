@@ -1,1 +1,23 @@
-//! placeholder
+//! brs-train: trains U-GAT-IT (Kim et al., ICLR 2020, <https://arxiv.org/abs/1907.10830>) exactly
+//! as the official PyTorch code does, but resumable (Adam moments and the data stream are
+//! checkpointed), observable (progress bar, metrics, sample grids, loss plot) and faster (no
+//! duplicated generator passes, batched generator calls, no unneeded gradients).
+//!
+//! `config` holds the options, `data` the folders and augmentation, `losses` and `optim` the
+//! maths, `trainer` the step and the loop, `samples` the pictures, `translate` offline inference,
+//! `cli` the command line.
+
+pub mod cli;
+pub mod config;
+mod data;
+pub mod error;
+pub mod losses;
+mod optim;
+mod samples;
+pub mod trainer;
+pub mod translate;
+
+pub use config::TrainConfig;
+pub use error::{Result, TrainError};
+pub use losses::Losses;
+pub use trainer::{RunSummary, TrainOptions, Trainer, train};

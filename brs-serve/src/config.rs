@@ -1,0 +1,374 @@
+//! Server configuration: a TOML file (`--config`) overlaid by command-line flags, with every
+//! default documented on its field.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use brs_dataset::detect::DetectorSpec;
+use brs_model::Direction;
+use serde::{Deserialize, Serialize};
+
+/// Why a configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("could not read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// One named style: a run, checkpoint or export directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StyleConfig {
+    /// A run directory (watched through its `latest` pointer), a checkpoint or an export directory.
+    pub path: PathBuf,
+    /// Which generator of a training checkpoint to serve. Default: `a2b` (photo -> animation).
+    #[serde(default = "default_direction")]
+    pub direction: Direction,
+}
+
+fn default_direction() -> Direction {
+    Direction::A2B
+}
+
+/// Everything the server reads at start-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listen address. Default `127.0.0.1:8080`.
+    pub bind: SocketAddr,
+    /// Torch device: `cpu`, `cuda`, `cuda:N` or `auto`. Default `cpu`.
+    pub device: String,
+    /// Largest batch the inference worker builds. Default 4.
+    pub max_batch: usize,
+    /// How long the worker waits for a batch to fill once it holds a request, in ms. Default 2:
+    /// on a CPU a batch barely beats single images, so waiting long only adds latency.
+    pub max_wait_ms: u64,
+    /// Requests waiting for inference per style before new ones get 503. Default 32.
+    pub queue_depth: usize,
+    /// Seconds a request may wait for its translation before 504. Default 30.
+    pub request_timeout: f64,
+    /// Largest accepted upload body in bytes. Default 10 MiB.
+    pub max_upload_bytes: usize,
+    /// Largest accepted width x height, checked from the header before decoding. Default 40 M.
+    pub max_pixels: u64,
+    /// Largest accepted width or height. Default 16384.
+    pub max_side: u32,
+    /// Largest `size` a client may ask for. Default 1024.
+    pub max_output_size: u32,
+    /// Most images in one job. Default 16.
+    pub max_job_images: usize,
+    /// Where results are kept by content hash (shared storage in production). Default
+    /// `<system temp dir>/brs-serve-results`.
+    pub results_dir: Option<PathBuf>,
+    /// How often each style's `latest` pointer is polled, in ms. Default 1000.
+    pub reload_poll_ms: u64,
+    /// After a drain starts (SIGTERM), seconds during which new work is still accepted while the
+    /// load balancer notices /readyz failing. Default 5.
+    pub drain_grace_secs: f64,
+    /// Longest wait for in-flight and queued work at shutdown, in seconds. Default 120.
+    pub drain_timeout_secs: f64,
+    /// Style used when a request names none. Default: the only style, or `default`.
+    pub default_style: Option<String>,
+    /// Named styles: `[styles.NAME] path = "..."`.
+    pub styles: BTreeMap<String, StyleConfig>,
+    /// Face detector for `crop=face`; absent = `crop=face` is refused with 400.
+    pub detector: Option<DetectorSpec>,
+    /// Margin around a detected face box, as a fraction of its larger side. Default 0.4.
+    pub crop_margin: f32,
+    /// AWS lifecycle settings (issue 6); not used by this crate.
+    pub aws: Option<brs_aws::AwsConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            device: "cpu".into(),
+            max_batch: 4,
+            max_wait_ms: 2,
+            queue_depth: 32,
+            request_timeout: 30.0,
+            max_upload_bytes: 10 * 1024 * 1024,
+            max_pixels: 40_000_000,
+            max_side: 16_384,
+            max_output_size: 1024,
+            max_job_images: 16,
+            results_dir: None,
+            reload_poll_ms: 1000,
+            drain_grace_secs: 5.0,
+            drain_timeout_secs: 120.0,
+            default_style: None,
+            styles: BTreeMap::new(),
+            detector: None,
+            crop_margin: 0.4,
+            aws: None,
+        }
+    }
+}
+
+/// Command-line flags; each overrides the same key of the `--config` file.
+#[derive(Debug, Clone, Default, clap::Parser)]
+#[command(name = "brs-serve", about = "Serve U-GAT-IT translations over HTTP")]
+pub struct Cli {
+    /// TOML config file (keys as the flags, snake_case; styles as [styles.NAME] path = "...").
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Model directory served as the style `default` (run, checkpoint or export directory).
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub bind: Option<SocketAddr>,
+    #[arg(long)]
+    pub device: Option<String>,
+    #[arg(long)]
+    pub max_batch: Option<usize>,
+    #[arg(long)]
+    pub max_wait_ms: Option<u64>,
+    #[arg(long)]
+    pub queue_depth: Option<usize>,
+    /// Seconds.
+    #[arg(long)]
+    pub request_timeout: Option<f64>,
+    #[arg(long)]
+    pub max_upload_bytes: Option<usize>,
+    #[arg(long)]
+    pub max_pixels: Option<u64>,
+    #[arg(long)]
+    pub results_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub reload_poll_ms: Option<u64>,
+    #[arg(long)]
+    pub drain_grace_secs: Option<f64>,
+    #[arg(long)]
+    pub drain_timeout_secs: Option<f64>,
+    #[arg(long)]
+    pub default_style: Option<String>,
+}
+
+impl Config {
+    /// Parses a TOML document.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// File (if any), then flags, then validation.
+    pub fn from_cli(cli: &Cli) -> Result<Config, ConfigError> {
+        let mut cfg = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Config::from_toml(&text, path)?
+            }
+            None => Config::default(),
+        };
+        if let Some(dir) = &cli.model_dir {
+            cfg.styles.insert(
+                "default".into(),
+                StyleConfig {
+                    path: dir.clone(),
+                    direction: Direction::A2B,
+                },
+            );
+        }
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = &cli.$f { cfg.$f = v.clone(); } )* };
+        }
+        set!(
+            bind,
+            device,
+            max_batch,
+            max_wait_ms,
+            queue_depth,
+            request_timeout,
+            max_upload_bytes,
+            max_pixels,
+            reload_poll_ms,
+            drain_grace_secs,
+            drain_timeout_secs
+        );
+        if cli.results_dir.is_some() {
+            cfg.results_dir = cli.results_dir.clone();
+        }
+        if cli.default_style.is_some() {
+            cfg.default_style = cli.default_style.clone();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Refuses settings the server cannot honour, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.styles.is_empty() {
+            return bad(
+                "no styles: pass --model-dir DIR or add [styles.NAME] path = \"...\"".into(),
+            );
+        }
+        for name in self.styles.keys() {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return bad(format!(
+                    "style name {name:?}: use letters, digits, '-' and '_'"
+                ));
+            }
+        }
+        if let Some(d) = &self.default_style
+            && !self.styles.contains_key(d)
+        {
+            return bad(format!("default_style {d:?} is not one of the styles"));
+        }
+        if self.max_batch == 0 || self.max_batch > 256 {
+            return bad(format!("max_batch {} (allowed 1..=256)", self.max_batch));
+        }
+        if self.queue_depth == 0 {
+            return bad("queue_depth must be at least 1".into());
+        }
+        if !(self.request_timeout > 0.0 && self.request_timeout.is_finite()) {
+            return bad(format!(
+                "request_timeout {} must be > 0",
+                self.request_timeout
+            ));
+        }
+        for (k, v) in [
+            ("drain_grace_secs", self.drain_grace_secs),
+            ("drain_timeout_secs", self.drain_timeout_secs),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return bad(format!("{k} {v} must be >= 0"));
+            }
+        }
+        if self.max_upload_bytes == 0 || self.max_pixels == 0 || self.max_side == 0 {
+            return bad("max_upload_bytes, max_pixels and max_side must be positive".into());
+        }
+        if self.max_output_size < 16 {
+            return bad("max_output_size must be at least 16".into());
+        }
+        if self.max_job_images == 0 {
+            return bad("max_job_images must be at least 1".into());
+        }
+        if self.reload_poll_ms == 0 {
+            return bad("reload_poll_ms must be positive".into());
+        }
+        if !(0.0..=4.0).contains(&self.crop_margin) {
+            return bad(format!("crop_margin {} (allowed 0..=4)", self.crop_margin));
+        }
+        brs_model::parse_device(&self.device)
+            .map_err(|e| ConfigError::Invalid(format!("device: {e}")))?;
+        Ok(())
+    }
+
+    /// The style used when a request names none.
+    pub fn default_style_name(&self) -> String {
+        if let Some(d) = &self.default_style {
+            return d.clone();
+        }
+        if self.styles.len() == 1
+            && let Some(k) = self.styles.keys().next()
+        {
+            return k.clone();
+        }
+        "default".into()
+    }
+
+    pub(crate) fn request_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.request_timeout)
+    }
+
+    pub(crate) fn results_dir(&self) -> PathBuf {
+        self.results_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("brs-serve-results"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn toml_with_styles_and_aws_section_parses() {
+        let text = r#"
+            bind = "0.0.0.0:9000"
+            max_batch = 8
+            default_style = "female"
+            [styles.male]
+            path = "/efs/male"
+            [styles.female]
+            path = "/efs/female"
+            direction = "b2a"
+            [aws]
+            region = "eu-west-1"
+            asg_name = "brs"
+            lifecycle_hook = "drain"
+            drain_timeout_secs = 300
+        "#;
+        let cfg = Config::from_toml(text, Path::new("x.toml")).expect("parses");
+        assert_eq!(cfg.max_batch, 8);
+        assert_eq!(cfg.styles["female"].direction, Direction::B2A);
+        assert_eq!(cfg.styles["male"].direction, Direction::A2B);
+        assert_eq!(cfg.aws.as_ref().map(|a| a.drain_timeout_secs), Some(300));
+        cfg.validate().expect("valid");
+        assert_eq!(cfg.default_style_name(), "female");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::from_toml("max_bath = 3\n[styles.a]\npath='x'", Path::new("c.toml"))
+            .expect_err("typo must fail");
+        assert!(err.to_string().contains("max_bath"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "max_batch = 8\nqueue_depth = 3\n[styles.a]\npath = 'x'\n",
+        )
+        .expect("write");
+        let cli = Cli::parse_from([
+            "brs-serve",
+            "--config",
+            file.to_str().expect("utf8"),
+            "--max-batch",
+            "2",
+        ]);
+        let cfg = Config::from_cli(&cli).expect("config");
+        assert_eq!(cfg.max_batch, 2);
+        assert_eq!(cfg.queue_depth, 3);
+        assert_eq!(cfg.default_style_name(), "a");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let cli = Cli::parse_from(["brs-serve", "--model-dir", "x", "--max-batch", "0"]);
+        let err = Config::from_cli(&cli).expect_err("invalid");
+        assert!(err.to_string().contains("max_batch"), "{err}");
+        let cli = Cli::parse_from(["brs-serve"]);
+        assert!(
+            Config::from_cli(&cli)
+                .expect_err("no styles")
+                .to_string()
+                .contains("no styles")
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! The result store: translated images kept by a key hashing the input bytes, the model version
+//! and every output parameter, in a directory that may be shared by all instances (EFS), so any
+//! instance serves any result and a repeated image costs no inference. Writes go to a temp file
+//! renamed into place, so a reader never sees half an image.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::pipeline::OutFormat;
+
+/// Everything that determines a result's bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyParts<'a> {
+    pub(crate) input_sha256: &'a [u8; 32],
+    pub(crate) version: &'a str,
+    pub(crate) direction: &'a str,
+    pub(crate) format: OutFormat,
+    pub(crate) size: u32,
+    /// `None` without cropping; the margin with crop=face.
+    pub(crate) crop: Option<f32>,
+}
+
+impl KeyParts<'_> {
+    /// `<64 hex>.<ext>`: the file name and the URL segment.
+    pub(crate) fn key(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"brs-result-v1\0");
+        h.update(self.input_sha256);
+        for part in [self.version, self.direction, self.format.ext()] {
+            h.update(part.as_bytes());
+            h.update(b"\0");
+        }
+        h.update(self.size.to_le_bytes());
+        match self.crop {
+            Some(m) => {
+                h.update(b"face");
+                h.update(m.to_le_bytes());
+            }
+            None => h.update(b"none"),
+        }
+        format!("{}.{}", hex::encode(h.finalize()), self.format.ext())
+    }
+}
+
+/// A key as clients send it back; anything else is refused before touching the disk.
+pub(crate) fn parse_key(key: &str) -> Option<OutFormat> {
+    let (hash, ext) = key.split_once('.')?;
+    if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    OutFormat::from_ext(ext)
+}
+
+#[derive(Debug)]
+pub(crate) struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub(crate) fn open(dir: &Path) -> std::io::Result<Store> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Store {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        // Two levels of fan-out keep directories small on a store shared by many instances.
+        self.dir.join(&key[..2]).join(key)
+    }
+
+    /// The stored bytes, or None when absent; `key` must have passed `parse_key`.
+    pub(crate) fn get(&self, key: &str) -> std::io::Result<Option<Vec<u8>>> {
+        match std::fs::read(self.path(key)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Publishes a result atomically; concurrent writers of the same key write the same bytes.
+    pub(crate) fn put(&self, key: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let path = self.path(key);
+        let parent = path.parent().unwrap_or(&self.dir);
+        std::fs::create_dir_all(parent)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(parent)?;
+        tmp.write_all(bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&path).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(version: &str) -> String {
+        KeyParts {
+            input_sha256: &[7; 32],
+            version,
+            direction: "a2b",
+            format: OutFormat::Png,
+            size: 96,
+            crop: None,
+        }
+        .key()
+    }
+
+    #[test]
+    fn key_depends_on_model_version_and_parses_back() {
+        let (a, b) = (parts("v1"), parts("v2"));
+        assert_ne!(a, b);
+        assert_eq!(parse_key(&a), Some(OutFormat::Png));
+        assert_eq!(parse_key("../../etc/passwd"), None);
+        assert_eq!(parse_key(&a.replace(".png", ".exe")), None);
+    }
+
+    #[test]
+    fn put_then_get_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let key = parts("v1");
+        assert_eq!(store.get(&key).expect("get"), None);
+        store.put(&key, b"abc").expect("put");
+        store.put(&key, b"abc").expect("put twice");
+        assert_eq!(store.get(&key).expect("get").as_deref(), Some(&b"abc"[..]));
+        let names: Vec<String> = std::fs::read_dir(dir.path().join(&key[..2]))
+            .expect("read")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec![key]);
+    }
+}

@@ -1,0 +1,193 @@
+//! Jobs: POST /v1/jobs (several images), GET /v1/jobs/{id}, GET /v1/jobs/{id}/events (SSE), and
+//! GET /v1/results/{key} for the stored translations.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::multipart::Multipart;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::jobs::{ItemState, ItemStatus, Job};
+use crate::pipeline::{self, Params};
+use crate::results::parse_key;
+use crate::routes::query;
+use crate::routes::translate::body_error;
+
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    q: Result<Query<pipeline::Query>, QueryRejection>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    if state.drain.is_refusing() {
+        return Err(ApiError::Draining);
+    }
+    let _work = state.drain.request();
+    let params = Params::parse(&state, &query(q)?)?;
+    let limit = state.config.max_upload_bytes;
+    let max_images = state.config.max_job_images;
+    let mut mp = Multipart::from_request(req, &()).await.map_err(|e| {
+        ApiError::UnsupportedMediaType(format!(
+            "POST /v1/jobs takes multipart/form-data with one or more `image` fields ({})",
+            e.body_text()
+        ))
+    })?;
+    let mut images = Vec::new();
+    while let Some(field) = mp
+        .next_field()
+        .await
+        .map_err(|e| body_error(e.status(), e.body_text(), limit))?
+    {
+        if field.name() != Some("image") {
+            return Err(ApiError::BadRequest(format!(
+                "unexpected multipart field {:?}; send each picture as `image`",
+                field.name().unwrap_or("")
+            )));
+        }
+        if images.len() == max_images {
+            return Err(ApiError::BadRequest(format!(
+                "more than {max_images} images in one job"
+            )));
+        }
+        let filename = field.file_name().map(str::to_string);
+        let b = field
+            .bytes()
+            .await
+            .map_err(|e| body_error(e.status(), e.body_text(), limit))?;
+        if b.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        images.push((filename, b));
+    }
+    if images.is_empty() {
+        return Err(ApiError::BadRequest("no `image` field in the job".into()));
+    }
+    let job = state
+        .jobs
+        .create(images.iter().map(|(f, _)| f.clone()).collect());
+    for (index, (filename, bytes)) in images.into_iter().enumerate() {
+        let guard = state.drain.job_image();
+        let (state, job, params) = (state.clone(), job.clone(), params.clone());
+        tokio::spawn(async move {
+            let _guard = guard;
+            let item = match pipeline::translate(&state, bytes, &params, true).await {
+                Ok(out) => ItemState {
+                    index,
+                    filename,
+                    status: ItemStatus::Done,
+                    result_url: Some(format!("/v1/results/{}", out.key)),
+                    cached: Some(out.cached),
+                    error: None,
+                },
+                Err(e) => ItemState {
+                    index,
+                    filename,
+                    status: ItemStatus::Failed,
+                    result_url: None,
+                    cached: None,
+                    error: Some(e.detail()),
+                },
+            };
+            job.finish(item);
+        });
+    }
+    let mut resp = (StatusCode::ACCEPTED, Json(job.view())).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/jobs/{}", job.id)) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+fn find(state: &AppState, id: &str) -> Result<std::sync::Arc<Job>, ApiError> {
+    state
+        .jobs
+        .get(id)
+        .ok_or_else(|| ApiError::not_found("unknown_job", format!("job {id:?}")))
+}
+
+pub(crate) async fn status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(find(&state, &id)?.view()).into_response())
+}
+
+fn item_event(item: &ItemState) -> Event {
+    Event::default()
+        .event("item")
+        .json_data(item)
+        .unwrap_or_else(|_| Event::default().event("item"))
+}
+
+/// One `item` event per finished image (including those finished before the stream opened),
+/// then one `done` event with the whole job, then the stream ends.
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = find(&state, &id)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(16);
+    tokio::spawn(async move {
+        // Subscribe before the snapshot so nothing finishing in between is missed.
+        let mut sub = job.subscribe();
+        let mut sent = HashSet::new();
+        loop {
+            let items = job.items();
+            for item in items.iter().filter(|i| i.status != ItemStatus::Queued) {
+                if sent.insert(item.index) && tx.send(Ok(item_event(item))).await.is_err() {
+                    return;
+                }
+            }
+            if items.iter().all(|i| i.status != ItemStatus::Queued) {
+                let done = Event::default()
+                    .event("done")
+                    .json_data(job.view())
+                    .unwrap_or_else(|_| Event::default().event("done"));
+                let _ = tx.send(Ok(done)).await;
+                return;
+            }
+            match sub.recv().await {
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    Ok(Sse::new(ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+pub(crate) async fn result(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    let format = parse_key(&key)
+        .ok_or_else(|| ApiError::not_found("unknown_result", format!("result {key:?}")))?;
+    let store = state.results.clone();
+    let k = key.clone();
+    let bytes = tokio::task::spawn_blocking(move || store.get(&k))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(format!("result store: {e}")))?
+        .ok_or_else(|| ApiError::not_found("unknown_result", format!("result {key:?}")))?;
+    let mut resp = bytes.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.mime()),
+    );
+    // The key hashes the input, model version and parameters: its bytes never change.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    Ok(resp)
+}

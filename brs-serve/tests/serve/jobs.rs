@@ -1,0 +1,141 @@
+//! Jobs: several images, status, Server-Sent Events, stored results, repeated images from the store.
+
+use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
+
+use crate::common::{Server, client, decode, error_code, fixture, png};
+
+fn form(images: &[(&str, Vec<u8>)]) -> Form {
+    images.iter().fold(Form::new(), |f, (name, b)| {
+        f.part("image", Part::bytes(b.clone()).file_name(name.to_string()))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_streams_events_and_serves_results() {
+    let s = Server::start(|c| c.max_job_images = 4).await;
+    let c = client();
+    let images = [
+        ("astronaut.png", fixture("astronaut.png")),
+        ("coffee.png", fixture("coffee.png")),
+        ("broken.png", b"\x89PNG\r\n\x1a\nnope".to_vec()),
+    ];
+    let r = c
+        .post(s.url("/v1/jobs?format=webp&size=48"))
+        .multipart(form(&images))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let job: serde_json::Value = r.json().await.expect("json");
+    let id = job["id"].as_str().expect("id").to_string();
+    assert_eq!(job["total"], 3);
+
+    // The stream ends after `done`; items may have finished before it opened and still appear.
+    let events = c
+        .get(s.url(&format!("/v1/jobs/{id}/events")))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let text = events.text().await.expect("stream");
+    assert_eq!(text.matches("event: item").count(), 3, "{text}");
+    assert_eq!(text.matches("event: done").count(), 1, "{text}");
+
+    let status: serde_json::Value = c
+        .get(s.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["status"], "done");
+    let items = status["items"].as_array().expect("items");
+    assert_eq!(items[2]["status"], "failed");
+    assert_eq!(items[2]["error"]["code"], "corrupt");
+    assert_eq!(items[2]["filename"], "broken.png");
+    for item in &items[..2] {
+        assert_eq!(item["status"], "done");
+        assert_eq!(item["cached"], false);
+        let url = item["result_url"].as_str().expect("url");
+        let r = c.get(s.url(url)).send().await.expect("send");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["content-type"], "image/webp");
+        assert_eq!(
+            decode(&r.bytes().await.expect("body")),
+            (image::ImageFormat::WebP, 48, 48)
+        );
+    }
+    let inferred = s
+        .metric("brs_images_translated_total{style=\"default\"}")
+        .await;
+    assert_eq!(inferred, 2.0);
+
+    // The same astronaut again, as a job and as a direct request: no inference at all.
+    let r = c
+        .post(s.url("/v1/jobs?format=webp&size=48"))
+        .multipart(form(&images[..1]))
+        .send()
+        .await
+        .expect("send");
+    let id2 = r.json::<serde_json::Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let text = c
+        .get(s.url(&format!("/v1/jobs/{id2}/events")))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("stream");
+    assert!(text.contains("\"cached\":true"), "{text}");
+    assert_eq!(
+        s.metric("brs_images_translated_total{style=\"default\"}")
+            .await,
+        2.0
+    );
+    assert_eq!(s.state.drain().pending_jobs(), 0);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_requests_are_validated() {
+    let s = Server::start(|c| c.max_job_images = 2).await;
+    let c = client();
+    let three = [("a", png(20, 20)), ("b", png(21, 20)), ("c", png(22, 20))];
+    let r = c
+        .post(s.url("/v1/jobs"))
+        .multipart(form(&three))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(r).await, "bad_request");
+    let r = c
+        .post(s.url("/v1/jobs"))
+        .multipart(Form::new().text("x", "y"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = c
+        .post(s.url("/v1/jobs"))
+        .header("content-type", "image/png")
+        .body(png(8, 8))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let r = c
+        .post(s.url("/v1/jobs?style=nope"))
+        .multipart(form(&three[..1]))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(r).await, "unknown_style");
+    s.stop().await;
+}

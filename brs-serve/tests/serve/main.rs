@@ -1,0 +1,12 @@
+//! HTTP tests of brs-serve over real loopback sockets, compiled as one binary.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod api;
+mod browser;
+mod harness;
+mod jobs;
+mod lifecycle;
+mod reload;
+mod shutdown;

@@ -1,0 +1,249 @@
+//! The command line: `train`, `translate`, `export`, `summary` and `import-pytorch`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result};
+use brs_model::Direction;
+use brs_model::checkpoint::Checkpoint;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::TrainConfig;
+use crate::trainer::{TrainOptions, train};
+
+/// Train U-GAT-IT, translate images with it, and package it for serving.
+#[derive(Debug, Parser)]
+#[command(name = "brs-train", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train (or, with --resume, continue training) on DIR/{trainA,trainB,testA,testB}.
+    Train(TrainArgs),
+    /// Translate an image or a folder of images with a trained generator.
+    Translate(TranslateArgs),
+    /// Write a serving artifact: one generator and its metadata.
+    Export(ExportArgs),
+    /// Print the parameter count of each network of a config.
+    Summary(SummaryArgs),
+    /// Convert a checkpoint of the official PyTorch code (.pt) into a brs checkpoint.
+    ImportPytorch(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// TOML config (see configs/); keys are the reference's option names.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Dataset root holding trainA, trainB, testA, testB.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Run directory: checkpoints, samples, metrics.jsonl, losses.png.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out from its latest checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// auto, cpu, cuda or cuda:N (overrides the config's device).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Override a config key, e.g. --set iteration=5000 --set light=true (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Stop with a checkpoint once this many iterations are done (e.g. a time-boxed job).
+    #[arg(long)]
+    pub stop_at: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct TranslateArgs {
+    /// Run, checkpoint or export directory.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// An image file or a folder of images.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Folder for the PNGs (created if missing).
+    #[arg(long)]
+    pub output: PathBuf,
+    #[arg(long, default_value = "a2b")]
+    pub direction: Direction,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Run or checkpoint directory.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Run directory for the export (export-NNNNNNN/ plus `latest`, as brs-serve watches).
+    #[arg(long)]
+    pub output: PathBuf,
+    #[arg(long, default_value = "a2b")]
+    pub direction: Direction,
+    /// Store the weights in half precision (half the size).
+    #[arg(long)]
+    pub half: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SummaryArgs {
+    #[arg(long)]
+    pub config: PathBuf,
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The official code's checkpoint (a dict of the six state_dicts).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Run directory for the converted checkpoint.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// img_size of a light model (its shapes do not reveal it; a full model's do).
+    #[arg(long, default_value_t = 256)]
+    pub img_size: i64,
+}
+
+/// Runs one subcommand.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => run_train(args),
+        Command::Translate(args) => run_translate(args),
+        Command::Export(args) => run_export(args),
+        Command::Summary(args) => run_summary(args),
+        Command::ImportPytorch(args) => run_import(args),
+    }
+}
+
+fn run_train(args: TrainArgs) -> Result<()> {
+    let mut sets = args.set;
+    if let Some(device) = args.device {
+        sets.push(format!("device={device:?}"));
+    }
+    let config = TrainConfig::load(&args.config, &sets)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The first signal asks for a clean stop (checkpoint, then exit); a second one while
+        // saving exits at once.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))
+            .context("installing the signal handler")?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing the signal handler")?;
+    }
+    let opts = TrainOptions {
+        config,
+        data: args.data,
+        out: args.out,
+        resume: args.resume,
+        stop_at: args.stop_at,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let summary = train(&opts, &stop)?;
+    let ckpt = summary
+        .checkpoint
+        .as_ref()
+        .map_or_else(|| "none written".to_string(), |p| p.display().to_string());
+    if summary.stopped_early {
+        println!(
+            "stopped at iteration {}; checkpoint: {ckpt}; continue with --resume",
+            summary.iteration
+        );
+    } else {
+        println!(
+            "done: {} iterations ({} in this run, {:.3} s/it); checkpoint: {ckpt}",
+            summary.iteration, summary.ran, summary.sec_per_it
+        );
+    }
+    Ok(())
+}
+
+fn run_translate(args: TranslateArgs) -> Result<()> {
+    let device = brs_model::parse_device(&args.device)?;
+    let summary = crate::translate::translate(
+        &args.checkpoint,
+        &args.input,
+        &args.output,
+        args.direction,
+        args.batch,
+        device,
+        std::io::stderr().is_terminal(),
+    )?;
+    for (path, reason) in &summary.skipped {
+        eprintln!("skipped {}: {reason}", path.display());
+    }
+    println!(
+        "translated {} images into {} ({} skipped as unreadable)",
+        summary.written.len(),
+        args.output.display(),
+        summary.skipped.len()
+    );
+    if summary.written.is_empty() {
+        anyhow::bail!("no image in {} could be translated", args.input.display());
+    }
+    Ok(())
+}
+
+fn run_export(args: ExportArgs) -> Result<()> {
+    let ckpt = Checkpoint::open(&args.checkpoint)?;
+    let dir = brs_model::translator::export(&ckpt, args.direction, &args.output, args.half)?;
+    let size: u64 = Checkpoint::open(&dir)?
+        .meta
+        .files
+        .values()
+        .map(|f| f.bytes)
+        .sum();
+    let full: u64 = ckpt.meta.files.values().map(|f| f.bytes).sum();
+    println!(
+        "exported {} of {} (iteration {}) to {}: {:.1} MB (the checkpoint: {:.1} MB)",
+        args.direction,
+        ckpt.dir.display(),
+        ckpt.meta.iteration,
+        dir.display(),
+        size as f64 / 1e6,
+        full as f64 / 1e6
+    );
+    Ok(())
+}
+
+fn run_summary(args: SummaryArgs) -> Result<()> {
+    let config = TrainConfig::load(&args.config, &args.set)?;
+    let model = config.model();
+    println!(
+        "img_size {} ch {} n_res {} light {}",
+        model.img_size, model.ch, model.n_res, model.light
+    );
+    for (name, count) in brs_model::networks::parameter_counts(&model)? {
+        println!(
+            "{name:>22}: {count:>13}  ({:.1} MiB fp32)",
+            count as f64 * 4.0 / 1048576.0
+        );
+    }
+    Ok(())
+}
+
+fn run_import(args: ImportArgs) -> Result<()> {
+    let dir = brs_model::import::import_pytorch(&args.input, &args.output, args.img_size)?;
+    let meta = Checkpoint::open(&dir)?.meta;
+    println!(
+        "imported {} as {} (img_size {} ch {} n_res {} light {})",
+        args.input.display(),
+        dir.display(),
+        meta.model.img_size,
+        meta.model.ch,
+        meta.model.n_res,
+        meta.model.light
+    );
+    Ok(())
+}

@@ -1,0 +1,337 @@
+//! The training configuration: a TOML file with the official U-GAT-IT option names, `--set`
+//! overrides, and validation that names the key and its allowed range.
+
+use std::path::{Path, PathBuf};
+
+use brs_model::ModelConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+
+/// Everything a training run needs. Defaults are the official code's (main.py) for the paper's
+/// selfie2anime run, so an empty file trains the full model like the reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Side of the square training images (default 256; at least 96, a multiple of 4).
+    pub img_size: i64,
+    /// Image channels (default 3).
+    pub img_ch: i64,
+    /// Base channel count of every network (default 64).
+    pub ch: i64,
+    /// Residual blocks in the generator's encoder and decoder (default 4).
+    pub n_res: i64,
+    /// Light generator (default false; the paper's light model sets true).
+    pub light: bool,
+    /// Total training iterations (default 1,000,000).
+    pub iteration: u64,
+    /// Images per domain per iteration (default 1).
+    pub batch_size: usize,
+    /// Adam learning rate (default 1e-4).
+    pub lr: f64,
+    /// Adam weight decay, added to the gradient as L2 like torch.optim.Adam (default 1e-4).
+    pub weight_decay: f64,
+    /// Weight of the LSGAN losses (default 1).
+    pub adv_weight: f64,
+    /// Weight of the L1 cycle loss (default 10).
+    pub cycle_weight: f64,
+    /// Weight of the L1 identity loss (default 10).
+    pub identity_weight: f64,
+    /// Weight of the generators' CAM loss (default 1000).
+    pub cam_weight: f64,
+    /// Decay the learning rate linearly to 0 over the second half of training (default true).
+    pub decay_flag: bool,
+    /// Every this many iterations: sample grids and the loss plot (default 1000).
+    pub print_freq: u64,
+    /// Every this many iterations: a checkpoint (default 100,000).
+    pub save_freq: u64,
+    /// Every this many iterations: one line of metrics.jsonl (default 10).
+    pub log_freq: u64,
+    /// Seeds the initial weights (torch) and all data randomness (ChaCha20) (default 0).
+    pub seed: u64,
+    /// auto, cpu, cuda or cuda:N (default auto).
+    pub device: String,
+    /// Checkpoints kept in the run directory; `latest` is never removed (default 3).
+    pub keep_last: usize,
+    /// Test images per direction in each sample grid (default 5).
+    pub sample_count: usize,
+    /// Intra-op CPU threads for libtorch; 0 keeps libtorch's default, one per core (default 0).
+    pub threads: usize,
+    /// Keep image tensors and conv weights channels-last (NHWC) (default false).
+    pub channels_last: bool,
+    /// Run forward passes under libtorch's CUDA autocast; no effect on the CPU (default false).
+    pub autocast: bool,
+    /// Dataset root with trainA, trainB, testA, testB; `--data` overrides (default none).
+    pub data: Option<PathBuf>,
+    /// Run directory for checkpoints, samples and logs; `--out` overrides (default none).
+    pub out: Option<PathBuf>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            img_size: 256,
+            img_ch: 3,
+            ch: 64,
+            n_res: 4,
+            light: false,
+            iteration: 1_000_000,
+            batch_size: 1,
+            lr: 1e-4,
+            weight_decay: 1e-4,
+            adv_weight: 1.0,
+            cycle_weight: 10.0,
+            identity_weight: 10.0,
+            cam_weight: 1000.0,
+            decay_flag: true,
+            print_freq: 1000,
+            save_freq: 100_000,
+            log_freq: 10,
+            seed: 0,
+            device: "auto".into(),
+            keep_last: 3,
+            sample_count: 5,
+            threads: 0,
+            channels_last: false,
+            autocast: false,
+            data: None,
+            out: None,
+        }
+    }
+}
+
+fn bad(key: &str, value: impl std::fmt::Display, allowed: &str) -> TrainError {
+    TrainError::Config(format!("{key} = {value} (allowed: {allowed})"))
+}
+
+impl TrainConfig {
+    /// Reads a TOML file, applies `key=value` overrides (values in TOML syntax; bare words are
+    /// strings), and validates the result.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        Self::from_toml(&text, overrides)
+            .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses TOML text plus overrides; errors name the offending key.
+    pub fn from_toml(text: &str, overrides: &[String]) -> Result<Self> {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| TrainError::Config(e.message().to_string()))?;
+        for item in overrides {
+            let (key, value) = parse_override(item)?;
+            table.insert(key, value);
+        }
+        let cfg: TrainConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| TrainError::Config(e.message().to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The shape of the networks.
+    pub fn model(&self) -> ModelConfig {
+        ModelConfig {
+            img_size: self.img_size,
+            img_ch: self.img_ch,
+            ch: self.ch,
+            n_res: self.n_res,
+            light: self.light,
+        }
+    }
+
+    /// Checks every value, naming the key and the allowed range.
+    pub fn validate(&self) -> Result<()> {
+        self.model()
+            .validate()
+            .map_err(|e| TrainError::Config(e.to_string()))?;
+        if self.img_ch != 3 {
+            return Err(bad("img_ch", self.img_ch, "3: training reads RGB images"));
+        }
+        if !(1..=1_000_000_000).contains(&self.iteration) {
+            return Err(bad("iteration", self.iteration, "1..=1000000000"));
+        }
+        if !(1..=1024).contains(&self.batch_size) {
+            return Err(bad("batch_size", self.batch_size, "1..=1024"));
+        }
+        if !(self.lr > 0.0 && self.lr <= 1.0) {
+            return Err(bad("lr", self.lr, "0 < lr <= 1"));
+        }
+        if !(0.0..=1.0).contains(&self.weight_decay) {
+            return Err(bad("weight_decay", self.weight_decay, "0..=1"));
+        }
+        for (key, w) in [
+            ("adv_weight", self.adv_weight),
+            ("cycle_weight", self.cycle_weight),
+            ("identity_weight", self.identity_weight),
+            ("cam_weight", self.cam_weight),
+        ] {
+            if !(0.0..=1e6).contains(&w) {
+                return Err(bad(key, w, "0..=1000000"));
+            }
+        }
+        for (key, f) in [
+            ("print_freq", self.print_freq),
+            ("save_freq", self.save_freq),
+            ("log_freq", self.log_freq),
+        ] {
+            if f == 0 {
+                return Err(bad(key, f, "1 or more iterations"));
+            }
+        }
+        if !(1..=10_000).contains(&self.keep_last) {
+            return Err(bad("keep_last", self.keep_last, "1..=10000"));
+        }
+        if !(1..=64).contains(&self.sample_count) {
+            return Err(bad("sample_count", self.sample_count, "1..=64"));
+        }
+        if self.threads > 1024 {
+            return Err(bad("threads", self.threads, "0 (libtorch default)..=1024"));
+        }
+        brs_model::parse_device(&self.device)
+            .map_err(|e| TrainError::Config(format!("device = {:?}: {e}", self.device)))?;
+        Ok(())
+    }
+
+    /// The learning rate at 1-based iteration `step`: constant, then (with decay_flag) linear to
+    /// 0 over the second half, as the reference computes it. Closed form, so a resumed run gets
+    /// exactly the value a straight run has (the reference subtracts a step at a time).
+    pub fn lr_at(&self, step: u64) -> f64 {
+        let half = self.iteration / 2;
+        if !self.decay_flag || half == 0 || step <= half {
+            return self.lr;
+        }
+        let done = (step - half) as f64 / half as f64;
+        (self.lr * (1.0 - done)).max(0.0)
+    }
+}
+
+/// `key=value` as a TOML key and value; a value that is not valid TOML is taken as a string.
+fn parse_override(item: &str) -> Result<(String, toml::Value)> {
+    let (key, raw) = item
+        .split_once('=')
+        .ok_or_else(|| TrainError::Config(format!("--set {item:?}: expected key=value")))?;
+    let key = key.trim();
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(TrainError::Config(format!(
+            "--set {item:?}: the key must be a config option name"
+        )));
+    }
+    let raw = raw.trim();
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    Ok((key.to_string(), value))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_reference_defaults() {
+        let cfg = TrainConfig::from_toml("", &[]).unwrap();
+        assert_eq!(cfg, TrainConfig::default());
+        assert_eq!(cfg.model(), ModelConfig::default());
+        assert_eq!(
+            (cfg.lr, cfg.weight_decay, cfg.cam_weight),
+            (1e-4, 1e-4, 1000.0)
+        );
+    }
+
+    #[test]
+    fn overrides_apply_with_toml_types() {
+        let sets = [
+            "iteration=20".to_string(),
+            "light = true".into(),
+            "lr=2e-4".into(),
+            "device=cpu".into(),
+        ];
+        let cfg = TrainConfig::from_toml("img_size = 128\nch = 16\n", &sets).unwrap();
+        assert_eq!((cfg.iteration, cfg.light, cfg.lr), (20, true, 2e-4));
+        assert_eq!(
+            (cfg.img_size, cfg.ch, cfg.device.as_str()),
+            (128, 16, "cpu")
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key_and_range() {
+        for (toml, sets, expect) in [
+            (
+                "",
+                vec!["batch_size=0"],
+                "batch_size = 0 (allowed: 1..=1024)",
+            ),
+            ("lr = -1.0", vec![], "lr = -1"),
+            ("img_size = 64", vec![], "img_size = 64"),
+            ("cam_weight = 1e9", vec![], "cam_weight"),
+            ("save_freq = 0", vec![], "save_freq = 0"),
+            ("device = \"tpu\"", vec![], "device = \"tpu\""),
+            (
+                "",
+                vec!["sample_count=100"],
+                "sample_count = 100 (allowed: 1..=64)",
+            ),
+            ("", vec!["nonsense"], "expected key=value"),
+        ] {
+            let sets: Vec<String> = sets.into_iter().map(String::from).collect();
+            let err = TrainConfig::from_toml(toml, &sets).unwrap_err().to_string();
+            assert!(err.contains(expect), "{toml:?} {sets:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_mistyped_keys_are_errors() {
+        let err = TrainConfig::from_toml("itertion = 5", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("itertion"), "{err}");
+        let err = TrainConfig::from_toml("", &["batch_size=two".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("batch_size") || err.contains("invalid type"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn shipped_configs_are_valid_and_the_paper_ones_are_the_papers() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let load = |name: &str| TrainConfig::load(&dir.join(name), &[]).unwrap();
+        let full = load("selfie2anime-full.toml");
+        assert_eq!(full, TrainConfig::default());
+        let light = load("selfie2anime-light.toml");
+        assert_eq!(
+            light,
+            TrainConfig {
+                light: true,
+                ..TrainConfig::default()
+            }
+        );
+        let demo = load("demo.toml");
+        assert!(demo.light && demo.img_size < full.img_size && demo.iteration < 10_000);
+    }
+
+    #[test]
+    fn learning_rate_decays_linearly_over_the_second_half() {
+        let cfg = TrainConfig {
+            iteration: 100,
+            ..TrainConfig::default()
+        };
+        assert_eq!(cfg.lr_at(1), 1e-4);
+        assert_eq!(cfg.lr_at(50), 1e-4);
+        assert!((cfg.lr_at(51) - 1e-4 * 49.0 / 50.0).abs() < 1e-15);
+        assert!((cfg.lr_at(75) - 0.5e-4).abs() < 1e-15);
+        assert_eq!(cfg.lr_at(100), 0.0);
+        let flat = TrainConfig {
+            decay_flag: false,
+            ..cfg
+        };
+        assert_eq!(flat.lr_at(100), 1e-4);
+    }
+}

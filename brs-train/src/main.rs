@@ -1,0 +1,16 @@
+//! The `brs-train` command: parses the arguments and hands them to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = brs_train::cli::Cli::parse();
+    match brs_train::cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

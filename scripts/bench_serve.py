@@ -1,0 +1,170 @@
+"""brs-serve against the Flask + PyTorch baseline under the same locust load and the same weights.
+
+usage: scripts/bench-serve [--secs 60] [--full] [--users-equal 2] [--users-sat 8] [--out DIR] [--no-build]
+
+For each server: (1) overhead: 30 sequential requests (one in flight) timed by the client, minus
+the generator's own forward time (brs-serve: mean of brs_inference_seconds over those requests;
+Flask: the median forward pass its worker measures); (2) locust with --users-equal users, the
+same load on both, for p95; (3) locust with --users-sat users, saturation, for throughput.
+Every request carries unique bytes, so brs-serve's result store never answers. Writes
+OUT/bench.json and prints a markdown table for docs/benchmarks.md.
+"""
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = os.environ.get("BRS_PYTHON", os.path.join(ROOT, ".venv", "bin", "python"))
+FIXTURES = os.environ.get("BRS_FIXTURES", os.path.join(ROOT, "data", "fixtures"))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_ready(url, proc, limit=300):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early with {proc.returncode}")
+        try:
+            if urllib.request.urlopen(url + "/readyz", timeout=5).status == 200:
+                return
+        except Exception:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{url} not ready after {limit} s")
+
+
+def post(url, data, mime):
+    req = urllib.request.Request(url + "/v1/translate", data=data, headers={"Content-Type": mime})
+    t = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=120) as r:
+        r.read()
+        if r.status != 200:
+            raise SystemExit(f"status {r.status}")
+    return time.perf_counter() - t
+
+
+def metric_sum_count(url, name):
+    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    s = c = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "_sum{"):
+            s += float(line.rsplit(" ", 1)[1])
+        elif line.startswith(name + "_count{"):
+            c += float(line.rsplit(" ", 1)[1])
+    return s, c
+
+
+def overhead(url, kind, n=30):
+    with open(os.path.join(FIXTURES, "grace_hopper.jpg"), "rb") as f:
+        jpg = f.read()
+    for i in range(3):
+        post(url, jpg + os.urandom(16), "image/jpeg")  # warm-up
+    before = metric_sum_count(url, "brs_inference_seconds") if kind == "brs" else None
+    times = sorted(post(url, jpg + os.urandom(16), "image/jpeg") for _ in range(n))
+    p50 = times[len(times) // 2]
+    if kind == "brs":
+        after = metric_sum_count(url, "brs_inference_seconds")
+        forward = (after[0] - before[0]) / max(after[1] - before[1], 1)
+    else:
+        req = urllib.request.Request(url + "/forward-time?n=9", data=b"", method="POST")
+        forward = json.load(urllib.request.urlopen(req, timeout=300))["seconds"]
+    return {"p50_ms": round(p50 * 1000, 2), "forward_ms": round(forward * 1000, 2),
+            "overhead_ms": round((p50 - forward) * 1000, 2), "requests": n}
+
+
+def locust(url, users, secs, out):
+    os.makedirs(out, exist_ok=True)
+    env = dict(os.environ, BRS_LOCUST_MIX="raw=3,multipart=1", BRS_LOCUST_UNIQUE="1", BRS_FIXTURES=FIXTURES)
+    subprocess.run([os.path.join(ROOT, "locust", "run"), "--host", url, "--users", str(users),
+                    "--spawn-rate", str(users), "--time", f"{secs}s", "--out", out],
+                   env=env, check=True, stdout=subprocess.DEVNULL)
+    with open(os.path.join(out, "summary.json")) as f:
+        s = json.load(f)
+    return {k: s[k] for k in ("requests_per_s", "p50_ms", "p95_ms", "p99_ms", "requests",
+                              "failures_by_status", "backpressure_503")}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--secs", type=int, default=60)
+    ap.add_argument("--full", action="store_true", help="full (not light) generator")
+    ap.add_argument("--users-equal", type=int, default=2)
+    ap.add_argument("--users-sat", type=int, default=8)
+    ap.add_argument("--out", default=os.path.join(ROOT, "target", "bench-serve"))
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--only", choices=["brs", "flask"])
+    a = ap.parse_args()
+    a.out = os.path.abspath(a.out)
+    os.makedirs(a.out, exist_ok=True)
+    if not a.no_build:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "brs-serve", "--bins", "--examples"],
+                       cwd=ROOT, check=True)
+    rel = os.path.join(ROOT, "target", "release")
+    model = os.path.join(a.out, "model-full" if a.full else "model-light")
+    if not os.path.exists(os.path.join(model, "latest")):
+        subprocess.run([os.path.join(rel, "examples", "random_export"), model, "256", "64", "4",
+                        "full" if a.full else "light"], check=True, stdout=subprocess.DEVNULL)
+    results = {}
+    if a.only and os.path.exists(os.path.join(a.out, "bench.json")):
+        # Re-running one server keeps the other's numbers from the previous run.
+        with open(os.path.join(a.out, "bench.json")) as f:
+            results = json.load(f)
+    results |= {"model": {"img_size": 256, "ch": 64, "n_res": 4, "light": not a.full},
+               "secs": a.secs, "cpus": os.cpu_count()}
+    servers = {
+        "brs": lambda port: [os.path.join(rel, "brs-serve"), "--model-dir", model, "--bind",
+                             f"127.0.0.1:{port}", "--results-dir", os.path.join(a.out, "results"),
+                             "--drain-grace-secs", "0", "--queue-depth", "64"],
+        "flask": lambda port: [PY, os.path.join(ROOT, "scripts", "bench_serve_flask.py"), model,
+                               "--port", str(port), "--workers", str(os.cpu_count() or 1)],
+    }
+    for kind, cmd in servers.items():
+        if a.only and kind != a.only:
+            continue
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = open(os.path.join(a.out, f"{kind}.log"), "w")
+        proc = subprocess.Popen(cmd(port), stdout=log, stderr=log)
+        try:
+            wait_ready(url, proc)
+            r = {"overhead": overhead(url, kind)}
+            print(kind, "overhead", r["overhead"], file=sys.stderr)
+            r["equal"] = locust(url, a.users_equal, a.secs, os.path.join(a.out, f"{kind}-equal"))
+            print(kind, "equal", r["equal"], file=sys.stderr)
+            r["saturation"] = locust(url, a.users_sat, a.secs, os.path.join(a.out, f"{kind}-sat"))
+            print(kind, "saturation", r["saturation"], file=sys.stderr)
+            results[kind] = r
+        finally:
+            proc.terminate()
+            proc.wait(timeout=120)
+            log.close()
+    with open(os.path.join(a.out, "bench.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    if "brs" in results and "flask" in results:
+        b, fl = results["brs"], results["flask"]
+        print("| metric | brs-serve | Flask + PyTorch | ratio |")
+        print("|---|---|---|---|")
+        sat = b["saturation"]["requests_per_s"] / max(fl["saturation"]["requests_per_s"], 1e-9)
+        print(f"| throughput at saturation ({a.users_sat} users), req/s | {b['saturation']['requests_per_s']:.3f} | "
+              f"{fl['saturation']['requests_per_s']:.3f} | {sat:.2f}x |")
+        print(f"| p95 at equal load ({a.users_equal} users), ms | {b['equal']['p95_ms']} | {fl['equal']['p95_ms']} | |")
+        print(f"| p50 one in flight, ms | {b['overhead']['p50_ms']} | {fl['overhead']['p50_ms']} | |")
+        print(f"| generator forward, ms | {b['overhead']['forward_ms']} | {fl['overhead']['forward_ms']} | |")
+        print(f"| overhead (p50 - forward), ms | {b['overhead']['overhead_ms']} | {fl['overhead']['overhead_ms']} | |")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
