@@ -2,8 +2,9 @@
 
 Shared by the Python side of brs: the import parity test (which saves a checkpoint in the official
 format and compares outputs), and the PyTorch baselines of the training and serving benchmarks.
-It follows the official znxlwm/UGATIT-pytorch `networks.py` layer for layer, including its
-statistics (`var(var(x, H), W)` for AdaLIN/ILN), so weights move between it and brs unchanged.
+It follows the official znxlwm/UGATIT-pytorch `networks.py` (after its fix of issue #30, Aug 2019:
+AdaLIN/ILN use the true unbiased variance over (H, W) and (C, H, W), as the paper and the TF code do)
+layer for layer, so weights move between it and brs unchanged.
 `load_brs_generator` reads a brs checkpoint or export (safetensors) into it.
 """
 import json
@@ -31,10 +32,8 @@ class ResnetBlock(nn.Module):
 
 
 def _mix(x, rho, eps):
-    in_mean = x.mean(dim=(2, 3), keepdim=True)
-    in_var = torch.var(torch.var(x, dim=2, keepdim=True), dim=3, keepdim=True)
-    ln_mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    ln_var = torch.var(torch.var(torch.var(x, dim=1, keepdim=True), dim=2, keepdim=True), dim=3, keepdim=True)
+    in_mean, in_var = torch.mean(x, dim=[2, 3], keepdim=True), torch.var(x, dim=[2, 3], keepdim=True)
+    ln_mean, ln_var = torch.mean(x, dim=[1, 2, 3], keepdim=True), torch.var(x, dim=[1, 2, 3], keepdim=True)
     out_in = (x - in_mean) / torch.sqrt(in_var + eps)
     out_ln = (x - ln_mean) / torch.sqrt(ln_var + eps)
     r = rho.expand(x.shape[0], -1, -1, -1)
@@ -168,6 +167,106 @@ def build(img_size=256, ch=64, n_res=4, light=False):
         "disGA": Discriminator(3, ch, 7), "disGB": Discriminator(3, ch, 7),
         "disLA": Discriminator(3, ch, 5), "disLB": Discriminator(3, ch, 5),
     }
+
+
+class OfficialTrainer:
+    """The official UGATIT.py training iteration, line for line: every network called separately,
+    the D step computing the fakes and backpropagating through the generators, the G step computing
+    them again, the discriminators' gradients computed and discarded, rho clipped after the step.
+    Used by the training benchmark's baseline and by brs-train's step-parity test."""
+
+    def __init__(self, nets, lr=1e-4, weight_decay=1e-4, adv_weight=1.0, cycle_weight=10.0,
+                 identity_weight=10.0, cam_weight=1000.0):
+        import itertools
+
+        self.nets = nets
+        for n in nets.values():
+            n.train()
+        self.lr = lr
+        self.w = (adv_weight, cycle_weight, identity_weight, cam_weight)
+        self.L1_loss, self.MSE_loss, self.BCE_loss = nn.L1Loss(), nn.MSELoss(), nn.BCEWithLogitsLoss()
+        g = itertools.chain(nets["genA2B"].parameters(), nets["genB2A"].parameters())
+        d = itertools.chain(*(nets[k].parameters() for k in ("disGA", "disGB", "disLA", "disLB")))
+        self.G_optim = torch.optim.Adam(g, lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay)
+        self.D_optim = torch.optim.Adam(d, lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay)
+
+    def set_lr(self, lr):
+        # The official linear decay writes param_groups' lr in place.
+        for opt in (self.G_optim, self.D_optim):
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    def step(self, real_A, real_B):
+        """One iteration; returns (Discriminator_loss, Generator_loss)."""
+        genA2B, genB2A = self.nets["genA2B"], self.nets["genB2A"]
+        disGA, disGB, disLA, disLB = (self.nets[k] for k in ("disGA", "disGB", "disLA", "disLB"))
+        adv_weight, cycle_weight, identity_weight, cam_weight = self.w
+        MSE, L1, BCE = self.MSE_loss, self.L1_loss, self.BCE_loss
+
+        # Update D
+        self.D_optim.zero_grad()
+        fake_A2B, _, _ = genA2B(real_A)
+        fake_B2A, _, _ = genB2A(real_B)
+        real_GA_logit, real_GA_cam_logit, _ = disGA(real_A)
+        real_LA_logit, real_LA_cam_logit, _ = disLA(real_A)
+        real_GB_logit, real_GB_cam_logit, _ = disGB(real_B)
+        real_LB_logit, real_LB_cam_logit, _ = disLB(real_B)
+        fake_GA_logit, fake_GA_cam_logit, _ = disGA(fake_B2A)
+        fake_LA_logit, fake_LA_cam_logit, _ = disLA(fake_B2A)
+        fake_GB_logit, fake_GB_cam_logit, _ = disGB(fake_A2B)
+        fake_LB_logit, fake_LB_cam_logit, _ = disLB(fake_A2B)
+
+        def d_pair(real, fake):
+            return MSE(real, torch.ones_like(real)) + MSE(fake, torch.zeros_like(fake))
+
+        D_loss_A = adv_weight * (d_pair(real_GA_logit, fake_GA_logit) + d_pair(real_GA_cam_logit, fake_GA_cam_logit)
+                                 + d_pair(real_LA_logit, fake_LA_logit) + d_pair(real_LA_cam_logit, fake_LA_cam_logit))
+        D_loss_B = adv_weight * (d_pair(real_GB_logit, fake_GB_logit) + d_pair(real_GB_cam_logit, fake_GB_cam_logit)
+                                 + d_pair(real_LB_logit, fake_LB_logit) + d_pair(real_LB_cam_logit, fake_LB_cam_logit))
+        Discriminator_loss = D_loss_A + D_loss_B
+        Discriminator_loss.backward()
+        self.D_optim.step()
+
+        # Update G
+        self.G_optim.zero_grad()
+        fake_A2B, fake_A2B_cam_logit, _ = genA2B(real_A)
+        fake_B2A, fake_B2A_cam_logit, _ = genB2A(real_B)
+        fake_A2B2A, _, _ = genB2A(fake_A2B)
+        fake_B2A2B, _, _ = genA2B(fake_B2A)
+        fake_A2A, fake_A2A_cam_logit, _ = genB2A(real_A)
+        fake_B2B, fake_B2B_cam_logit, _ = genA2B(real_B)
+        fake_GA_logit, fake_GA_cam_logit, _ = disGA(fake_B2A)
+        fake_LA_logit, fake_LA_cam_logit, _ = disLA(fake_B2A)
+        fake_GB_logit, fake_GB_cam_logit, _ = disGB(fake_A2B)
+        fake_LB_logit, fake_LB_cam_logit, _ = disLB(fake_A2B)
+
+        def ones(x):
+            return MSE(x, torch.ones_like(x))
+
+        G_ad_A = ones(fake_GA_logit) + ones(fake_GA_cam_logit) + ones(fake_LA_logit) + ones(fake_LA_cam_logit)
+        G_ad_B = ones(fake_GB_logit) + ones(fake_GB_cam_logit) + ones(fake_LB_logit) + ones(fake_LB_cam_logit)
+        G_recon_loss_A = L1(fake_A2B2A, real_A)
+        G_recon_loss_B = L1(fake_B2A2B, real_B)
+        G_identity_loss_A = L1(fake_A2A, real_A)
+        G_identity_loss_B = L1(fake_B2B, real_B)
+        G_cam_loss_A = (BCE(fake_B2A_cam_logit, torch.ones_like(fake_B2A_cam_logit))
+                        + BCE(fake_A2A_cam_logit, torch.zeros_like(fake_A2A_cam_logit)))
+        G_cam_loss_B = (BCE(fake_A2B_cam_logit, torch.ones_like(fake_A2B_cam_logit))
+                        + BCE(fake_B2B_cam_logit, torch.zeros_like(fake_B2B_cam_logit)))
+        G_loss_A = (adv_weight * G_ad_A + cycle_weight * G_recon_loss_A
+                    + identity_weight * G_identity_loss_A + cam_weight * G_cam_loss_A)
+        G_loss_B = (adv_weight * G_ad_B + cycle_weight * G_recon_loss_B
+                    + identity_weight * G_identity_loss_B + cam_weight * G_cam_loss_B)
+        Generator_loss = G_loss_A + G_loss_B
+        Generator_loss.backward()
+        self.G_optim.step()
+
+        # The official RhoClipper(0, 1) on both generators.
+        for gen in (genA2B, genB2A):
+            for m in gen.modules():
+                if hasattr(m, "rho"):
+                    m.rho.data = m.rho.data.clamp(0, 1)
+        return Discriminator_loss.item(), Generator_loss.item()
 
 
 # Our variable names -> the official ones, for a generator (see brs-model/src/import.rs).

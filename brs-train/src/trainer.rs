@@ -351,8 +351,9 @@ impl Trainer {
         }
     }
 
-    /// One training iteration on a batch of each domain; returns its losses.
-    pub(crate) fn step(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<Losses> {
+    /// One training iteration (D step, G step, rho clipping) on a batch of each domain, each
+    /// [N, C, S, S] in [-1, 1] on the trainer's device; returns its losses.
+    pub fn step(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<Losses> {
         let cfg = &self.cfg;
         let lr = cfg.lr_at(self.iteration + 1);
         let na = real_a.size()[0];
