@@ -24,12 +24,29 @@ pub(crate) fn instance_norm(x: &Tensor) -> Tensor {
 }
 
 /// `rho * IN(x) + (1 - rho) * LN(x)`, then `* gamma + beta` (each broadcastable to [N, C, 1, 1]).
+///
+/// Statistics in two passes (mean, then squared deviations) instead of libtorch's `var_mean`,
+/// whose Welford kernel took 15% of a float32 and 30% of a bfloat16 generator forward. The layer
+/// statistics come from the instance ones without another pass over x: the sample's squared
+/// deviations are each map's own plus `H*W` times its mean's squared distance from the sample
+/// mean (Chan et al.'s pairwise update), a sum of non-negative terms, so nothing cancels.
 fn mix_in_ln(x: &Tensor, rho: &Tensor, gamma: &Tensor, beta: &Tensor) -> Tensor {
-    let (in_var, in_mean) = x.var_mean_dim([2i64, 3].as_slice(), true, true);
-    let (ln_var, ln_mean) = x.var_mean_dim([1i64, 2, 3].as_slice(), true, true);
-    let (in_std, ln_std) = ((in_var + EPS).sqrt(), (ln_var + EPS).sqrt());
+    let size = x.size();
+    let hw = (size[2] * size[3]) as f64;
+    let c = size[1] as f64;
+    let in_mean = x.mean_dim([2i64, 3].as_slice(), true, None);
+    let dev = x - &in_mean;
+    let in_ss = dev
+        .square()
+        .sum_dim_intlist([2i64, 3].as_slice(), true, None);
+    let ln_mean = in_mean.mean_dim([1i64].as_slice(), true, None);
+    let between = (&in_mean - &ln_mean).square() * hw;
+    let ln_ss = (&in_ss + between).sum_dim_intlist([1i64].as_slice(), true, None);
+    // Unbiased, as torch.var.
+    let in_std = (in_ss / (hw - 1.0) + EPS).sqrt();
+    let ln_std = (ln_ss / (c * hw - 1.0) + EPS).sqrt();
     if x.requires_grad() {
-        let out_in = (x - in_mean) / in_std;
+        let out_in = dev / in_std;
         let out_ln = (x - ln_mean) / ln_std;
         (rho * out_in + (1.0 - rho) * out_ln) * gamma + beta
     } else {

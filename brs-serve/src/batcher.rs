@@ -31,6 +31,8 @@ pub(crate) struct ModelInfo {
     pub(crate) ch: i64,
     pub(crate) n_res: i64,
     pub(crate) checkpoint: String,
+    /// The number format inference runs in: `f32` or `bf16`.
+    pub(crate) precision: String,
 }
 
 impl ModelInfo {
@@ -52,6 +54,11 @@ impl ModelInfo {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
+            precision: match t.kind() {
+                Kind::BFloat16 => "bf16",
+                _ => "f32",
+            }
+            .into(),
         }
     }
 }

@@ -160,7 +160,7 @@ pub(crate) async fn translate(
     let input_sha: [u8; 32] = Sha256::digest(&input).into();
     let model = style.batcher.model();
     let direction = style.direction.to_string();
-    let crop = p.crop_face.then_some(state.config.crop_margin);
+    let crop = p.crop_face.then_some(&state.config.crop);
     let key_for = |version: &str, size: u32| {
         KeyParts {
             input_sha256: &input_sha,
@@ -203,14 +203,15 @@ pub(crate) async fn translate(
     } else {
         None
     };
-    let margin = state.config.crop_margin;
+    let framing = state.config.crop;
     let side = model.img_size as u32;
     let img = blocking(move || {
-        let mut img = crate::validate::decode(&input, &limits)?;
-        if let Some(det) = detector {
-            img = crate::crop::crop_face(&det, &img, margin)?;
-        }
-        Ok(brs_model::image::rgb_to_tensor(&square(&img, side)))
+        let img = crate::validate::decode(&input, &limits)?;
+        let img = match detector {
+            Some(det) => crate::crop::crop_face(&det, &img, &framing, side)?,
+            None => square(&img, side),
+        };
+        Ok(brs_model::image::rgb_to_tensor(&img))
     })
     .await?;
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use brs_model::checkpoint::{META, read_latest};
-use brs_model::{Direction, Translator};
+use brs_model::{Direction, Precision, Translator};
 
 use crate::batcher::{BatchConfig, Batcher, warm_up};
 use crate::config::{Config, StyleConfig};
@@ -53,11 +53,22 @@ pub(crate) struct Registry {
     styles: BTreeMap<String, Arc<Style>>,
     default: String,
     device: tch::Device,
+    precision: Precision,
     metrics: Arc<Metrics>,
 }
 
 fn is_run_dir(path: &Path) -> bool {
     !path.join(META).is_file()
+}
+
+/// The generator of `direction` in checkpoint `dir`, in the serving precision.
+fn open(
+    dir: &Path,
+    direction: Direction,
+    device: tch::Device,
+    precision: Precision,
+) -> Result<Translator, brs_model::ModelError> {
+    Ok(Translator::load(dir, direction, device)?.with_precision(precision))
 }
 
 impl Registry {
@@ -77,13 +88,20 @@ impl Registry {
         for (name, sc) in &cfg.styles {
             styles.insert(
                 name.clone(),
-                Arc::new(Self::load_style(name, sc, device, batch, metrics.clone())?),
+                Arc::new(Self::load_style(
+                    name,
+                    sc,
+                    (device, cfg.precision),
+                    batch,
+                    metrics.clone(),
+                )?),
             );
         }
         Ok(Registry {
             styles,
             default: cfg.default_style_name(),
             device,
+            precision: cfg.precision,
             metrics,
         })
     }
@@ -91,7 +109,7 @@ impl Registry {
     fn load_style(
         name: &str,
         sc: &StyleConfig,
-        device: tch::Device,
+        (device, precision): (tch::Device, Precision),
         batch: BatchConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Style, RegistryError> {
@@ -110,7 +128,7 @@ impl Registry {
             Some(n) => sc.path.join(n),
             None => sc.path.clone(),
         };
-        let t = Translator::load(&path, sc.direction, device).map_err(load_err)?;
+        let t = open(&path, sc.direction, device, precision).map_err(load_err)?;
         tracing::info!(style = name, checkpoint = %t.dir().display(), iteration = t.meta().iteration, "loaded");
         let batcher =
             Batcher::start(name, t, batch, metrics).map_err(|source| RegistryError::Thread {
@@ -173,7 +191,7 @@ impl Registry {
             }
         }
         let dir = style.path.join(&name);
-        let loaded = Translator::load(&dir, style.direction, self.device)
+        let loaded = open(&dir, style.direction, self.device, self.precision)
             .map_err(|e| e.to_string())
             .and_then(|t| warm_up(&t).map(|()| t));
         let mut p = style.pointer.lock().unwrap_or_else(|e| e.into_inner());

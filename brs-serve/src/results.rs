@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use brs_dataset::crop::{CropConfig, Pad};
 use sha2::{Digest, Sha256};
 
 use crate::pipeline::OutFormat;
@@ -18,8 +19,8 @@ pub(crate) struct KeyParts<'a> {
     pub(crate) direction: &'a str,
     pub(crate) format: OutFormat,
     pub(crate) size: u32,
-    /// `None` without cropping; the margin with crop=face.
-    pub(crate) crop: Option<f32>,
+    /// `None` without cropping; the face framing with crop=face.
+    pub(crate) crop: Option<&'a CropConfig>,
 }
 
 impl KeyParts<'_> {
@@ -34,9 +35,15 @@ impl KeyParts<'_> {
         }
         h.update(self.size.to_le_bytes());
         match self.crop {
-            Some(m) => {
+            Some(c) => {
                 h.update(b"face");
-                h.update(m.to_le_bytes());
+                for v in [c.margin_top, c.margin_bottom, c.margin_side] {
+                    h.update(v.to_le_bytes());
+                }
+                match c.pad {
+                    Pad::Reflect => h.update(b"reflect"),
+                    Pad::Color(rgb) => h.update(rgb),
+                }
             }
             None => h.update(b"none"),
         }
@@ -100,15 +107,44 @@ mod tests {
     use super::*;
 
     fn parts(version: &str) -> String {
+        cropped(version, None)
+    }
+
+    fn cropped(version: &str, crop: Option<&CropConfig>) -> String {
         KeyParts {
             input_sha256: &[7; 32],
             version,
             direction: "a2b",
             format: OutFormat::Png,
             size: 96,
-            crop: None,
+            crop,
         }
         .key()
+    }
+
+    #[test]
+    fn key_depends_on_the_face_framing() {
+        let framing = CropConfig::default();
+        let looser = CropConfig {
+            margin_side: 0.5,
+            ..framing
+        };
+        let flat = CropConfig {
+            pad: Pad::Color([255, 255, 255]),
+            ..framing
+        };
+        let keys = [
+            parts("v1"),
+            cropped("v1", Some(&framing)),
+            cropped("v1", Some(&looser)),
+            cropped("v1", Some(&flat)),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(keys[1], cropped("v1", Some(&CropConfig::default())));
     }
 
     #[test]

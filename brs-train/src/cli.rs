@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
-use brs_model::Direction;
 use brs_model::checkpoint::Checkpoint;
+use brs_model::{Direction, Precision, Translator};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::TrainConfig;
@@ -78,6 +78,9 @@ pub struct TranslateArgs {
     pub batch: usize,
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Number format: auto (bf16 on CPUs with AVX512-BF16, as brs-serve), f32 or bf16.
+    #[arg(long, default_value = "auto")]
+    pub precision: Precision,
 }
 
 #[derive(Debug, Args)]
@@ -171,13 +174,13 @@ fn run_train(args: TrainArgs) -> Result<()> {
 
 fn run_translate(args: TranslateArgs) -> Result<()> {
     let device = brs_model::parse_device(&args.device)?;
+    let translator =
+        Translator::load(&args.checkpoint, args.direction, device)?.with_precision(args.precision);
     let summary = crate::translate::translate(
-        &args.checkpoint,
+        &translator,
         &args.input,
         &args.output,
-        args.direction,
         args.batch,
-        device,
         std::io::stderr().is_terminal(),
     )?;
     for (path, reason) in &summary.skipped {

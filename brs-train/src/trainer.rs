@@ -32,6 +32,7 @@ use brs_model::checkpoint::{
     Checkpoint, CheckpointKind, CheckpointMeta, CheckpointWriter, checkpoint_name, prune,
     read_latest,
 };
+use brs_model::precision::{channels_last, store_channels_last};
 use brs_model::{Discriminator, NetworkKind, Networks};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -138,15 +139,6 @@ fn trainable(nets: &Networks, kinds: &[NetworkKind]) -> Vec<(String, Tensor)> {
         out.extend(vars);
     }
     out
-}
-
-/// The same values laid out channels-last (NHWC strides); other shapes unchanged.
-fn channels_last(t: &Tensor) -> Tensor {
-    if t.dim() == 4 {
-        t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
-    } else {
-        t.shallow_clone()
-    }
 }
 
 const GENERATORS: [NetworkKind; 2] = [NetworkKind::GenA2B, NetworkKind::GenB2A];
@@ -324,16 +316,9 @@ impl Trainer {
     }
 
     fn make_channels_last(&mut self) {
-        tch::no_grad(|| {
-            for (_, vs) in self.nets.stores() {
-                for (_, mut var) in vs.variables() {
-                    if var.dim() == 4 {
-                        let cl = channels_last(&var);
-                        var.set_data(&cl);
-                    }
-                }
-            }
-        });
+        for (_, vs) in self.nets.stores() {
+            store_channels_last(vs);
+        }
     }
 
     fn input(&self, t: Tensor) -> Tensor {

@@ -4,9 +4,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use brs_model::{Direction, Translator};
+use brs_model::Translator;
 use indicatif::{ProgressBar, ProgressStyle};
-use tch::Device;
 
 use crate::data::{resize, to_batch};
 use crate::error::{Result, TrainError};
@@ -60,15 +59,13 @@ fn output_name(path: &Path, taken: &mut BTreeSet<String>) -> String {
     name
 }
 
-/// Translates `input` (file or folder) into PNGs in `output` with the generator of `direction`
-/// from a run, checkpoint or export directory, `batch` images at a time.
+/// Translates `input` (file or folder) into PNGs in `output` with `translator`, `batch` images
+/// at a time.
 pub fn translate(
-    checkpoint: &Path,
+    translator: &Translator,
     input: &Path,
     output: &Path,
-    direction: Direction,
     batch: usize,
-    device: Device,
     progress: bool,
 ) -> Result<TranslateSummary> {
     if batch == 0 || batch > 1024 {
@@ -76,7 +73,6 @@ pub fn translate(
             "batch = {batch} (allowed: 1..=1024)"
         )));
     }
-    let translator = Translator::load(checkpoint, direction, device)?;
     let size = translator.config().img_size as u32;
     let files = inputs(input)?;
     std::fs::create_dir_all(output).map_err(|e| TrainError::io(output, e))?;

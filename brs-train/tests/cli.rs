@@ -122,8 +122,11 @@ fn a_run_writes_checkpoints_samples_metrics_and_plot_then_translates_and_exports
         let img = image::open(translated.join(name)).unwrap();
         assert_eq!((img.width(), img.height()), (96, 96));
     }
-    // It is the generator's output: the same as the library's translation of the same input.
-    let translator = Translator::load(&runs, Direction::B2A, tch::Device::Cpu).unwrap();
+    // It is the generator's output: the same as the library's translation of the same input, in
+    // the same (default) precision.
+    let translator = Translator::load(&runs, Direction::B2A, tch::Device::Cpu)
+        .unwrap()
+        .with_precision(brs_model::Precision::Auto);
     let face = image::open(inputs.join("face.png")).unwrap().to_rgb8();
     let want = brs_model::image::tensor_to_rgb(
         &translator

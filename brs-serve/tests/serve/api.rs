@@ -362,6 +362,12 @@ async fn models_health_metrics_openapi_and_page() {
     assert_eq!(style["model"]["light"], true);
     assert_eq!(style["model"]["img_size"], 96);
     assert_eq!(style["model"]["checkpoint"], "export-0000001");
+    // The default precision, auto: bfloat16 where the CPU multiplies it natively.
+    let native = brs_model::precision::cpu_has_native_bf16();
+    assert_eq!(
+        style["model"]["precision"],
+        if native { "bf16" } else { "f32" }
+    );
     assert!(
         style["model"]["created"]
             .as_str()
