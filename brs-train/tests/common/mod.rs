@@ -37,19 +37,31 @@ fn save(img: &RgbImage, path: &Path) {
 /// Unpaired synthetic domains in the reference layout: A = scenes of `seed`, B = the cartoon
 /// mapping of scenes of another seed, tests from a third seed (held out).
 pub(crate) fn synth_dataset(root: &Path, n_train: u64, n_test: u64, size: u32, seed: u64) {
+    synth_dataset_mapped(root, n_train, n_test, size, seed, to_domain_b);
+}
+
+/// `synth_dataset` with another known mapping from A to B.
+pub(crate) fn synth_dataset_mapped(
+    root: &Path,
+    n_train: u64,
+    n_test: u64,
+    size: u32,
+    seed: u64,
+    map: fn(&RgbImage) -> RgbImage,
+) {
     for i in 0..n_train {
         save(
             &scene(i, seed, size),
             &root.join(format!("trainA/{i:04}.png")),
         );
-        let b = to_domain_b(&scene(i, domain_b_seed(seed), size));
+        let b = map(&scene(i, domain_b_seed(seed), size));
         save(&b, &root.join(format!("trainB/{i:04}.png")));
     }
     let test_seed = held_out_seed(seed);
     for i in 0..n_test {
         let a = scene(i, test_seed, size);
         save(&a, &root.join(format!("testA/{i:04}.png")));
-        save(&to_domain_b(&a), &root.join(format!("testB/{i:04}.png")));
+        save(&map(&a), &root.join(format!("testB/{i:04}.png")));
     }
 }
 
