@@ -3,6 +3,7 @@
 //!
 //! No CLI, no HTTP, no training loop: those live in the crates that use this one.
 
+pub mod alloc;
 pub mod checkpoint;
 pub mod config;
 pub mod device;

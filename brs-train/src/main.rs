@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    brs_model::alloc::reexec_with_tuned_malloc();
     let cli = brs_train::cli::Cli::parse();
     match brs_train::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

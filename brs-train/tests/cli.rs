@@ -195,6 +195,15 @@ fn stop_with(signal: &str) {
         assert!(Instant::now() < deadline, "training did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The process the signal goes to (same pid after the re-exec) runs with malloc tuned. (Some
+    // glibc versions split GLIBC_TUNABLES in place as they parse it: look for one setting.)
+    let environ = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap();
+    let has = |needle: &[u8]| environ.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        has(b"BRS_MALLOC_TUNED=1") && has(b"glibc.malloc.mmap_max=0"),
+        "brs-train did not re-execute with tuned malloc: {}",
+        String::from_utf8_lossy(&environ)
+    );
     let status = Command::new("kill")
         .args([format!("-{signal}"), child.id().to_string()])
         .status()
