@@ -2,6 +2,8 @@
 
 usage: scripts/bench-serve [--secs 60] [--full] [--users-equal 2] [--users-sat 8] [--out DIR] [--no-build]
 
+Servers: brs-serve as shipped (precision auto: bfloat16 on CPUs with AVX512-BF16, else float32),
+brs-serve with --precision f32 (the same arithmetic as the baseline), and the baseline.
 For each server: (1) overhead: 30 sequential requests (one in flight) timed by the client, minus
 the generator's own forward time (brs-serve: mean of brs_inference_seconds over those requests;
 Flask: the median forward pass its worker measures); (2) locust with --users-equal users, the
@@ -71,10 +73,10 @@ def overhead(url, kind, n=30):
         jpg = f.read()
     for i in range(3):
         post(url, jpg + os.urandom(16), "image/jpeg")  # warm-up
-    before = metric_sum_count(url, "brs_inference_seconds") if kind == "brs" else None
+    before = metric_sum_count(url, "brs_inference_seconds") if kind.startswith("brs") else None
     times = sorted(post(url, jpg + os.urandom(16), "image/jpeg") for _ in range(n))
     p50 = times[len(times) // 2]
-    if kind == "brs":
+    if kind.startswith("brs"):
         after = metric_sum_count(url, "brs_inference_seconds")
         forward = (after[0] - before[0]) / max(after[1] - before[1], 1)
     else:
@@ -104,7 +106,7 @@ def main():
     ap.add_argument("--users-sat", type=int, default=8)
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "bench-serve"))
     ap.add_argument("--no-build", action="store_true")
-    ap.add_argument("--only", choices=["brs", "flask"])
+    ap.add_argument("--only", choices=["brs", "brs-f32", "flask"])
     a = ap.parse_args()
     a.out = os.path.abspath(a.out)
     os.makedirs(a.out, exist_ok=True)
@@ -122,11 +124,16 @@ def main():
         with open(os.path.join(a.out, "bench.json")) as f:
             results = json.load(f)
     results |= {"model": {"img_size": 256, "ch": 64, "n_res": 4, "light": not a.full},
-               "secs": a.secs, "cpus": os.cpu_count()}
-    servers = {
-        "brs": lambda port: [os.path.join(rel, "brs-serve"), "--model-dir", model, "--bind",
+               "secs": a.secs, "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(),
+               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    def brs(precision):
+        return lambda port: [os.path.join(rel, "brs-serve"), "--model-dir", model, "--bind",
                              f"127.0.0.1:{port}", "--results-dir", os.path.join(a.out, "results"),
-                             "--drain-grace-secs", "0", "--queue-depth", "64"],
+                             "--drain-grace-secs", "0", "--queue-depth", "64", "--precision", precision]
+
+    servers = {
+        "brs": brs("auto"),
+        "brs-f32": brs("f32"),
         "flask": lambda port: [PY, os.path.join(ROOT, "scripts", "bench_serve_flask.py"), model,
                                "--port", str(port), "--workers", str(os.cpu_count() or 1)],
     }
@@ -140,6 +147,9 @@ def main():
         try:
             wait_ready(url, proc)
             r = {"overhead": overhead(url, kind)}
+            if kind.startswith("brs"):
+                models = json.load(urllib.request.urlopen(url + "/v1/models", timeout=10))
+                r["precision"] = models["styles"][0]["model"]["precision"]
             print(kind, "overhead", r["overhead"], file=sys.stderr)
             r["equal"] = locust(url, a.users_equal, a.secs, os.path.join(a.out, f"{kind}-equal"))
             print(kind, "equal", r["equal"], file=sys.stderr)
@@ -152,17 +162,27 @@ def main():
             log.close()
     with open(os.path.join(a.out, "bench.json"), "w") as f:
         json.dump(results, f, indent=2)
-    if "brs" in results and "flask" in results:
-        b, fl = results["brs"], results["flask"]
-        print("| metric | brs-serve | Flask + PyTorch | ratio |")
-        print("|---|---|---|---|")
-        sat = b["saturation"]["requests_per_s"] / max(fl["saturation"]["requests_per_s"], 1e-9)
-        print(f"| throughput at saturation ({a.users_sat} users), req/s | {b['saturation']['requests_per_s']:.3f} | "
-              f"{fl['saturation']['requests_per_s']:.3f} | {sat:.2f}x |")
-        print(f"| p95 at equal load ({a.users_equal} users), ms | {b['equal']['p95_ms']} | {fl['equal']['p95_ms']} | |")
-        print(f"| p50 one in flight, ms | {b['overhead']['p50_ms']} | {fl['overhead']['p50_ms']} | |")
-        print(f"| generator forward, ms | {b['overhead']['forward_ms']} | {fl['overhead']['forward_ms']} | |")
-        print(f"| overhead (p50 - forward), ms | {b['overhead']['overhead_ms']} | {fl['overhead']['overhead_ms']} | |")
+    if "flask" in results:
+        fl = results["flask"]
+        kinds = [k for k in ("brs", "brs-f32") if k in results]
+        head = " | ".join(f"{k} ({results[k].get('precision', '?')})" for k in kinds)
+        print(f"| metric | {head} | Flask + PyTorch (f32) |")
+        print("|---|" + "---|" * (len(kinds) + 1))
+
+        def row(label, get, ratio=False):
+            cells = []
+            for k in kinds:
+                v = get(results[k])
+                cells.append(f"{v} ({v / max(get(fl), 1e-9):.2f}x)" if ratio else f"{v}")
+            print(f"| {label} | " + " | ".join(cells) + f" | {get(fl)} |")
+
+        row(f"throughput at saturation ({a.users_sat} users), req/s", lambda r: r["saturation"]["requests_per_s"], True)
+        row(f"p95 at equal load ({a.users_equal} users), ms", lambda r: r["equal"]["p95_ms"])
+        row(f"p50 at equal load ({a.users_equal} users), ms", lambda r: r["equal"]["p50_ms"])
+        row("p50 one in flight, ms", lambda r: r["overhead"]["p50_ms"])
+        row("generator forward, ms", lambda r: r["overhead"]["forward_ms"])
+        row("overhead (p50 - forward), ms", lambda r: r["overhead"]["overhead_ms"])
+        row("failures (saturation)", lambda r: sum(r["saturation"]["failures_by_status"].values()))
     print(json.dumps(results, indent=2))
 
 

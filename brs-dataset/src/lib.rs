@@ -11,7 +11,7 @@ pub mod detect;
 pub mod filters;
 pub mod fsutil;
 pub mod preview;
-mod resize;
+pub mod resize;
 pub mod run;
 pub mod split;
 pub mod synth;

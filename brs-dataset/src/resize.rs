@@ -6,13 +6,13 @@ use image::RgbImage;
 
 /// Filter quality: `Fast` (bilinear) for detector input, `High` (Lanczos3) for saved crops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Quality {
+pub enum Quality {
     Fast,
     High,
 }
 
 /// Resizes `src` to exactly `w` x `h` (both at least 1).
-pub(crate) fn resize_rgb(src: &RgbImage, w: u32, h: u32, quality: Quality) -> RgbImage {
+pub fn resize_rgb(src: &RgbImage, w: u32, h: u32, quality: Quality) -> RgbImage {
     let (w, h) = (w.max(1), h.max(1));
     if src.dimensions() == (w, h) {
         return src.clone();
