@@ -77,7 +77,7 @@ impl AppState {
             config: Arc::new(config),
             registry,
             results,
-            jobs: Arc::new(Jobs::default()),
+            jobs: Arc::new(Jobs::shared(&dir.join("jobs"))),
             metrics,
             detector,
             aws_stats: Arc::default(),

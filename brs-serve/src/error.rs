@@ -41,7 +41,7 @@ pub(crate) struct ErrorBody {
     pub(crate) error: ErrorDetail,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub(crate) struct ErrorDetail {
     pub(crate) code: String,
     pub(crate) message: String,

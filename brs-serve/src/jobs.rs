@@ -1,14 +1,19 @@
 //! Asynchronous jobs: several images accepted at once, translated in the background, their
-//! progress readable as JSON or as Server-Sent Events. The job table is per instance (results are
-//! in the shared store, so the result URLs work on any instance); the oldest finished jobs are
-//! forgotten beyond `MAX_JOBS`.
+//! progress readable as JSON or as Server-Sent Events.
+//!
+//! The instance that accepted a job runs it and keeps it in memory; it also publishes the job's
+//! state as `jobs/<id>.json` in the shared results directory (EFS in production) when the job
+//! starts and after every image, so any instance behind the load balancer can answer
+//! `GET /v1/jobs/{id}` and stream its events. The oldest jobs are forgotten (and their files
+//! removed) beyond `MAX_JOBS` per instance.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 
@@ -16,7 +21,7 @@ use crate::error::ErrorDetail;
 
 const MAX_JOBS: usize = 10_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum ItemStatus {
     Queued,
@@ -24,7 +29,7 @@ pub(crate) enum ItemStatus {
     Failed,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ItemState {
     pub(crate) index: usize,
     pub(crate) filename: Option<String>,
@@ -42,13 +47,17 @@ pub(crate) struct Job {
     pub(crate) id: String,
     items: Mutex<Vec<ItemState>>,
     events: broadcast::Sender<ItemState>,
+    /// `jobs/<id>.json` in the shared store; `None` keeps the job in memory only.
+    file: Option<PathBuf>,
+    /// Held while a snapshot is taken and written, so a later state never loses to an earlier one.
+    publishing: Mutex<()>,
 }
 
-/// The JSON view of a job.
-#[derive(Debug, Serialize)]
+/// The JSON view of a job (also the shared file's content).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct JobView {
     pub(crate) id: String,
-    pub(crate) status: &'static str,
+    pub(crate) status: String,
     pub(crate) done: usize,
     pub(crate) total: usize,
     pub(crate) events_url: String,
@@ -75,6 +84,17 @@ impl Job {
         let _ = self.events.send(item);
     }
 
+    /// Writes the current state to the shared store (temp file + rename: readers on other
+    /// instances see the previous state or this one, never a torn file). Blocking file I/O.
+    pub(crate) fn publish(&self) -> std::io::Result<()> {
+        let Some(path) = &self.file else {
+            return Ok(());
+        };
+        let _order = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        let json = serde_json::to_vec(&self.view()).map_err(std::io::Error::other)?;
+        brs_dataset::fsutil::write_atomic(path, &json)
+    }
+
     pub(crate) fn view(&self) -> JobView {
         let items = self.items();
         let done = items
@@ -87,7 +107,8 @@ impl Job {
                 "done"
             } else {
                 "running"
-            },
+            }
+            .into(),
             done,
             total: items.len(),
             events_url: format!("/v1/jobs/{}/events", self.id),
@@ -103,9 +124,34 @@ type Table = (HashMap<String, Arc<Job>>, VecDeque<String>);
 pub(crate) struct Jobs {
     table: Mutex<Table>,
     counter: AtomicU64,
+    /// Where jobs are published for other instances (`<results_dir>/jobs`).
+    dir: Option<PathBuf>,
+}
+
+/// Job ids are 24 lowercase hex digits; anything else never touches the disk.
+fn is_job_id(id: &str) -> bool {
+    id.len() == 24
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Jobs {
+    /// Jobs published under `dir` (shared by every instance using the same results directory).
+    pub(crate) fn shared(dir: &Path) -> Jobs {
+        Jobs {
+            dir: Some(dir.to_path_buf()),
+            ..Jobs::default()
+        }
+    }
+
+    /// A job another instance (or this one) published, as last written. Blocking file I/O.
+    pub(crate) fn read_published(&self, id: &str) -> Option<JobView> {
+        let dir = self.dir.as_ref().filter(|_| is_job_id(id))?;
+        let bytes = std::fs::read(dir.join(format!("{id}.json"))).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
     pub(crate) fn create(&self, filenames: Vec<Option<String>>) -> Arc<Job> {
         let n = self.counter.fetch_add(1, Ordering::SeqCst);
         let nanos = SystemTime::now()
@@ -132,16 +178,20 @@ impl Jobs {
             .collect::<Vec<_>>();
         let (events, _) = broadcast::channel(items.len().max(1) * 2);
         let job = Arc::new(Job {
+            file: self.dir.as_ref().map(|d| d.join(format!("{id}.json"))),
             id: id.clone(),
             items: Mutex::new(items),
             events,
+            publishing: Mutex::new(()),
         });
         let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
         t.0.insert(id.clone(), job.clone());
         t.1.push_back(id);
         while t.1.len() > MAX_JOBS {
-            if let Some(old) = t.1.pop_front() {
-                t.0.remove(&old);
+            if let Some(old) = t.1.pop_front().and_then(|old| t.0.remove(&old))
+                && let Some(file) = &old.file
+            {
+                let _ = std::fs::remove_file(file);
             }
         }
         job

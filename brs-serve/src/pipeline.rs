@@ -6,8 +6,8 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use brs_dataset::decode::DecodeLimits;
-use bytes::Bytes;
 use brs_dataset::resize::{Quality, resize_rgb};
+use bytes::Bytes;
 use image::imageops;
 use image::{DynamicImage, RgbImage};
 use serde::Deserialize;

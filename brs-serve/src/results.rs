@@ -3,10 +3,10 @@
 //! instance serves any result and a repeated image costs no inference. Writes go to a temp file
 //! renamed into place, so a reader never sees half an image.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use brs_dataset::crop::{CropConfig, Pad};
+use brs_dataset::fsutil::write_atomic;
 use sha2::{Digest, Sha256};
 
 use crate::pipeline::OutFormat;
@@ -89,16 +89,7 @@ impl Store {
 
     /// Publishes a result atomically; concurrent writers of the same key write the same bytes.
     pub(crate) fn put(&self, key: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let path = self.path(key);
-        let parent = path.parent().unwrap_or(&self.dir);
-        std::fs::create_dir_all(parent)?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(parent)?;
-        tmp.write_all(bytes)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(&path).map_err(|e| e.error)?;
-        Ok(())
+        write_atomic(&self.path(key), bytes)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::multipart::Multipart;
@@ -16,7 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::jobs::{ItemState, ItemStatus, Job};
+use crate::jobs::{ItemState, ItemStatus, Job, JobView};
 use crate::pipeline::{self, Params};
 use crate::results::parse_key;
 use crate::routes::query;
@@ -73,6 +74,12 @@ pub(crate) async fn create(
     let job = state
         .jobs
         .create(images.iter().map(|(f, _)| f.clone()).collect());
+    let published = job.clone();
+    // Published before the 202, so the id works on every instance from the start.
+    tokio::task::spawn_blocking(move || published.publish())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(format!("publishing the job: {e}")))?;
     for (index, (filename, bytes)) in images.into_iter().enumerate() {
         let guard = state.drain.job_image();
         let (state, job, params) = (state.clone(), job.clone(), params.clone());
@@ -97,6 +104,11 @@ pub(crate) async fn create(
                 },
             };
             job.finish(item);
+            let id = job.id.clone();
+            let published = tokio::task::spawn_blocking(move || job.publish()).await;
+            if let Ok(Err(e)) | Err(e) = published.map_err(std::io::Error::other) {
+                tracing::warn!(job = %id, error = %e, "could not publish the job's state");
+            }
         });
     }
     let mut resp = (StatusCode::ACCEPTED, Json(job.view())).into_response();
@@ -106,18 +118,39 @@ pub(crate) async fn create(
     Ok(resp)
 }
 
-fn find(state: &AppState, id: &str) -> Result<std::sync::Arc<Job>, ApiError> {
-    state
-        .jobs
-        .get(id)
+/// A job this instance runs, or one another instance published in the shared store.
+enum Found {
+    Here(Arc<Job>),
+    Elsewhere(JobView),
+}
+
+async fn find(state: &AppState, id: &str) -> Result<Found, ApiError> {
+    if let Some(job) = state.jobs.get(id) {
+        return Ok(Found::Here(job));
+    }
+    read_published(state, id)
+        .await
+        .map(Found::Elsewhere)
         .ok_or_else(|| ApiError::not_found("unknown_job", format!("job {id:?}")))
+}
+
+async fn read_published(state: &AppState, id: &str) -> Option<JobView> {
+    let (jobs, id) = (state.jobs.clone(), id.to_string());
+    tokio::task::spawn_blocking(move || jobs.read_published(&id))
+        .await
+        .ok()
+        .flatten()
 }
 
 pub(crate) async fn status(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(find(&state, &id)?.view()).into_response())
+    let view = match find(&state, &id).await? {
+        Found::Here(job) => job.view(),
+        Found::Elsewhere(view) => view,
+    };
+    Ok(Json(view).into_response())
 }
 
 fn item_event(item: &ItemState) -> Event {
@@ -127,14 +160,27 @@ fn item_event(item: &ItemState) -> Event {
         .unwrap_or_else(|_| Event::default().event("item"))
 }
 
+fn done_event(view: &JobView) -> Event {
+    Event::default()
+        .event("done")
+        .json_data(view)
+        .unwrap_or_else(|_| Event::default().event("done"))
+}
+
 /// One `item` event per finished image (including those finished before the stream opened),
 /// then one `done` event with the whole job, then the stream ends.
 pub(crate) async fn events(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let job = find(&state, &id)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(16);
+    let job = match find(&state, &id).await? {
+        Found::Here(job) => job,
+        Found::Elsewhere(view) => {
+            tokio::spawn(follow_published(state, view, tx));
+            return Ok(sse(rx));
+        }
+    };
     tokio::spawn(async move {
         // Subscribe before the snapshot so nothing finishing in between is missed.
         let mut sub = job.subscribe();
@@ -147,11 +193,7 @@ pub(crate) async fn events(
                 }
             }
             if items.iter().all(|i| i.status != ItemStatus::Queued) {
-                let done = Event::default()
-                    .event("done")
-                    .json_data(job.view())
-                    .unwrap_or_else(|_| Event::default().event("done"));
-                let _ = tx.send(Ok(done)).await;
+                let _ = tx.send(Ok(done_event(&job.view()))).await;
                 return;
             }
             match sub.recv().await {
@@ -160,10 +202,55 @@ pub(crate) async fn events(
             }
         }
     });
-    Ok(Sse::new(ReceiverStream::new(rx))
-        .keep_alive(KeepAlive::default())
-        .into_response())
+    Ok(sse(rx))
 }
+
+fn sse(rx: tokio::sync::mpsc::Receiver<Result<Event, Infallible>>) -> Response {
+    Sse::new(ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// The events of a job another instance runs, read from the file it publishes after each image.
+/// The stream ends after `done`, or when the file has not changed for twice the request timeout
+/// (every image finishes or fails within one; an owner that stopped publishing is gone, and the
+/// client can still ask for the status).
+async fn follow_published(
+    state: AppState,
+    mut view: JobView,
+    tx: tokio::sync::mpsc::Sender<Result<Event, Infallible>>,
+) {
+    let quiet_limit = state.config.request_timeout() * 2;
+    let mut sent = HashSet::new();
+    let mut changed = tokio::time::Instant::now();
+    loop {
+        let mut fresh = false;
+        for item in view.items.iter().filter(|i| i.status != ItemStatus::Queued) {
+            if sent.insert(item.index) {
+                fresh = true;
+                if tx.send(Ok(item_event(item))).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if view.items.iter().all(|i| i.status != ItemStatus::Queued) {
+            let _ = tx.send(Ok(done_event(&view))).await;
+            return;
+        }
+        if fresh {
+            changed = tokio::time::Instant::now();
+        } else if changed.elapsed() > quiet_limit {
+            return;
+        }
+        tokio::time::sleep(FOLLOW_POLL).await;
+        if let Some(next) = read_published(&state, &view.id).await {
+            view = next;
+        }
+    }
+}
+
+/// How often a stream of another instance's job reads its file.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 pub(crate) async fn result(
     State(state): State<AppState>,

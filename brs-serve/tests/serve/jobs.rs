@@ -139,3 +139,73 @@ async fn job_requests_are_validated() {
     assert_eq!(error_code(r).await, "unknown_style");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_visible_from_every_instance_sharing_the_results_dir() {
+    // Two instances behind one load balancer, one results directory (EFS in production).
+    let first = Server::start(|_| {}).await;
+    let shared = first.dir.path().join("results");
+    let second = Server::start(|c| c.results_dir = Some(shared.clone())).await;
+    let c = client();
+    let images = [("one.png", png(40, 30)), ("two.png", png(30, 40))];
+    let r = c
+        .post(first.url("/v1/jobs"))
+        .multipart(form(&images))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<serde_json::Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+
+    // The other instance streams the job it does not run, from the file the owner publishes.
+    let text = c
+        .get(second.url(&format!("/v1/jobs/{id}/events")))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("stream");
+    assert_eq!(text.matches("event: item").count(), 2, "{text}");
+    assert_eq!(text.matches("event: done").count(), 1, "{text}");
+    let status: serde_json::Value = c
+        .get(second.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (status["status"].as_str(), status["done"].as_u64()),
+        (Some("done"), Some(2))
+    );
+    for item in status["items"].as_array().expect("items") {
+        let url = item["result_url"].as_str().expect("result url");
+        let r = c.get(second.url(url)).send().await.expect("send");
+        assert_eq!(r.status(), StatusCode::OK, "{url}");
+    }
+    // Unknown and malformed ids are 404s on both, without touching other files.
+    for s in [&first, &second] {
+        for bad in ["0123456789abcdef01234567", "..%2F..%2Fetc%2Fpasswd", "nope"] {
+            let r = c
+                .get(s.url(&format!("/v1/jobs/{bad}")))
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{bad}");
+            assert_eq!(error_code(r).await, "unknown_job");
+        }
+    }
+    // The second instance ran nothing: every image was translated by the first.
+    let series = "brs_images_translated_total{style=\"default\"}";
+    assert_eq!(
+        (first.metric(series).await, second.metric(series).await),
+        (2.0, 0.0)
+    );
+    second.stop().await;
+    first.stop().await;
+}
