@@ -15,7 +15,7 @@ use crate::drain::Drain;
 use crate::jobs::Jobs;
 use crate::metrics::{Gauges, Metrics};
 use crate::registry::{Registry, RegistryError, spawn_poller};
-use crate::results::Store;
+use crate::results::{Store, spawn_pruner};
 use crate::routes;
 
 /// Why the server could not start.
@@ -72,6 +72,14 @@ impl AppState {
             path: dir.clone(),
             source,
         })?);
+        if let Some((max_age, every)) = config.results_pruning() {
+            spawn_pruner(
+                Arc::downgrade(&results),
+                Arc::downgrade(&metrics),
+                max_age,
+                every,
+            )?;
+        }
         Ok(AppState {
             drain: Drain::new(Duration::from_secs_f64(config.drain_grace_secs)),
             config: Arc::new(config),

@@ -75,6 +75,9 @@ pub struct Config {
     /// Where results are kept by content hash (shared storage in production). Default
     /// `<system temp dir>/brs-serve-results`.
     pub results_dir: Option<PathBuf>,
+    /// Results and published jobs older than this many hours are deleted (by every instance, about
+    /// every twentieth of it, at most hourly). 0 keeps them forever. Default 720 (30 days).
+    pub results_max_age_hours: f64,
     /// How often each style's `latest` pointer is polled, in ms. Default 1000.
     pub reload_poll_ms: u64,
     /// After a drain starts (SIGTERM), seconds during which new work is still accepted while the
@@ -112,6 +115,7 @@ impl Default for Config {
             max_output_size: 1024,
             max_job_images: 16,
             results_dir: None,
+            results_max_age_hours: 720.0,
             reload_poll_ms: 1000,
             drain_grace_secs: 5.0,
             drain_timeout_secs: 120.0,
@@ -156,6 +160,9 @@ pub struct Cli {
     pub max_pixels: Option<u64>,
     #[arg(long)]
     pub results_dir: Option<PathBuf>,
+    /// Hours; 0 keeps results forever.
+    #[arg(long)]
+    pub results_max_age_hours: Option<f64>,
     #[arg(long)]
     pub reload_poll_ms: Option<u64>,
     #[arg(long)]
@@ -209,6 +216,7 @@ impl Config {
             request_timeout,
             max_upload_bytes,
             max_pixels,
+            results_max_age_hours,
             reload_poll_ms,
             drain_grace_secs,
             drain_timeout_secs
@@ -262,6 +270,7 @@ impl Config {
         for (k, v) in [
             ("drain_grace_secs", self.drain_grace_secs),
             ("drain_timeout_secs", self.drain_timeout_secs),
+            ("results_max_age_hours", self.results_max_age_hours),
         ] {
             if !(v >= 0.0 && v.is_finite()) {
                 return bad(format!("{k} {v} must be >= 0"));
@@ -309,6 +318,14 @@ impl Config {
 
     pub(crate) fn request_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.request_timeout)
+    }
+
+    /// How old a stored result may get, and how often to look (`None`: keep everything).
+    pub(crate) fn results_pruning(&self) -> Option<(Duration, Duration)> {
+        (self.results_max_age_hours > 0.0).then(|| {
+            let max_age = Duration::from_secs_f64(self.results_max_age_hours * 3600.0);
+            (max_age, (max_age / 20).min(Duration::from_secs(3600)))
+        })
     }
 
     pub(crate) fn results_dir(&self) -> PathBuf {

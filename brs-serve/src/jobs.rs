@@ -233,7 +233,7 @@ mod tests {
         }
         assert_eq!(rx.try_recv().expect("event").index, 0);
         let v = job.view();
-        assert_eq!((v.status, v.done, v.total), ("done", 2, 2));
+        assert_eq!((v.status.as_str(), v.done, v.total), ("done", 2, 2));
         assert_ne!(jobs.create(vec![None]).id, job.id);
     }
 }

@@ -15,6 +15,7 @@ pub(crate) const QUEUE_WAIT: &str = "brs_queue_wait_seconds";
 pub(crate) const IMAGES: &str = "brs_images_translated_total";
 pub(crate) const CACHE: &str = "brs_result_cache_total";
 pub(crate) const RELOADS: &str = "brs_model_reloads_total";
+pub(crate) const PRUNED: &str = "brs_results_pruned_total";
 pub(crate) const MODEL_INFO: &str = "brs_model_info";
 pub(crate) const IN_FLIGHT: &str = "brs_in_flight_requests";
 pub(crate) const PENDING_JOBS: &str = "brs_pending_job_images";
@@ -79,6 +80,7 @@ struct Inner {
     cache: BTreeMap<&'static str, u64>,
     reloads: BTreeMap<(String, &'static str), u64>,
     models: BTreeMap<String, (String, u64)>,
+    pruned: u64,
 }
 
 /// Gauges read at scrape time from the live state.
@@ -142,6 +144,10 @@ impl Metrics {
 
     pub(crate) fn cache(&self, hit: bool) {
         self.with(|m| *m.cache.entry(if hit { "hit" } else { "miss" }).or_default() += 1);
+    }
+
+    pub(crate) fn pruned(&self, files: u64) {
+        self.with(|m| m.pruned += files);
     }
 
     pub(crate) fn reload(&self, style: &str, ok: bool) {
@@ -211,6 +217,12 @@ impl Metrics {
             for (outcome, n) in &m.cache {
                 let _ = writeln!(o, "{CACHE}{{outcome=\"{outcome}\"}} {n}");
             }
+            let _ = writeln!(
+                o,
+                "# HELP {PRUNED} Result and job files this instance deleted as expired."
+            );
+            let _ = writeln!(o, "# TYPE {PRUNED} counter");
+            let _ = writeln!(o, "{PRUNED} {}", m.pruned);
             let _ = writeln!(
                 o,
                 "# HELP {RELOADS} Hot reloads of a style's checkpoint by outcome."

@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 
 use brs_dataset::crop::{CropConfig, Pad};
 use brs_dataset::fsutil::write_atomic;
+use std::sync::Weak;
+use std::time::{Duration, SystemTime};
+
+use crate::metrics::Metrics;
 use sha2::{Digest, Sha256};
 
 use crate::pipeline::OutFormat;
@@ -91,6 +95,68 @@ impl Store {
     pub(crate) fn put(&self, key: &str, bytes: &[u8]) -> std::io::Result<()> {
         write_atomic(&self.path(key), bytes)
     }
+
+    /// Deletes results and published jobs last written more than `max_age` ago, and temp files
+    /// of writers that died (older than an hour). Every instance sharing the directory may run it
+    /// at once: a file another pruner removed first is simply not counted. Returns the number of
+    /// files removed.
+    pub(crate) fn prune(&self, max_age: Duration) -> std::io::Result<u64> {
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for sub in std::fs::read_dir(&self.dir)? {
+            let sub = sub?.path();
+            if !sub.is_dir() {
+                continue;
+            }
+            let entries = match std::fs::read_dir(&sub) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let limit = if name.to_string_lossy().starts_with(".tmp-") {
+                    Duration::from_secs(3600).min(max_age)
+                } else {
+                    max_age
+                };
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age > limit);
+                if old && std::fs::remove_file(entry.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Prunes `store` every `every` until the store is dropped, counting removals in `metrics`.
+pub(crate) fn spawn_pruner(
+    store: Weak<Store>,
+    metrics: Weak<Metrics>,
+    max_age: Duration,
+    every: Duration,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("results-pruner".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let (Some(store), Some(metrics)) = (store.upgrade(), metrics.upgrade()) else {
+                    return;
+                };
+                match store.prune(max_age) {
+                    Ok(n) => metrics.pruned(n),
+                    Err(e) => tracing::warn!(error = %e, "pruning the result store failed"),
+                }
+            }
+        })
+        .map(|_| ())
 }
 
 #[cfg(test)]
@@ -145,6 +211,38 @@ mod tests {
         assert_eq!(parse_key(&a), Some(OutFormat::Png));
         assert_eq!(parse_key("../../etc/passwd"), None);
         assert_eq!(parse_key(&a.replace(".png", ".exe")), None);
+    }
+
+    #[test]
+    fn prune_removes_only_what_is_older_than_the_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let (old, new) = (parts("old"), parts("new"));
+        store.put(&old, b"old").expect("put");
+        store.put(&new, b"new").expect("put");
+        let job = dir
+            .path()
+            .join("jobs")
+            .join("0123456789abcdef01234567.json");
+        write_atomic(&job, b"{}").expect("job");
+        let dead_tmp = dir.path().join("jobs").join(".tmp-writer-died");
+        std::fs::write(&dead_tmp, b"x").expect("tmp");
+        let age = |path: &Path, secs: u64| {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(path)
+                .expect("open");
+            f.set_modified(SystemTime::now() - Duration::from_secs(secs))
+                .expect("set mtime");
+        };
+        age(&store.path(&old), 3 * 86_400);
+        age(&job, 3 * 86_400);
+        age(&dead_tmp, 2 * 3600);
+        assert_eq!(store.prune(Duration::from_secs(86_400)).expect("prune"), 3);
+        assert_eq!(store.get(&old).expect("get"), None);
+        assert!(!job.exists() && !dead_tmp.exists());
+        assert_eq!(store.get(&new).expect("get").as_deref(), Some(&b"new"[..]));
+        assert_eq!(store.prune(Duration::from_secs(86_400)).expect("again"), 0);
     }
 
     #[test]

@@ -23,7 +23,8 @@ AWS_KEYS = {"region", "asg_name", "lifecycle_hook", "drain_timeout_secs"}
 # outside this set would stop every instance at boot.
 SERVE_KEYS = {
     "bind", "device", "max_batch", "max_wait_ms", "queue_depth", "request_timeout", "max_upload_bytes",
-    "max_pixels", "max_side", "max_output_size", "max_job_images", "results_dir", "reload_poll_ms",
+    "max_pixels", "max_side", "max_output_size", "max_job_images", "results_dir", "results_max_age_hours",
+    "reload_poll_ms",
     "drain_grace_secs", "drain_timeout_secs", "default_style", "styles", "detector", "crop", "precision", "aws",
 }
 failures: list[str] = []
