@@ -47,6 +47,7 @@ pub struct AppState {
     pub(crate) drain: Arc<Drain>,
     pub(crate) detector: Option<Arc<DetectorPool>>,
     /// Counters of the AWS lifecycle watcher (zero when no `[aws]` section is configured).
+    #[cfg(feature = "aws")]
     pub(crate) aws_stats: Arc<brs_aws::AwsStats>,
 }
 
@@ -88,6 +89,7 @@ impl AppState {
             jobs: Arc::new(Jobs::shared(&dir.join("jobs"))),
             metrics,
             detector,
+            #[cfg(feature = "aws")]
             aws_stats: Arc::default(),
         })
     }

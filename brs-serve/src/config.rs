@@ -25,6 +25,13 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// The `[aws]` section: brs-aws's settings, or (in a build without the `aws` feature) any table,
+/// refused by `validate` with a message saying why.
+#[cfg(feature = "aws")]
+pub type AwsSection = brs_aws::AwsConfig;
+#[cfg(not(feature = "aws"))]
+pub type AwsSection = toml::Table;
+
 /// One named style: a run, checkpoint or export directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,8 +102,8 @@ pub struct Config {
     /// `margin_bottom` 0.3, `margin_side` 0.3, `pad` reflect), so served photos are framed like
     /// the training crops. `size` is ignored: crops are resized to the model's `img_size`.
     pub crop: CropConfig,
-    /// AWS lifecycle settings (issue 6); not used by this crate.
-    pub aws: Option<brs_aws::AwsConfig>,
+    /// AWS lifecycle settings: brs-aws's watcher runs when present (feature `aws`, on by default).
+    pub aws: Option<AwsSection>,
 }
 
 impl Default for Config {
@@ -300,6 +307,14 @@ impl Config {
         }
         brs_model::parse_device(&self.device)
             .map_err(|e| ConfigError::Invalid(format!("device: {e}")))?;
+        #[cfg(not(feature = "aws"))]
+        if self.aws.is_some() {
+            return bad(
+                "[aws]: this brs-serve was built without the `aws` feature (no lifecycle \
+                 watcher); rebuild with default features or remove the section"
+                    .into(),
+            );
+        }
         Ok(())
     }
 
@@ -368,9 +383,21 @@ mod tests {
         assert_eq!(cfg.crop.margin_side, CropConfig::default().margin_side);
         assert_eq!(cfg.styles["female"].direction, Direction::B2A);
         assert_eq!(cfg.styles["male"].direction, Direction::A2B);
-        assert_eq!(cfg.aws.as_ref().map(|a| a.drain_timeout_secs), Some(300));
-        cfg.validate().expect("valid");
         assert_eq!(cfg.default_style_name(), "female");
+        #[cfg(feature = "aws")]
+        {
+            assert_eq!(cfg.aws.as_ref().map(|a| a.drain_timeout_secs), Some(300));
+            cfg.validate().expect("valid");
+        }
+        // A build without the lifecycle watcher must not silently ignore the section.
+        #[cfg(not(feature = "aws"))]
+        {
+            let err = cfg
+                .validate()
+                .expect_err("no aws in this build")
+                .to_string();
+            assert!(err.contains("[aws]") && err.contains("feature"), "{err}");
+        }
     }
 
     #[test]

@@ -173,6 +173,7 @@ mod tests {
     }
 }
 
+#[cfg(feature = "aws")]
 impl brs_aws::Drain for Drain {
     fn begin_drain(&self) {
         self.start();

@@ -90,12 +90,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     tracing::info!(addr = %listener.local_addr()?, "listening");
     // On an Auto Scaling instance the lifecycle watcher drains us when the group terminates the
     // instance, and must complete the lifecycle action after the drain, before we exit.
+    #[cfg(feature = "aws")]
     let watcher = state
         .config
         .aws
         .clone()
         .map(|aws| brs_aws::spawn(aws, state.drain(), state.aws_stats.clone()));
     let served = serve(listener, state, shutdown_signal()).await;
+    #[cfg(feature = "aws")]
     if let Some(watcher) = watcher {
         watcher.finish().await;
     }

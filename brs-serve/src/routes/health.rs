@@ -25,8 +25,11 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Response, Ap
 }
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    let mut text = state.metrics.render(&state.gauges());
-    text.push_str(&state.aws_stats.snapshot().prometheus_text());
+    #[cfg(feature = "aws")]
+    let text =
+        state.metrics.render(&state.gauges()) + &state.aws_stats.snapshot().prometheus_text();
+    #[cfg(not(feature = "aws"))]
+    let text = state.metrics.render(&state.gauges());
     let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
