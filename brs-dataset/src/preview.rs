@@ -33,7 +33,7 @@ pub fn preview(
 ) -> Result<PreviewSummary, RunError> {
     let io = |p: &Path| {
         let p = p.to_path_buf();
-        move |source| RunError::Io { path: p, source }
+        move |cause| RunError::Io { path: p, cause }
     };
     let files: Vec<_> = list_files(input, None)
         .map_err(io(input))?

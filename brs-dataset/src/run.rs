@@ -27,19 +27,21 @@ use crate::fsutil::{list_files, png_bytes, write_atomic};
 pub enum RunError {
     #[error("{0}")]
     Setup(String),
-    #[error("{path}: {source}")]
+    // The cause is part of the message, so it is not also a `source()`: anyhow's `{:#}` at the
+    // binary edge would print it twice.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(transparent)]
     Detect(#[from] crate::detect::DetectError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
-    move |source| RunError::Io {
+    move |cause| RunError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 

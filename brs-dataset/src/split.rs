@@ -45,7 +45,7 @@ pub fn split(
     }
     let io = |p: &Path| {
         let p = p.to_path_buf();
-        move |source| RunError::Io { path: p, source }
+        move |cause| RunError::Io { path: p, cause }
     };
     let mut summary = SplitSummary::default();
     let mut images: Vec<PathBuf> = Vec::new();

@@ -11,11 +11,12 @@ pub enum ModelError {
     Device(String),
     #[error("device {0} requested but CUDA is not available (this libtorch sees {1} GPUs)")]
     NoCuda(String, usize),
-    #[error("{path}: {source}")]
+    // The cause is part of the message, so it is not also a `source()`: anyhow's `{:#}` at the
+    // binary edge would print it twice.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: not a checkpoint: {reason}")]
     NotACheckpoint { path: PathBuf, reason: String },
@@ -45,10 +46,10 @@ pub enum ModelError {
 }
 
 impl ModelError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
         ModelError::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
 }

@@ -25,10 +25,10 @@ pub enum StartError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error("results directory {path}: {source}")]
+    #[error("results directory {path}: {cause}")]
     Results {
         path: std::path::PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("face detector: {0}")]
     Detector(String),
@@ -69,9 +69,9 @@ impl AppState {
             Duration::from_millis(config.reload_poll_ms),
         )?;
         let dir = config.results_dir();
-        let results = Arc::new(Store::open(&dir).map_err(|source| StartError::Results {
+        let results = Arc::new(Store::open(&dir).map_err(|cause| StartError::Results {
             path: dir.clone(),
-            source,
+            cause,
         })?);
         if let Some((max_age, every)) = config.results_pruning() {
             spawn_pruner(

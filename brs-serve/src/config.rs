@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 /// Why a configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("could not read config file {path}: {source}")]
+    #[error("could not read config file {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -193,9 +193,9 @@ impl Config {
     pub fn from_cli(cli: &Cli) -> Result<Config, ConfigError> {
         let mut cfg = match &cli.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
                     path: path.clone(),
-                    source,
+                    cause,
                 })?;
                 Config::from_toml(&text, path)?
             }

@@ -18,15 +18,15 @@ use crate::metrics::Metrics;
 /// Why the registry could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("style {style}: {source}")]
+    #[error("style {style}: {cause}")]
     Load {
         style: String,
-        source: brs_model::ModelError,
+        cause: brs_model::ModelError,
     },
-    #[error("could not start the inference thread for style {style}: {source}")]
+    #[error("could not start the inference thread for style {style}: {cause}")]
     Thread {
         style: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -74,11 +74,10 @@ fn open(
 impl Registry {
     /// Loads every style (the first load must succeed) and starts its worker.
     pub(crate) fn load(cfg: &Config, metrics: Arc<Metrics>) -> Result<Registry, RegistryError> {
-        let device =
-            brs_model::parse_device(&cfg.device).map_err(|source| RegistryError::Load {
-                style: "*".into(),
-                source,
-            })?;
+        let device = brs_model::parse_device(&cfg.device).map_err(|cause| RegistryError::Load {
+            style: "*".into(),
+            cause,
+        })?;
         let batch = BatchConfig {
             max_batch: cfg.max_batch,
             max_wait: Duration::from_millis(cfg.max_wait_ms),
@@ -113,9 +112,9 @@ impl Registry {
         batch: BatchConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Style, RegistryError> {
-        let load_err = |source| RegistryError::Load {
+        let load_err = |cause| RegistryError::Load {
             style: name.to_string(),
-            source,
+            cause,
         };
         let watched = is_run_dir(&sc.path);
         // Read the pointer before loading: if it moves meanwhile, the poller sees a change.
@@ -131,9 +130,9 @@ impl Registry {
         let t = open(&path, sc.direction, device, precision).map_err(load_err)?;
         tracing::info!(style = name, checkpoint = %t.dir().display(), iteration = t.meta().iteration, "loaded");
         let batcher =
-            Batcher::start(name, t, batch, metrics).map_err(|source| RegistryError::Thread {
+            Batcher::start(name, t, batch, metrics).map_err(|cause| RegistryError::Thread {
                 style: name.to_string(),
-                source,
+                cause,
             })?;
         Ok(Style {
             name: name.to_string(),

@@ -9,16 +9,25 @@ pub enum TrainError {
     Config(String),
     #[error("{path}: {reason}")]
     Data { path: PathBuf, reason: String },
-    #[error("{path}: {source}")]
+    // The cause is part of the message, so it is not also a `source()`: anyhow's `{:#}` at the
+    // binary edge would print it twice.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(transparent)]
     Model(#[from] brs_model::ModelError),
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
+    #[error(
+        "saving the checkpoint at iteration {iteration} failed ({cause}); the previous checkpoint \
+         and `latest` are untouched"
+    )]
+    Save {
+        iteration: u64,
+        cause: Box<TrainError>,
+    },
     #[error("cannot resume from {path}: {reason}")]
     Resume { path: PathBuf, reason: String },
     #[error("{0}")]
@@ -26,10 +35,10 @@ pub enum TrainError {
 }
 
 impl TrainError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
         TrainError::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
 }

@@ -439,8 +439,19 @@ impl Trainer {
         Ok(losses)
     }
 
-    /// Writes a checkpoint of everything resume needs, then prunes old ones.
+    /// Writes a checkpoint of everything resume needs, then prunes old ones. Any failure (a full
+    /// disk, say) leaves the previous checkpoint and `latest` as they were: the writer works in a
+    /// hidden directory that it removes when it fails.
     pub fn save(&self) -> Result<PathBuf> {
+        let dir = self.write_checkpoint().map_err(|e| TrainError::Save {
+            iteration: self.iteration,
+            cause: Box::new(e),
+        })?;
+        prune(&self.out, CKPT_PREFIX, self.cfg.keep_last)?;
+        Ok(dir)
+    }
+
+    fn write_checkpoint(&self) -> Result<PathBuf> {
         let name = checkpoint_name(CKPT_PREFIX, self.iteration);
         let mut writer = CheckpointWriter::begin(&self.out, &name)?;
         self.nets.add_to(&mut writer)?;
@@ -455,15 +466,7 @@ impl Trainer {
         let mut meta =
             CheckpointMeta::new(CheckpointKind::Training, &self.cfg.model(), self.iteration);
         meta.training = serde_json::to_value(&self.cfg).ok();
-        let dir = writer.commit(meta).map_err(|e| {
-            TrainError::Config(format!(
-                "saving the checkpoint at iteration {} failed ({e}); the previous checkpoint \
-                 and `latest` are untouched",
-                self.iteration
-            ))
-        })?;
-        prune(&self.out, CKPT_PREFIX, self.cfg.keep_last)?;
-        Ok(dir)
+        Ok(writer.commit(meta)?)
     }
 
     /// Sample grids of the fixed test images, one per direction, computed without autograd.

@@ -272,6 +272,81 @@ fn summary_prints_the_papers_parameter_counts() {
     );
 }
 
+/// Disk full while saving: a write fails halfway through a checkpoint. Simulated with a file size
+/// limit (RLIMIT_FSIZE, with SIGXFSZ ignored so the write returns an error instead of killing the
+/// process), which needs no privileges and fails the same write calls a full disk fails.
+#[test]
+fn a_write_failing_while_saving_leaves_the_previous_checkpoint_and_latest() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synth_dataset(&data, 2, 1, 96, 7);
+    let body = format!("{TINY}iteration = 100\nsave_freq = 1\nprint_freq = 100000\n");
+    let cfg = config(dir.path(), "c.toml", &body);
+    let runs = dir.path().join("run");
+    let args = |stop: &str| {
+        let mut a = vec!["train", "--config", s(&cfg), "--data", s(&data)];
+        a.extend(
+            ["--out", s(&runs), "--resume", "--stop-at", stop]
+                .iter()
+                .copied(),
+        );
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let out = run(&args("2").iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", text(&out));
+    let before = Checkpoint::open(&runs).unwrap();
+    assert_eq!(before.meta.iteration, 2);
+    let largest = std::fs::read_dir(&before.dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .max()
+        .unwrap();
+    // Half the largest checkpoint file: metrics.jsonl and rng.json still fit, the weights do not.
+    let limit_kib = largest / 2048;
+    assert!(
+        limit_kib >= 8,
+        "checkpoint files too small for this test: {largest} bytes"
+    );
+    let script = format!("trap '' XFSZ; ulimit -f {limit_kib}; exec \"$0\" \"$@\"",);
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .arg(bin())
+        .args(args("3"))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the save should have failed: {}",
+        text(&out)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("saving the checkpoint at iteration 3 failed")
+            && err.contains("the previous checkpoint and `latest` are untouched"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // `latest` still names the previous checkpoint, which verifies; nothing half-written is left.
+    let after = Checkpoint::open(&runs).unwrap();
+    assert_eq!(after.dir, before.dir);
+    after.verify().unwrap();
+    let names: Vec<String> = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains("0000003") && !n.contains(".tmp-")),
+        "{names:?}"
+    );
+    // And the run goes on from it once there is room again.
+    let out = run(&args("3").iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(Checkpoint::open(&runs).unwrap().meta.iteration, 3);
+}
+
 #[test]
 fn bad_input_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
