@@ -73,15 +73,19 @@ impl Job {
         self.events.subscribe()
     }
 
-    /// Records a finished item and tells the event streams.
-    pub(crate) fn finish(&self, item: ItemState) {
+    /// Records a finished item, publishes the job (blocking file I/O), then tells the event
+    /// streams: whoever sees the event finds the same state on every instance. The item counts
+    /// as finished even when publishing fails (the error is returned for the log).
+    pub(crate) fn finish(&self, item: ItemState) -> std::io::Result<()> {
         let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = items.get_mut(item.index) {
             *slot = item.clone();
         }
         drop(items);
+        let published = self.publish();
         // No subscriber is fine: the state is kept for GET and late streams.
         let _ = self.events.send(item);
+        published
     }
 
     /// Writes the current state to the shared store (temp file + rename: readers on other
@@ -229,7 +233,8 @@ mod tests {
                 result_url: Some("/v1/results/x".into()),
                 cached: Some(false),
                 error: None,
-            });
+            })
+            .expect("nothing to publish");
         }
         assert_eq!(rx.try_recv().expect("event").index, 0);
         let v = job.view();

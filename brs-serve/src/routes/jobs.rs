@@ -103,10 +103,9 @@ pub(crate) async fn create(
                     error: Some(e.detail()),
                 },
             };
-            job.finish(item);
             let id = job.id.clone();
-            let published = tokio::task::spawn_blocking(move || job.publish()).await;
-            if let Ok(Err(e)) | Err(e) = published.map_err(std::io::Error::other) {
+            let finished = tokio::task::spawn_blocking(move || job.finish(item)).await;
+            if let Ok(Err(e)) | Err(e) = finished.map_err(std::io::Error::other) {
                 tracing::warn!(job = %id, error = %e, "could not publish the job's state");
             }
         });

@@ -160,6 +160,30 @@ pub(crate) fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// GET `url` and parse its JSON body (whatever the status).
+pub(crate) async fn get_json(url: String) -> serde_json::Value {
+    client()
+        .get(url)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// GET `url` and read its whole body as text (an event stream: until the server ends it).
+pub(crate) async fn get_text(url: String) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("body")
+}
+
 /// Decodes a response body and returns its format and dimensions.
 pub(crate) fn decode(bytes: &[u8]) -> (image::ImageFormat, u32, u32) {
     let fmt = image::guess_format(bytes).expect("an image");

@@ -3,12 +3,24 @@
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 
-use crate::common::{Server, client, decode, error_code, fixture, png};
+use crate::common::{Server, client, decode, error_code, fixture, get_json, get_text, png};
 
 fn form(images: &[(&str, Vec<u8>)]) -> Form {
     images.iter().fold(Form::new(), |f, (name, b)| {
         f.part("image", Part::bytes(b.clone()).file_name(name.to_string()))
     })
+}
+
+/// POSTs a job to `url` (a /v1/jobs URL with its query), expects 202, returns the job's JSON.
+async fn submit(url: String, images: &[(&str, Vec<u8>)]) -> serde_json::Value {
+    let r = client()
+        .post(url)
+        .multipart(form(images))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    r.json().await.expect("json")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,14 +32,7 @@ async fn job_streams_events_and_serves_results() {
         ("coffee.png", fixture("coffee.png")),
         ("broken.png", b"\x89PNG\r\n\x1a\nnope".to_vec()),
     ];
-    let r = c
-        .post(s.url("/v1/jobs?format=webp&size=48"))
-        .multipart(form(&images))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let job: serde_json::Value = r.json().await.expect("json");
+    let job = submit(s.url("/v1/jobs?format=webp&size=48"), &images).await;
     let id = job["id"].as_str().expect("id").to_string();
     assert_eq!(job["total"], 3);
 
@@ -42,14 +47,7 @@ async fn job_streams_events_and_serves_results() {
     assert_eq!(text.matches("event: item").count(), 3, "{text}");
     assert_eq!(text.matches("event: done").count(), 1, "{text}");
 
-    let status: serde_json::Value = c
-        .get(s.url(&format!("/v1/jobs/{id}")))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let status = get_json(s.url(&format!("/v1/jobs/{id}"))).await;
     assert_eq!(status["status"], "done");
     let items = status["items"].as_array().expect("items");
     assert_eq!(items[2]["status"], "failed");
@@ -73,24 +71,9 @@ async fn job_streams_events_and_serves_results() {
     assert_eq!(inferred, 2.0);
 
     // The same astronaut again, as a job and as a direct request: no inference at all.
-    let r = c
-        .post(s.url("/v1/jobs?format=webp&size=48"))
-        .multipart(form(&images[..1]))
-        .send()
-        .await
-        .expect("send");
-    let id2 = r.json::<serde_json::Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let text = c
-        .get(s.url(&format!("/v1/jobs/{id2}/events")))
-        .send()
-        .await
-        .expect("send")
-        .text()
-        .await
-        .expect("stream");
+    let job = submit(s.url("/v1/jobs?format=webp&size=48"), &images[..1]).await;
+    let id2 = job["id"].as_str().expect("id");
+    let text = get_text(s.url(&format!("/v1/jobs/{id2}/events"))).await;
     assert!(text.contains("\"cached\":true"), "{text}");
     assert_eq!(
         s.metric("brs_images_translated_total{style=\"default\"}")
@@ -148,37 +131,14 @@ async fn a_job_is_visible_from_every_instance_sharing_the_results_dir() {
     let second = Server::start(|c| c.results_dir = Some(shared.clone())).await;
     let c = client();
     let images = [("one.png", png(40, 30)), ("two.png", png(30, 40))];
-    let r = c
-        .post(first.url("/v1/jobs"))
-        .multipart(form(&images))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let id = r.json::<serde_json::Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let job = submit(first.url("/v1/jobs"), &images).await;
+    let id = job["id"].as_str().expect("id");
 
     // The other instance streams the job it does not run, from the file the owner publishes.
-    let text = c
-        .get(second.url(&format!("/v1/jobs/{id}/events")))
-        .send()
-        .await
-        .expect("send")
-        .text()
-        .await
-        .expect("stream");
+    let text = get_text(second.url(&format!("/v1/jobs/{id}/events"))).await;
     assert_eq!(text.matches("event: item").count(), 2, "{text}");
     assert_eq!(text.matches("event: done").count(), 1, "{text}");
-    let status: serde_json::Value = c
-        .get(second.url(&format!("/v1/jobs/{id}")))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let status = get_json(second.url(&format!("/v1/jobs/{id}"))).await;
     assert_eq!(
         (status["status"].as_str(), status["done"].as_u64()),
         (Some("done"), Some(2))

@@ -8,17 +8,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::common::{Server, client, png, publish, tiny_config};
+use crate::common::{Server, client, get_json, png, publish, tiny_config};
 
 async fn iteration(s: &Server) -> u64 {
-    let m: serde_json::Value = client()
-        .get(s.url("/v1/models"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let m = get_json(s.url("/v1/models")).await;
     m["styles"][0]["model"]["iteration"]
         .as_u64()
         .expect("iteration")
