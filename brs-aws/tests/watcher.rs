@@ -195,9 +195,11 @@ async fn protection_follows_pending_jobs_and_retries_failures() {
     rig.wait_polls(3).await;
     assert!(rig.asg.calls().is_empty(), "idle from the start: no call");
 
+    // The stand-in records a call when the request arrives; the watcher counts it only once the
+    // answer is back, so each step waits for both.
     drain.pending.store(2, Ordering::SeqCst);
     wait_until("protection on", Duration::from_secs(5), || {
-        protections(&rig) == ["true"]
+        protections(&rig) == ["true"] && rig.stats.snapshot().protected == 1
     })
     .await;
     drain.pending.store(5, Ordering::SeqCst);
@@ -207,17 +209,16 @@ async fn protection_follows_pending_jobs_and_retries_failures() {
 
     drain.pending.store(0, Ordering::SeqCst);
     wait_until("protection off", Duration::from_secs(5), || {
-        protections(&rig) == ["true", "false"]
+        protections(&rig) == ["true", "false"] && rig.stats.snapshot().protected == 0
     })
     .await;
-    assert_eq!(rig.stats.snapshot().protected, 0);
 
     rig.asg.fail_next(2);
     drain.pending.store(1, Ordering::SeqCst);
     wait_until(
         "protection on after failures",
         Duration::from_secs(5),
-        || protections(&rig).len() == 3,
+        || protections(&rig).len() == 3 && rig.stats.snapshot().protected == 1,
     )
     .await;
     assert_eq!(protections(&rig), ["true", "false", "true"]);
