@@ -420,6 +420,7 @@ pub fn prune(run_dir: &Path, prefix: &str, keep: usize) -> Result<Vec<PathBuf>> 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -104,6 +104,7 @@ pub(crate) fn discriminator_maps(img: i64, n_layers: i64) -> Vec<i64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -41,6 +41,7 @@ pub fn device_name(device: Device) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -68,6 +68,7 @@ pub fn heatmap_to_rgb(heatmap: &Tensor, size: i64) -> Result<RgbImage> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -45,10 +45,10 @@ pub fn generator_key(key: &str, n_res: i64) -> Option<String> {
         ("UpBlock2.3.", "decoder.up1.norm."),
         ("UpBlock2.8.", "decoder.up2.norm."),
     ] {
-        if let Some(p) = key.strip_prefix(idx) {
-            if ["rho", "gamma", "beta"].contains(&p) {
-                return Some(format!("{up}{p}"));
-            }
+        if let Some(p) = key.strip_prefix(idx)
+            && ["rho", "gamma", "beta"].contains(&p)
+        {
+            return Some(format!("{up}{p}"));
         }
     }
     if let Some(rest) = key.strip_prefix("DownBlock.") {
@@ -237,6 +237,7 @@ pub fn import_pytorch(input: &Path, out: &Path, light_img_size: i64) -> Result<P
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -102,6 +102,7 @@ impl Iln {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use tch::{Device, Kind};
@@ -146,8 +147,7 @@ mod tests {
         let vs = tch::nn::VarStore::new(Device::Cpu);
         let ada = AdaLin::new(&vs.root(), 4);
         tch::no_grad(|| {
-            let _ = ada
-                .rho
+            ada.rho
                 .shallow_clone()
                 .copy_(&Tensor::from_slice(&[0.0f32, 0.3, 0.9, 1.0]).view([1, 4, 1, 1]));
         });

@@ -1585,6 +1585,7 @@ fn pairs_to_dict(items: Vec<Value>) -> Result<Dict> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::io::Write;

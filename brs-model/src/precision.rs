@@ -110,6 +110,7 @@ pub fn store_channels_last(vs: &VarStore) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -119,7 +120,7 @@ mod tests {
             assert_eq!(p.to_string().parse::<Precision>(), Ok(p));
         }
         assert_eq!("BF16".parse::<Precision>(), Ok(Precision::Bf16));
-        let err = "f8".parse::<Precision>().unwrap_err();
+        let err = "f8".parse::<Precision>().expect_err("not a precision");
         assert!(err.contains("allowed"), "{err}");
         assert_eq!(Precision::F32.kind(Device::Cpu), Kind::Float);
         assert_eq!(Precision::Bf16.kind(Device::Cpu), Kind::BFloat16);

@@ -69,6 +69,7 @@ impl SpectralNorm {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use tch::{Device, nn::VarStore};

@@ -143,6 +143,7 @@ pub fn load_into(vs: &VarStore, tensors: &BTreeMap<String, Tensor>) -> Result<()
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

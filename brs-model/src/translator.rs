@@ -41,14 +41,13 @@ impl Translator {
         device: Device,
     ) -> Result<Self> {
         if let (CheckpointKind::Export, Some(d)) = (checkpoint.meta.kind, checkpoint.meta.direction)
+            && d != direction
         {
-            if d != direction {
-                return Err(ModelError::MissingNetwork {
-                    path: checkpoint.dir.clone(),
-                    network: direction.generator().name().into(),
-                    available: format!("an export of {}", d.generator().name()),
-                });
-            }
+            return Err(ModelError::MissingNetwork {
+                path: checkpoint.dir.clone(),
+                network: direction.generator().name().into(),
+                available: format!("an export of {}", d.generator().name()),
+            });
         }
         let file = direction.generator().file_name();
         let weights = checkpoint.read_tensors(&file)?;

@@ -1,6 +1,8 @@
 //! Kills checkpoint writers at random moments, many times, and checks after each kill that
 //! `latest` still loads with every hash intact and no incomplete checkpoint is visible.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! Whole-network checks: the paper's parameter counts, variable names, shapes and dtypes.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 
 use brs_model::config::{GLOBAL_D_LAYERS, LOCAL_D_LAYERS};

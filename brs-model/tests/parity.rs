@@ -1,6 +1,8 @@
 //! Numerical parity with PyTorch: a checkpoint saved in the official format by PyTorch itself is
 //! imported, and our networks' outputs must equal PyTorch's on the same input.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;

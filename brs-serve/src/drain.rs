@@ -146,6 +146,19 @@ impl Drop for WorkGuard {
     }
 }
 
+#[cfg(feature = "aws")]
+impl brs_aws::Drain for Drain {
+    fn begin_drain(&self) {
+        self.start();
+    }
+    fn outstanding(&self) -> usize {
+        self.in_flight() + Drain::pending_jobs(self)
+    }
+    fn pending_jobs(&self) -> usize {
+        Drain::pending_jobs(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,18 +183,5 @@ mod tests {
         assert!(!waiter.is_finished());
         drop(j);
         assert!(waiter.await.expect("join"));
-    }
-}
-
-#[cfg(feature = "aws")]
-impl brs_aws::Drain for Drain {
-    fn begin_drain(&self) {
-        self.start();
-    }
-    fn outstanding(&self) -> usize {
-        self.in_flight() + Drain::pending_jobs(self)
-    }
-    fn pending_jobs(&self) -> usize {
-        Drain::pending_jobs(self)
     }
 }
