@@ -73,19 +73,22 @@ impl Job {
         self.events.subscribe()
     }
 
-    /// Records a finished item, publishes the job (blocking file I/O), then tells the event
-    /// streams: whoever sees the event finds the same state on every instance. The item counts
-    /// as finished even when publishing fails (the error is returned for the log).
-    pub(crate) fn finish(&self, item: ItemState) -> std::io::Result<()> {
+    /// Records a finished item and publishes the job (blocking file I/O). The item counts as
+    /// finished even when publishing fails (the error is returned for the log). Call `announce`
+    /// after it, so whoever sees the event finds the same state on every instance.
+    pub(crate) fn record(&self, item: &ItemState) -> std::io::Result<()> {
         let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = items.get_mut(item.index) {
             *slot = item.clone();
         }
         drop(items);
-        let published = self.publish();
+        self.publish()
+    }
+
+    /// Tells the event streams that `item` finished.
+    pub(crate) fn announce(&self, item: ItemState) {
         // No subscriber is fine: the state is kept for GET and late streams.
         let _ = self.events.send(item);
-        published
     }
 
     /// Writes the current state to the shared store (temp file + rename: readers on other
@@ -226,15 +229,16 @@ mod tests {
         let mut rx = job.subscribe();
         assert_eq!(job.view().status, "running");
         for index in 0..2 {
-            job.finish(ItemState {
+            let item = ItemState {
                 index,
                 filename: None,
                 status: ItemStatus::Done,
                 result_url: Some("/v1/results/x".into()),
                 cached: Some(false),
                 error: None,
-            })
-            .expect("nothing to publish");
+            };
+            job.record(&item).expect("nothing to publish");
+            job.announce(item);
         }
         assert_eq!(rx.try_recv().expect("event").index, 0);
         let v = job.view();

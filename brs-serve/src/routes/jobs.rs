@@ -84,7 +84,6 @@ pub(crate) async fn create(
         let guard = state.drain.job_image();
         let (state, job, params) = (state.clone(), job.clone(), params.clone());
         tokio::spawn(async move {
-            let _guard = guard;
             let item = match pipeline::translate(&state, bytes, &params, true).await {
                 Ok(out) => ItemState {
                     index,
@@ -104,7 +103,15 @@ pub(crate) async fn create(
                 },
             };
             let id = job.id.clone();
-            let finished = tokio::task::spawn_blocking(move || job.finish(item)).await;
+            // The image stops counting as pending work (for a drain) once its state is
+            // published, and before anyone is told: whoever hears of it sees no pending work.
+            let finished = tokio::task::spawn_blocking(move || {
+                let published = job.record(&item);
+                drop(guard);
+                job.announce(item);
+                published
+            })
+            .await;
             if let Ok(Err(e)) | Err(e) = finished.map_err(std::io::Error::other) {
                 tracing::warn!(job = %id, error = %e, "could not publish the job's state");
             }

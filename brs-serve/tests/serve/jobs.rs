@@ -80,7 +80,16 @@ async fn job_streams_events_and_serves_results() {
             .await,
         2.0
     );
-    assert_eq!(s.state.drain().pending_jobs(), 0);
+    // Every image's drain guard is released (just after its state is published, so a client
+    // that saw `done` may look a moment before the last one is).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while s.state.drain().pending_jobs() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job images still pending"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     s.stop().await;
 }
 
