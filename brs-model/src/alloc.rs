@@ -70,7 +70,6 @@ pub fn reexec_with_tuned_malloc() {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -83,20 +83,6 @@ pub fn channels_last(t: &Tensor) -> Tensor {
     }
 }
 
-/// Converts every floating-point variable of `vs` to `kind` and stores 4-d ones (convolution
-/// weights) channels-last. Names, shapes and `requires_grad` are kept.
-pub fn convert_store(vs: &mut VarStore, kind: Kind, layout_channels_last: bool) {
-    match kind {
-        Kind::BFloat16 => vs.bfloat16(),
-        Kind::Half => vs.half(),
-        Kind::Double => vs.double(),
-        _ => vs.float(),
-    }
-    if layout_channels_last {
-        store_channels_last(vs);
-    }
-}
-
 /// Stores the 4-d variables of `vs` (convolution weights) channels-last, in place.
 pub fn store_channels_last(vs: &VarStore) {
     tch::no_grad(|| {
@@ -110,7 +96,6 @@ pub fn store_channels_last(vs: &VarStore) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -90,7 +90,8 @@ impl Registry {
                 Arc::new(Self::load_style(
                     name,
                     sc,
-                    (device, cfg.precision),
+                    device,
+                    cfg.precision,
                     batch,
                     metrics.clone(),
                 )?),
@@ -108,7 +109,8 @@ impl Registry {
     fn load_style(
         name: &str,
         sc: &StyleConfig,
-        (device, precision): (tch::Device, Precision),
+        device: tch::Device,
+        precision: Precision,
         batch: BatchConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Style, RegistryError> {

@@ -4,11 +4,11 @@
 //! renamed into place, so a reader never sees half an image.
 
 use std::path::{Path, PathBuf};
+use std::sync::Weak;
+use std::time::{Duration, SystemTime};
 
 use brs_dataset::crop::{CropConfig, Pad};
 use brs_dataset::fsutil::write_atomic;
-use std::sync::Weak;
-use std::time::{Duration, SystemTime};
 
 use crate::metrics::Metrics;
 use sha2::{Digest, Sha256};
