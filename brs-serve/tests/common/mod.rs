@@ -204,13 +204,20 @@ pub(crate) async fn error_code(r: reqwest::Response) -> String {
     code
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, for a server spawned as its own process. Chosen
+/// below the kernel's ephemeral range (32768-60999 here): a port taken from `bind(0)` and released
+/// could be handed to another test's in-process server (they bind port 0) before the child binds
+/// it, and the test would then talk to the wrong server.
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id();
+    (0..12_000u32)
+        .map(|i| 20_000 + (seed.wrapping_add(i * 7_919) % 12_000) as u16)
+        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free loopback port in 20000-31999")
 }
 
 /// Kills and reaps a spawned server when a test ends, however it ends.
