@@ -3,7 +3,7 @@
 usage: scripts/bench-serve [--secs 60] [--full] [--users-equal 2] [--users-sat 8] [--out DIR] [--no-build]
 
 Servers: brs-serve as shipped (precision auto: bfloat16 on CPUs with AVX512-BF16, else float32),
-brs-serve with --precision f32 (the same arithmetic as the baseline), and the baseline.
+brs-serve with precision f32 (the same arithmetic as the baseline), and the baseline.
 For each server: (1) overhead: 30 sequential requests (one in flight) timed by the client, minus
 the generator's own forward time (brs-serve: mean of brs_inference_seconds over those requests;
 Flask: the median forward pass its worker measures); (2) locust with --users-equal users, the
@@ -22,6 +22,9 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = os.environ.get("BRS_PYTHON", os.path.join(ROOT, ".venv", "bin", "python"))
+# Every load-generating user is 127.0.0.1: brs-serve's per-client limits would measure themselves.
+UNLIMITED_CLIENTS = ["--set", "clients.images_per_sec=100000", "--set", "clients.image_burst=100000",
+                     "--set", "clients.max_concurrent=100000"]
 FIXTURES = os.environ.get("BRS_FIXTURES", os.path.join(ROOT, "data", "fixtures"))
 
 
@@ -128,8 +131,9 @@ def main():
                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     def brs(precision):
         return lambda port: [os.path.join(rel, "brs-serve"), "--model-dir", model, "--bind",
-                             f"127.0.0.1:{port}", "--results-dir", os.path.join(a.out, "results"),
-                             "--drain-grace-secs", "0", "--queue-depth", "64", "--precision", precision]
+                             f"127.0.0.1:{port}", "--set", "store.path=" + os.path.join(a.out, "results"),
+                             "--set", "drain_grace=0s", "--set", "queue_depth=64",
+                             "--set", "precision=" + precision] + UNLIMITED_CLIENTS
 
     servers = {
         "brs": brs("auto"),

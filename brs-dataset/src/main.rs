@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use brs_dataset::filters::FilterConfig;
+use brs_dataset::run::CropRun;
 use brs_image::crop::{CropConfig, Pad};
 use brs_image::detect::yolo::Layout;
 use brs_image::detect::{DetectorKind, DetectorPool, DetectorSpec, init_onnxruntime};
-use brs_dataset::filters::FilterConfig;
-use brs_dataset::run::CropRun;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]

@@ -6,12 +6,12 @@ use std::path::Path;
 use image::{Rgb, RgbImage};
 use rayon::prelude::*;
 
+use crate::run::RunError;
 use brs_image::crop::{CropConfig, crop_square};
 use brs_image::decode::{DecodeLimits, decode_file};
 use brs_image::detect::{DetectorPool, Face};
 use brs_image::files::{list_files, png_bytes, write_atomic};
 use brs_image::resize::{Quality, resize_rgb};
-use crate::run::RunError;
 
 /// What went on the sheet.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]

@@ -16,10 +16,10 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::filters::{FilterConfig, dhash, hamming, sharpness};
 use brs_image::crop::{CropConfig, crop_face, crop_square};
 use brs_image::decode::{DecodeLimits, decode_file};
 use brs_image::detect::{DetectorPool, DetectorSpec, Face};
-use crate::filters::{FilterConfig, dhash, hamming, sharpness};
 use brs_image::files::{list_files, png_bytes, write_atomic};
 
 /// Errors that stop a run (anything about one input is recorded and the run goes on).

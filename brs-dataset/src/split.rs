@@ -7,9 +7,9 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::run::RunError;
 use brs_image::decode::sniff;
 use brs_image::files::{list_files, write_atomic};
-use crate::run::RunError;
 
 /// What `split` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -1,17 +1,29 @@
-//! brs-lambda: brs-serve's router served through `lambda_http`, weights read from an EFS access point.
+//! brs-lambda: brs-serve as an AWS Lambda function, weights read from an EFS access point.
+//!
+//! Two modes (`BRS_LAMBDA_MODE`): `http` (the default) serves brs-serve's router through
+//! `lambda_http` (function URL or API Gateway); `sqs` takes the job queue's messages from an SQS
+//! event source mapping and reports the images that must be retried as `batchItemFailures`
+//! (the mapping's `ReportBatchItemFailures`), so one bad image does not redeliver its neighbours.
 //!
 //! Configuration, read once at init: `BRS_LAMBDA_CONFIG` names a brs-serve TOML file; `BRS_MODEL_DIR`
 //! (default `/mnt/brs/models`, the access point's mount in terraform/lambda.tf) is served as the style
 //! `default` when no file is given or the file names no styles; `BRS_RESULTS_DIR` (default
-//! `/mnt/brs/results`) overrides the results directory. Models are loaded and warmed up during init, so
-//! a cold start pays for them once and every invocation after finds them ready.
+//! `/mnt/brs/results`) is the `fs` store's directory. `BRS_STORE_S3_BUCKET` (and
+//! `BRS_STORE_S3_PREFIX`) select the S3 store, `BRS_QUEUE_SQS_URL` (and `BRS_QUEUE_MAX_RECEIVES`)
+//! the SQS queue; `BRS_SECRET` is the result secret. Models are loaded and warmed up during init,
+//! so a cold start pays for them once and every invocation after finds them ready.
+// The runtime future around axum's router and the tower stack is deeper than the default
+// limit lets clippy lay out.
+#![recursion_limit = "256"]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use brs_serve::{AppState, Cli, Config};
+use brs_serve::{AppState, Cli, Config, Outcome, Role};
+use lambda_http::{LambdaEvent, service_fn};
+use serde::{Deserialize, Serialize};
 
 /// Where terraform mounts the EFS access point and what it holds.
 const DEFAULT_MODEL_DIR: &str = "/mnt/brs/models";
@@ -36,22 +48,115 @@ fn main() -> ExitCode {
     }
 }
 
+/// What the function is invoked with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Http,
+    Sqs,
+}
+
+fn mode_from(env: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Mode> {
+    match env("BRS_LAMBDA_MODE").as_deref() {
+        None | Some("") | Some("http") => Ok(Mode::Http),
+        Some("sqs") => Ok(Mode::Sqs),
+        Some(other) => anyhow::bail!("BRS_LAMBDA_MODE={other:?}: expected http or sqs"),
+    }
+}
+
 fn run() -> anyhow::Result<()> {
-    let config = config_from(|key| std::env::var(key).ok())?;
+    let env = |key: &str| std::env::var(key).ok();
+    let mode = mode_from(&env)?;
+    let config = config_from(env)?;
     if config.aws.is_some() {
         tracing::info!("[aws] section ignored: Lambda has no Auto Scaling lifecycle");
     }
-    // Blocking model load and warm-up, before the runtime exists (AppState::build's contract).
-    let state = AppState::build(config).context("loading the models")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
+        let state = AppState::start(config, Role::Lambda)
+            .await
+            .context("loading the models")?;
         wait_ready(&state, WARM_UP_LIMIT).await;
-        lambda_http::run(brs_serve::app(state)).await
+        match mode {
+            Mode::Http => lambda_http::run(brs_serve::app(state)).await,
+            Mode::Sqs => {
+                lambda_http::lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+                    let state = state.clone();
+                    async move { Ok::<_, lambda_http::Error>(handle_batch(&state, event.payload).await) }
+                }))
+                .await
+            }
+        }
+        .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
     })
-    .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
+}
+
+/// An SQS event source mapping's batch (the fields brs reads).
+#[derive(Debug, Deserialize)]
+struct SqsEvent {
+    #[serde(rename = "Records", default)]
+    records: Vec<SqsRecord>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SqsRecord {
+    #[serde(rename = "messageId")]
+    message_id: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    attributes: SqsAttributes,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SqsAttributes {
+    #[serde(rename = "ApproximateReceiveCount", default)]
+    receive_count: Option<String>,
+}
+
+/// The partial-batch response: the messages to redeliver.
+#[derive(Debug, Serialize, PartialEq)]
+struct BatchResponse {
+    #[serde(rename = "batchItemFailures")]
+    failures: Vec<ItemFailure>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+struct ItemFailure {
+    #[serde(rename = "itemIdentifier")]
+    id: String,
+}
+
+/// Processes every record; those to try again (and those given up on, which the redrive policy
+/// then dead-letters) are reported as failures, the rest are deleted by Lambda.
+async fn handle_batch(state: &AppState, event: SqsEvent) -> BatchResponse {
+    let mut failures = Vec::new();
+    for record in event.records {
+        let count = record
+            .attributes
+            .receive_count
+            .as_deref()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
+        let outcome = state.process_message(&record.body, count).await;
+        let redeliver = match outcome {
+            Ok(Outcome::Done | Outcome::Failed) => false,
+            Ok(Outcome::Retry | Outcome::GaveUp) => true,
+            // Not a brs message: nothing will ever process it; let the redrive policy take it.
+            Err(e) => {
+                tracing::warn!(message = %record.message_id, error = %e, "unprocessable message");
+                true
+            }
+        };
+        if redeliver {
+            failures.push(ItemFailure {
+                id: record.message_id,
+            });
+        }
+    }
+    BatchResponse { failures }
 }
 
 /// Longest wait for warm-up during init. Past it invocations are taken anyway and answered 503 with
@@ -74,15 +179,9 @@ async fn wait_ready(state: &AppState, limit: Duration) {
 
 /// The server config from the environment, looked up through `env` so tests need not set variables.
 fn config_from(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
-    let file = env("BRS_LAMBDA_CONFIG")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
-    let model_dir = env("BRS_MODEL_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
-    let results_dir = env("BRS_RESULTS_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
+    let var = |k: &str| env(k).filter(|v| !v.is_empty());
+    let file = var("BRS_LAMBDA_CONFIG").map(PathBuf::from);
+    let model_dir = var("BRS_MODEL_DIR").map(PathBuf::from);
     let file_has_styles = match &file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -91,12 +190,34 @@ fn config_from(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
         }
         None => false,
     };
+    let quoted = |v: String| toml::Value::String(v).to_string();
+    let mut set = Vec::new();
+    match var("BRS_STORE_S3_BUCKET") {
+        Some(bucket) => {
+            set.push("store.kind=s3".to_string());
+            set.push(format!("store.bucket={}", quoted(bucket)));
+            if let Some(prefix) = var("BRS_STORE_S3_PREFIX") {
+                set.push(format!("store.prefix={}", quoted(prefix)));
+            }
+        }
+        None => {
+            let dir = var("BRS_RESULTS_DIR").unwrap_or_else(|| DEFAULT_RESULTS_DIR.into());
+            set.push(format!("store.path={}", quoted(dir)));
+        }
+    }
+    if let Some(url) = var("BRS_QUEUE_SQS_URL") {
+        set.push("queue.kind=sqs".to_string());
+        set.push(format!("queue.url={}", quoted(url)));
+        if let Some(n) = var("BRS_QUEUE_MAX_RECEIVES") {
+            set.push(format!("queue.max_receives={n}"));
+        }
+    }
     let cli = Cli {
         config: file,
         // A file's own styles win over the default mount; an explicit BRS_MODEL_DIR adds `default`.
         model_dir: model_dir.or_else(|| (!file_has_styles).then(|| DEFAULT_MODEL_DIR.into())),
-        results_dir: results_dir.or_else(|| Some(DEFAULT_RESULTS_DIR.into())),
-        ..Cli::default()
+        bind: None,
+        set,
     };
     Ok(Config::from_cli(&cli)?)
 }
@@ -118,18 +239,37 @@ mod tests {
     fn defaults_are_the_efs_mount() {
         let cfg = config_from(env(&[])).expect("config");
         assert_eq!(cfg.styles["default"].path, PathBuf::from("/mnt/brs/models"));
-        assert_eq!(cfg.results_dir, Some(PathBuf::from("/mnt/brs/results")));
+        assert_eq!(cfg.store.path, Some(PathBuf::from("/mnt/brs/results")));
+        assert_eq!(mode_from(&env(&[])).expect("mode"), Mode::Http);
+        assert!(mode_from(&env(&[("BRS_LAMBDA_MODE", "smtp".into())])).is_err());
     }
 
     #[test]
-    fn environment_overrides_the_mount() {
+    fn environment_overrides_the_mount_and_picks_s3_and_sqs() {
         let cfg = config_from(env(&[
             ("BRS_MODEL_DIR", "/mnt/other/m".into()),
             ("BRS_RESULTS_DIR", "/tmp/r".into()),
         ]))
         .expect("config");
         assert_eq!(cfg.styles["default"].path, PathBuf::from("/mnt/other/m"));
-        assert_eq!(cfg.results_dir, Some(PathBuf::from("/tmp/r")));
+        assert_eq!(cfg.store.path, Some(PathBuf::from("/tmp/r")));
+        let cfg = config_from(env(&[
+            ("BRS_STORE_S3_BUCKET", "brs-results".into()),
+            ("BRS_STORE_S3_PREFIX", "prod/".into()),
+            (
+                "BRS_QUEUE_SQS_URL",
+                "https://sqs.eu-west-1.amazonaws.com/1/brs".into(),
+            ),
+            ("BRS_QUEUE_MAX_RECEIVES", "4".into()),
+        ]))
+        .expect("config");
+        assert_eq!(cfg.store.kind, brs_serve::config::StoreKind::S3);
+        assert_eq!(
+            (cfg.store.bucket.as_deref(), cfg.store.prefix.as_str()),
+            (Some("brs-results"), "prod/")
+        );
+        assert_eq!(cfg.queue.kind, brs_serve::config::QueueKind::Sqs);
+        assert_eq!(cfg.queue.max_receives, 4);
     }
 
     #[test]
@@ -154,5 +294,25 @@ mod tests {
         )]));
         let err = format!("{:#}", missing.expect_err("missing file"));
         assert!(err.contains("BRS_LAMBDA_CONFIG"), "{err}");
+    }
+
+    #[test]
+    fn batch_records_parse_like_the_runtime_sends_them() {
+        let event: SqsEvent = serde_json::from_value(serde_json::json!({"Records": [
+            {"messageId": "m1", "body": "{\"job\":\"x\",\"index\":0}", "attributes": {"ApproximateReceiveCount": "3"}, "eventSource": "aws:sqs"}
+        ]}))
+        .expect("event");
+        assert_eq!(
+            event.records[0].attributes.receive_count.as_deref(),
+            Some("3")
+        );
+        let r = serde_json::to_value(BatchResponse {
+            failures: vec![ItemFailure { id: "m1".into() }],
+        })
+        .expect("json");
+        assert_eq!(
+            r,
+            serde_json::json!({"batchItemFailures": [{"itemIdentifier": "m1"}]})
+        );
     }
 }

@@ -1,12 +1,14 @@
-//! One inference worker per style: a bounded queue feeding a dedicated OS thread that owns the
-//! generator and runs dynamic batches (up to `max_batch`, waiting at most `max_wait` for a batch to
-//! fill), so no tokio thread ever runs a forward pass. A hot-reloaded generator is handed over
-//! through a slot the worker checks between batches, so a swap never interrupts a batch.
+//! One inference worker per style: a dedicated OS thread that owns the generator and runs dynamic
+//! batches (up to `max_batch`, waiting at most `max_wait` for a batch to fill), so no tokio thread
+//! ever runs a forward pass. Two lanes feed it and interactive images always go before job images.
+//! How many images wait is bounded by admission (each holds a [`Slot`] until its batch is done),
+//! not here. A hot-reloaded generator is handed over through a slot the worker checks between
+//! batches, so a swap never interrupts a batch.
 
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use brs_model::Translator;
@@ -14,7 +16,7 @@ use serde::Serialize;
 use tch::{Kind, Tensor};
 use tokio::sync::oneshot;
 
-use crate::error::ApiError;
+use crate::admission::Slot;
 use crate::metrics::Metrics;
 
 /// What /v1/models shows about the generator a style serves.
@@ -30,6 +32,7 @@ pub(crate) struct ModelInfo {
     pub(crate) img_ch: i64,
     pub(crate) ch: i64,
     pub(crate) n_res: i64,
+    /// The checkpoint directory's name (never a path on the server).
     pub(crate) checkpoint: String,
     /// The number format inference runs in: `f32` or `bf16`.
     pub(crate) precision: String,
@@ -63,12 +66,19 @@ impl ModelInfo {
     }
 }
 
-/// One translated image and the model version that made it.
+/// One translated image and the model that made it.
 #[derive(Debug)]
 pub(crate) struct Inferred {
     /// [3, S, S] in [-1, 1] on the CPU.
     pub(crate) image: Tensor,
     pub(crate) version: String,
+}
+
+/// Which lane an image waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    Interactive,
+    Job,
 }
 
 type Reply = oneshot::Sender<Result<Inferred, String>>;
@@ -77,6 +87,37 @@ struct Item {
     input: Tensor,
     reply: Reply,
     enqueued: Instant,
+    _slot: Slot,
+}
+
+#[derive(Default)]
+struct Lanes {
+    interactive: VecDeque<Item>,
+    jobs: VecDeque<Item>,
+    closed: bool,
+}
+
+impl Lanes {
+    fn pop(&mut self) -> Option<Item> {
+        self.interactive
+            .pop_front()
+            .or_else(|| self.jobs.pop_front())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.interactive.is_empty() && self.jobs.is_empty()
+    }
+}
+
+struct Queue {
+    lanes: Mutex<Lanes>,
+    ready: Condvar,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lanes> {
+        self.lanes.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Batching knobs.
@@ -84,23 +125,34 @@ struct Item {
 pub(crate) struct BatchConfig {
     pub(crate) max_batch: usize,
     pub(crate) max_wait: Duration,
-    pub(crate) queue_depth: usize,
 }
 
-/// The handle request handlers use; dropping it stops the worker once its queue is empty.
-#[derive(Debug)]
+/// The handle the pipeline uses; dropping it stops the worker once its lanes are empty.
 pub(crate) struct Batcher {
-    tx: SyncSender<Item>,
-    depth: Arc<AtomicUsize>,
+    queue: Arc<Queue>,
     swap: Arc<Mutex<Option<Translator>>>,
     info: Arc<RwLock<Arc<ModelInfo>>>,
     ready: Arc<AtomicBool>,
 }
 
+impl std::fmt::Debug for Batcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher")
+            .field("model", &self.model().version)
+            .finish()
+    }
+}
+
+impl Drop for Batcher {
+    fn drop(&mut self) {
+        self.queue.lock().closed = true;
+        self.queue.ready.notify_all();
+    }
+}
+
 struct Worker {
     style: String,
-    rx: Receiver<Item>,
-    depth: Arc<AtomicUsize>,
+    queue: Arc<Queue>,
     swap: Arc<Mutex<Option<Translator>>>,
     info: Arc<RwLock<Arc<ModelInfo>>>,
     ready: Arc<AtomicBool>,
@@ -116,20 +168,20 @@ impl Batcher {
         cfg: BatchConfig,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Batcher> {
-        let (tx, rx) = sync_channel(cfg.queue_depth);
         let info = ModelInfo::of(&translator);
-        metrics.model_loaded(style, &info.version, info.iteration);
+        metrics.model_loaded(style, None, &info.version, info.iteration);
         let b = Batcher {
-            tx,
-            depth: Arc::new(AtomicUsize::new(0)),
+            queue: Arc::new(Queue {
+                lanes: Mutex::new(Lanes::default()),
+                ready: Condvar::new(),
+            }),
             swap: Arc::new(Mutex::new(None)),
             info: Arc::new(RwLock::new(Arc::new(info))),
             ready: Arc::new(AtomicBool::new(false)),
         };
         let w = Worker {
             style: style.to_string(),
-            rx,
-            depth: b.depth.clone(),
+            queue: b.queue.clone(),
             swap: b.swap.clone(),
             info: b.info.clone(),
             ready: b.ready.clone(),
@@ -142,35 +194,34 @@ impl Batcher {
         Ok(b)
     }
 
-    /// Queues one [3, S, S] input; a full queue is an immediate 503, never a wait.
+    /// Queues one [3, S, S] input in `lane`; `slot` is held until its batch is done.
     pub(crate) fn submit(
         &self,
         input: Tensor,
-    ) -> Result<oneshot::Receiver<Result<Inferred, String>>, ApiError> {
+        lane: Lane,
+        slot: Slot,
+    ) -> oneshot::Receiver<Result<Inferred, String>> {
         let (reply, rx) = oneshot::channel();
-        self.depth.fetch_add(1, Ordering::SeqCst);
         let item = Item {
             input,
             reply,
             enqueued: Instant::now(),
+            _slot: slot,
         };
-        match self.tx.try_send(item) {
-            Ok(()) => Ok(rx),
-            Err(e) => {
-                self.depth.fetch_sub(1, Ordering::SeqCst);
-                match e {
-                    TrySendError::Full(_) => Err(ApiError::QueueFull),
-                    TrySendError::Disconnected(_) => {
-                        Err(ApiError::Internal("inference worker stopped".into()))
-                    }
-                }
-            }
+        let mut lanes = self.queue.lock();
+        match lane {
+            Lane::Interactive => lanes.interactive.push_back(item),
+            Lane::Job => lanes.jobs.push_back(item),
         }
+        drop(lanes);
+        self.queue.ready.notify_one();
+        rx
     }
 
     /// Hands a loaded, verified generator to the worker, which starts using it at its next batch.
     pub(crate) fn offer(&self, t: Translator) {
         *self.swap.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
+        self.queue.ready.notify_one();
     }
 
     pub(crate) fn model(&self) -> Arc<ModelInfo> {
@@ -179,10 +230,6 @@ impl Batcher {
 
     pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
-    }
-
-    pub(crate) fn queued(&self) -> usize {
-        self.depth.load(Ordering::SeqCst)
     }
 }
 
@@ -222,65 +269,85 @@ impl Worker {
                 tracing::error!(style = %self.style, error = %e, "warm-up failed; style stays not ready")
             }
         }
-        let mut version = self.model_version();
-        loop {
-            let first = match self.rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(item) => item,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.maybe_swap(&mut translator, &mut version);
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => return,
-            };
-            self.depth.fetch_sub(1, Ordering::SeqCst);
-            let mut batch = vec![first];
-            // Take what is queued already, then wait a little for a batch to fill.
-            let deadline = Instant::now() + self.cfg.max_wait;
-            while batch.len() < self.cfg.max_batch {
-                let item = match self.rx.try_recv() {
-                    Ok(item) => item,
-                    Err(_) => {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            break;
-                        }
-                        match self.rx.recv_timeout(left) {
-                            Ok(item) => item,
-                            Err(_) => break,
-                        }
-                    }
-                };
-                self.depth.fetch_sub(1, Ordering::SeqCst);
-                batch.push(item);
-            }
-            self.maybe_swap(&mut translator, &mut version);
-            self.run_batch(&translator, &version, batch);
+        let mut info = self.model_info();
+        while let Some(batch) = self.next_batch(&mut translator, &mut info) {
+            self.run_batch(&translator, &info, batch);
         }
     }
 
-    fn model_version(&self) -> String {
-        self.info
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .version
-            .clone()
+    fn model_info(&self) -> Arc<ModelInfo> {
+        self.info.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn maybe_swap(&self, translator: &mut Translator, version: &mut String) {
+    /// Waits for work (swapping in a new generator while idle), then takes what is queued, up
+    /// to `max_batch`, interactive first, waiting up to `max_wait` for more. `None`: shut down.
+    fn next_batch(
+        &self,
+        translator: &mut Translator,
+        info: &mut Arc<ModelInfo>,
+    ) -> Option<Vec<Item>> {
+        let mut lanes = self.queue.lock();
+        loop {
+            if !lanes.is_empty() {
+                break;
+            }
+            if lanes.closed {
+                return None;
+            }
+            drop(lanes);
+            self.maybe_swap(translator, info);
+            lanes = self.queue.lock();
+            if lanes.is_empty() && !lanes.closed {
+                lanes = self
+                    .queue
+                    .ready
+                    .wait_timeout(lanes, Duration::from_millis(100))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        }
+        let deadline = Instant::now() + self.cfg.max_wait;
+        let mut batch = Vec::new();
+        while batch.len() < self.cfg.max_batch {
+            if let Some(item) = lanes.pop() {
+                batch.push(item);
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || lanes.closed {
+                break;
+            }
+            lanes = self
+                .queue
+                .ready
+                .wait_timeout(lanes, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        drop(lanes);
+        self.maybe_swap(translator, info);
+        Some(batch)
+    }
+
+    fn maybe_swap(&self, translator: &mut Translator, info: &mut Arc<ModelInfo>) {
         let next = self.swap.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(t) = next {
-            let info = ModelInfo::of(&t);
-            tracing::info!(style = %self.style, version = %info.version, iteration = info.iteration, "now serving");
-            self.metrics
-                .model_loaded(&self.style, &info.version, info.iteration);
-            *version = info.version.clone();
-            *self.info.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(info);
+            let new = Arc::new(ModelInfo::of(&t));
+            tracing::info!(style = %self.style, version = %new.version, iteration = new.iteration, "now serving");
+            self.metrics.model_loaded(
+                &self.style,
+                Some((&info.version, info.iteration)),
+                &new.version,
+                new.iteration,
+            );
+            *self.info.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
+            *info = new;
             *translator = t;
             self.ready.store(true, Ordering::SeqCst);
         }
     }
 
-    fn run_batch(&self, translator: &Translator, version: &str, batch: Vec<Item>) {
+    fn run_batch(&self, translator: &Translator, info: &ModelInfo, batch: Vec<Item>) {
         // A client that gave up (timeout, disconnect) costs no inference.
         let live: Vec<Item> = batch.into_iter().filter(|i| !i.reply.is_closed()).collect();
         if live.is_empty() {
@@ -312,7 +379,7 @@ impl Worker {
                 for (k, item) in live.into_iter().enumerate() {
                     let _ = item.reply.send(Ok(Inferred {
                         image: out.get(k as i64),
-                        version: version.to_string(),
+                        version: info.version.clone(),
                     }));
                 }
             }

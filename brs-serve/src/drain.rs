@@ -18,6 +18,9 @@ pub struct Drain {
     started_tx: watch::Sender<bool>,
     in_flight: AtomicUsize,
     pending_jobs: AtomicUsize,
+    /// Job images waiting in this process's own queue (the in-process queue only): they die
+    /// with the process, so they count as pending work.
+    queued: AtomicUsize,
     idle: Notify,
 }
 
@@ -29,6 +32,7 @@ impl Drain {
             started_tx: watch::channel(false).0,
             in_flight: AtomicUsize::new(0),
             pending_jobs: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
             idle: Notify::new(),
         })
     }
@@ -78,10 +82,23 @@ impl Drain {
         self.in_flight.load(Ordering::SeqCst)
     }
 
-    /// Job images accepted but not finished; the lifecycle module protects the instance from
-    /// scale-in while this is above zero.
+    /// Job images being translated here, plus those waiting in this process's own queue; the
+    /// lifecycle module protects the instance from scale-in while this is above zero.
     pub fn pending_jobs(&self) -> usize {
-        self.pending_jobs.load(Ordering::SeqCst)
+        self.pending_jobs.load(Ordering::SeqCst) + self.queued.load(Ordering::SeqCst)
+    }
+
+    /// `n` job images entered this process's own queue.
+    pub(crate) fn enqueued(&self, n: usize) {
+        self.queued.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// One job image left this process's own queue for good (done or failed).
+    pub(crate) fn dequeued(&self) {
+        let _ = self
+            .queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| q.checked_sub(1));
+        self.idle.notify_waiters();
     }
 
     pub fn is_idle(&self) -> bool {

@@ -1,25 +1,48 @@
-//! Asynchronous jobs: several images accepted at once, translated in the background, their
-//! progress readable as JSON or as Server-Sent Events.
+//! Jobs: several images accepted at once, translated in the background by whichever worker takes
+//! each image's message from the queue, their progress readable from any instance.
 //!
-//! The instance that accepted a job runs it and keeps it in memory; it also publishes the job's
-//! state as `jobs/<id>.json` in the shared results directory (EFS in production) when the job
-//! starts and after every image, so any instance behind the load balancer can answer
-//! `GET /v1/jobs/{id}` and stream its events. The oldest jobs are forgotten (and their files
-//! removed) beyond `MAX_JOBS` per instance.
+//! Everything a job is lives in the store, under its id's hour:
+//! ```text
+//! inputs/<hour>/<job>/<index>            the uploaded images
+//! jobs/<hour>/<job>/manifest.json        what was asked, by whom (hashed), which files
+//! jobs/<hour>/<job>/items/<index>.json   one object per finished image, written once
+//! results/<hour>/<job>-<index>.<ext>     the translations
+//! ```
+//! One object per finished image, rather than one job file rewritten, means two workers never
+//! race on a read-modify-write, and a job's state is the manifest plus whatever items exist.
 
-use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
-use crate::error::ErrorDetail;
+use crate::error::ServeError;
+use crate::ids::{Hour, hour_of};
+use crate::pipeline::Request;
+use crate::queue::{Queue, WorkItem};
+use crate::results::ResultName;
+use crate::store::{Key, Store};
 
-const MAX_JOBS: usize = 10_000;
+/// What a job asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Manifest {
+    pub(crate) id: String,
+    pub(crate) created: String,
+    pub(crate) request: Request,
+    /// The submitting client's identity under the deployment's secret (for deduplication; the
+    /// address or key itself is never stored).
+    pub(crate) tenant: String,
+    pub(crate) items: Vec<ItemSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ItemSpec {
+    pub(crate) index: usize,
+    pub(crate) filename: Option<String>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -29,220 +52,470 @@ pub(crate) enum ItemStatus {
     Failed,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What a client sees of a failure: a stable code and a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ErrorDetail {
+    pub(crate) code: String,
+    pub(crate) message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ItemState {
     pub(crate) index: usize,
     pub(crate) filename: Option<String>,
     pub(crate) status: ItemStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) result_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) cached: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<ErrorDetail>,
+    /// Deliveries it took (1 = the first try).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) attempts: Option<u32>,
 }
 
-#[derive(Debug)]
-pub(crate) struct Job {
-    pub(crate) id: String,
-    items: Mutex<Vec<ItemState>>,
-    events: broadcast::Sender<ItemState>,
-    /// `jobs/<id>.json` in the shared store; `None` keeps the job in memory only.
-    file: Option<PathBuf>,
-    /// Held while a snapshot is taken and written, so a later state never loses to an earlier one.
-    publishing: Mutex<()>,
+impl ItemState {
+    fn queued(spec: &ItemSpec) -> ItemState {
+        ItemState {
+            index: spec.index,
+            filename: spec.filename.clone(),
+            status: ItemStatus::Queued,
+            result_url: None,
+            cached: None,
+            error: None,
+            attempts: None,
+        }
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.status != ItemStatus::Queued
+    }
 }
 
-/// The JSON view of a job (also the shared file's content).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum JobStatus {
+    Running,
+    Done,
+}
+
+/// The JSON view of a job.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct JobView {
     pub(crate) id: String,
-    pub(crate) status: String,
+    pub(crate) status: JobStatus,
     pub(crate) done: usize,
     pub(crate) total: usize,
     pub(crate) events_url: String,
     pub(crate) items: Vec<ItemState>,
 }
 
-impl Job {
-    pub(crate) fn items(&self) -> Vec<ItemState> {
-        self.items.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<ItemState> {
-        self.events.subscribe()
-    }
-
-    /// Records a finished item and publishes the job (blocking file I/O). The item counts as
-    /// finished even when publishing fails (the error is returned for the log). Call `announce`
-    /// after it, so whoever sees the event finds the same state on every instance.
-    pub(crate) fn record(&self, item: &ItemState) -> std::io::Result<()> {
-        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = items.get_mut(item.index) {
-            *slot = item.clone();
-        }
-        drop(items);
-        self.publish()
-    }
-
-    /// Tells the event streams that `item` finished.
-    pub(crate) fn announce(&self, item: ItemState) {
-        // No subscriber is fine: the state is kept for GET and late streams.
-        let _ = self.events.send(item);
-    }
-
-    /// Writes the current state to the shared store (temp file + rename: readers on other
-    /// instances see the previous state or this one, never a torn file). Blocking file I/O.
-    pub(crate) fn publish(&self) -> std::io::Result<()> {
-        let Some(path) = &self.file else {
-            return Ok(());
-        };
-        let _order = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
-        let json = serde_json::to_vec(&self.view()).map_err(std::io::Error::other)?;
-        brs_image::files::write_atomic(path, &json)
-    }
-
-    pub(crate) fn view(&self) -> JobView {
-        let items = self.items();
-        let done = items
-            .iter()
-            .filter(|i| i.status != ItemStatus::Queued)
-            .count();
-        JobView {
-            id: self.id.clone(),
-            status: if done == items.len() {
-                "done"
-            } else {
-                "running"
-            }
-            .into(),
-            done,
-            total: items.len(),
-            events_url: format!("/v1/jobs/{}/events", self.id),
-            items,
-        }
-    }
+/// What an event stream says.
+#[derive(Debug, Clone)]
+pub(crate) enum JobEvent {
+    Item(ItemState),
+    Done(JobView),
 }
 
-/// Jobs by id, and their ids oldest first (for forgetting).
-type Table = (HashMap<String, Arc<Job>>, VecDeque<String>);
+fn key(s: String) -> Result<Key, ServeError> {
+    Key::new(s.clone()).ok_or(ServeError::UnknownJob(s))
+}
 
-#[derive(Debug, Default)]
+/// The hour a well-formed job id carries; anything else is an unknown job (and never a key).
+fn hour(id: &str) -> Result<Hour, ServeError> {
+    hour_of(id).ok_or_else(|| ServeError::UnknownJob(id.to_string()))
+}
+
+pub(crate) fn manifest_key(id: &str) -> Result<Key, ServeError> {
+    key(format!("jobs/{}/{id}/manifest.json", hour(id)?))
+}
+
+fn items_prefix(id: &str) -> Result<Key, ServeError> {
+    key(format!("jobs/{}/{id}/items", hour(id)?))
+}
+
+fn item_key(id: &str, index: usize) -> Result<Key, ServeError> {
+    key(format!("jobs/{}/{id}/items/{index}.json", hour(id)?))
+}
+
+pub(crate) fn input_key(id: &str, index: usize) -> Result<Key, ServeError> {
+    key(format!("inputs/{}/{id}/{index}", hour(id)?))
+}
+
+/// Manifests kept in memory: a worker reads each job's once, not once per image.
+const MANIFEST_CACHE: usize = 1024;
+
+/// How often a stream of a job another instance runs looks at the store.
+const STREAM_POLL: Duration = Duration::from_millis(500);
+
+#[derive(Debug)]
 pub(crate) struct Jobs {
-    table: Mutex<Table>,
-    counter: AtomicU64,
-    /// Where jobs are published for other instances (`<results_dir>/jobs`).
-    dir: Option<PathBuf>,
-}
-
-/// Job ids are 24 lowercase hex digits; anything else never touches the disk.
-fn is_job_id(id: &str) -> bool {
-    id.len() == 24
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    store: Arc<Store>,
+    queue: Arc<Queue>,
+    /// Ids of jobs whose state this process just changed: wakes streams at once.
+    updates: broadcast::Sender<String>,
+    manifests: Mutex<HashMap<String, Arc<Manifest>>>,
 }
 
 impl Jobs {
-    /// Jobs published under `dir` (shared by every instance using the same results directory).
-    pub(crate) fn shared(dir: &Path) -> Jobs {
+    pub(crate) fn new(store: Arc<Store>, queue: Arc<Queue>) -> Jobs {
         Jobs {
-            dir: Some(dir.to_path_buf()),
-            ..Jobs::default()
+            store,
+            queue,
+            updates: broadcast::channel(1024).0,
+            manifests: Mutex::new(HashMap::new()),
         }
     }
 
-    /// A job another instance (or this one) published, as last written. Blocking file I/O.
-    pub(crate) fn read_published(&self, id: &str) -> Option<JobView> {
-        let dir = self.dir.as_ref().filter(|_| is_job_id(id))?;
-        let bytes = std::fs::read(dir.join(format!("{id}.json"))).ok()?;
-        serde_json::from_slice(&bytes).ok()
+    /// Stores one uploaded image of job `id` (before the job is committed).
+    pub(crate) async fn put_input(
+        &self,
+        id: &str,
+        index: usize,
+        bytes: Bytes,
+    ) -> Result<(), ServeError> {
+        self.store.put(&input_key(id, index)?, bytes).await?;
+        Ok(())
     }
 
-    pub(crate) fn create(&self, filenames: Vec<Option<String>>) -> Arc<Job> {
-        let n = self.counter.fetch_add(1, Ordering::SeqCst);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        // Unguessable enough for a job id: nobody can list another user's job by counting.
-        let mut h = Sha256::new();
-        h.update(nanos.to_le_bytes());
-        h.update(n.to_le_bytes());
-        h.update(std::process::id().to_le_bytes());
-        let id = hex::encode(&h.finalize()[..12]);
-        let items = filenames
-            .into_iter()
-            .enumerate()
-            .map(|(index, filename)| ItemState {
-                index,
-                filename,
-                status: ItemStatus::Queued,
-                result_url: None,
-                cached: None,
-                error: None,
+    /// Writes the manifest and enqueues one message per image. On failure nothing of the job
+    /// remains (its inputs are removed), so no job is left that nobody will ever run.
+    pub(crate) async fn commit(&self, manifest: Manifest) -> Result<JobView, ServeError> {
+        let id = manifest.id.clone();
+        let body = serde_json::to_vec(&manifest).map_err(|e| ServeError::Task(e.to_string()))?;
+        let items: Vec<WorkItem> = manifest
+            .items
+            .iter()
+            .map(|i| WorkItem {
+                job: id.clone(),
+                index: i.index,
             })
-            .collect::<Vec<_>>();
-        let (events, _) = broadcast::channel(items.len().max(1) * 2);
-        let job = Arc::new(Job {
-            file: self.dir.as_ref().map(|d| d.join(format!("{id}.json"))),
-            id: id.clone(),
-            items: Mutex::new(items),
-            events,
-            publishing: Mutex::new(()),
-        });
-        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        t.0.insert(id.clone(), job.clone());
-        t.1.push_back(id);
-        while t.1.len() > MAX_JOBS {
-            if let Some(old) = t.1.pop_front().and_then(|old| t.0.remove(&old))
-                && let Some(file) = &old.file
-            {
-                let _ = std::fs::remove_file(file);
+            .collect();
+        let committed = async {
+            self.store
+                .put(&manifest_key(&id)?, Bytes::from(body))
+                .await?;
+            self.queue.send(&items).await?;
+            Ok::<_, ServeError>(())
+        }
+        .await;
+        if let Err(e) = committed {
+            let _ = self.delete_objects(&id, manifest.items.len()).await;
+            return Err(e);
+        }
+        let view = view_of(&manifest, BTreeMap::new());
+        self.cache(Arc::new(manifest));
+        Ok(view)
+    }
+
+    /// Removes the inputs of a job whose upload failed before it was committed.
+    pub(crate) async fn abort(&self, id: &str, uploaded: usize) {
+        for index in 0..uploaded {
+            if let Ok(k) = input_key(id, index) {
+                let _ = self.store.delete(&k).await;
             }
         }
-        job
     }
 
-    pub(crate) fn get(&self, id: &str) -> Option<Arc<Job>> {
-        self.table
+    fn cache(&self, m: Arc<Manifest>) {
+        let mut c = self.manifests.lock().unwrap_or_else(|e| e.into_inner());
+        if c.len() >= MANIFEST_CACHE {
+            c.clear();
+        }
+        c.insert(m.id.clone(), m);
+    }
+
+    fn forget(&self, id: &str) {
+        self.manifests
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .0
+            .remove(id);
+    }
+
+    /// A job's manifest, `None` when there is no such job (or it was deleted).
+    pub(crate) async fn manifest(&self, id: &str) -> Result<Option<Arc<Manifest>>, ServeError> {
+        if let Some(m) = self
+            .manifests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .get(id)
-            .cloned()
+        {
+            return Ok(Some(m.clone()));
+        }
+        let m = self.read_manifest(id).await?;
+        if let Some(m) = &m {
+            self.cache(m.clone());
+        }
+        Ok(m)
+    }
+
+    async fn read_manifest(&self, id: &str) -> Result<Option<Arc<Manifest>>, ServeError> {
+        let Some(bytes) = self.store.get(&manifest_key(id)?).await? else {
+            return Ok(None);
+        };
+        let m: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| ServeError::Task(format!("job {id}: unreadable manifest: {e}")))?;
+        Ok(Some(Arc::new(m)))
+    }
+
+    /// The uploaded image `index` of job `id`.
+    pub(crate) async fn input(&self, id: &str, index: usize) -> Result<Option<Bytes>, ServeError> {
+        Ok(self.store.get(&input_key(id, index)?).await?)
+    }
+
+    /// The recorded state of one image, if it finished.
+    pub(crate) async fn item(
+        &self,
+        id: &str,
+        index: usize,
+    ) -> Result<Option<ItemState>, ServeError> {
+        let Some(bytes) = self.store.get(&item_key(id, index)?).await? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_slice(&bytes).ok())
+    }
+
+    /// Records a finished image (one object, written once per outcome) and wakes its streams.
+    pub(crate) async fn record(&self, id: &str, state: &ItemState) -> Result<(), ServeError> {
+        let body = serde_json::to_vec(state).map_err(|e| ServeError::Task(e.to_string()))?;
+        self.store
+            .put(&item_key(id, state.index)?, Bytes::from(body))
+            .await?;
+        let _ = self.updates.send(id.to_string());
+        Ok(())
+    }
+
+    /// The job as it stands: manifest plus finished items, both read from the store (never
+    /// from this instance's cache, which may remember a job another instance deleted).
+    pub(crate) async fn view(&self, id: &str) -> Result<JobView, ServeError> {
+        let manifest = self
+            .read_manifest(id)
+            .await?
+            .ok_or_else(|| ServeError::UnknownJob(id.to_string()))?;
+        let mut finished = BTreeMap::new();
+        for entry in self.store.list(&items_prefix(id)?).await? {
+            let Some(bytes) = self.store.get(&entry.key).await? else {
+                continue;
+            };
+            if let Ok(state) = serde_json::from_slice::<ItemState>(&bytes) {
+                finished.insert(state.index, state);
+            }
+        }
+        Ok(view_of(&manifest, finished))
+    }
+
+    /// Deletes a job: its inputs, results, item states and manifest (last, so a failure halfway
+    /// leaves a job that can be deleted again).
+    pub(crate) async fn delete(&self, id: &str) -> Result<(), ServeError> {
+        let manifest = self
+            .manifest(id)
+            .await?
+            .ok_or_else(|| ServeError::UnknownJob(id.to_string()))?;
+        self.delete_results(&manifest).await?;
+        self.delete_objects(id, manifest.items.len()).await?;
+        self.forget(id);
+        let _ = self.updates.send(id.to_string());
+        Ok(())
+    }
+
+    /// Whether the job's manifest is in the store now (bypassing this instance's cache, which
+    /// may remember a job another instance deleted).
+    pub(crate) async fn exists_in_store(&self, id: &str) -> Result<bool, ServeError> {
+        Ok(self.read_manifest(id).await?.is_some())
+    }
+
+    /// Removes what a worker wrote for an image of a job deleted while it worked.
+    pub(crate) async fn delete_item_leftovers(
+        &self,
+        id: &str,
+        index: usize,
+        format: crate::pipeline::OutFormat,
+    ) -> Result<(), ServeError> {
+        if let Some(k) = ResultName::of_item(id, index, format).key() {
+            self.store.delete(&k).await?;
+        }
+        self.store.delete(&item_key(id, index)?).await?;
+        self.store.delete(&input_key(id, index)?).await?;
+        self.forget(id);
+        Ok(())
+    }
+
+    async fn delete_results(&self, m: &Manifest) -> Result<(), ServeError> {
+        for item in &m.items {
+            let name = ResultName::of_item(&m.id, item.index, m.request.format);
+            if let Some(k) = name.key() {
+                self.store.delete(&k).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_objects(&self, id: &str, items: usize) -> Result<(), ServeError> {
+        for index in 0..items {
+            self.store.delete(&input_key(id, index)?).await?;
+            self.store.delete(&item_key(id, index)?).await?;
+        }
+        self.store.delete(&manifest_key(id)?).await?;
+        Ok(())
+    }
+
+    /// One `Item` event per finished image (those finished before the stream opened too), then
+    /// `Done`, then the stream ends. Woken at once by this instance's updates, and every
+    /// half second for jobs other instances run. Ends early if the job disappears (deleted).
+    pub(crate) fn events(self: &Arc<Self>, id: String) -> mpsc::Receiver<JobEvent> {
+        let (tx, rx) = mpsc::channel(16);
+        let jobs = self.clone();
+        tokio::spawn(async move {
+            let mut updates = jobs.updates.subscribe();
+            let mut sent = std::collections::HashSet::new();
+            loop {
+                let view = match jobs.view(&id).await {
+                    Ok(v) => v,
+                    Err(ServeError::UnknownJob(_)) => return,
+                    Err(e) => {
+                        tracing::warn!(job = %id, error = %e, "event stream could not read the job");
+                        tokio::time::sleep(STREAM_POLL).await;
+                        continue;
+                    }
+                };
+                for item in view.items.iter().filter(|i| i.is_finished()) {
+                    if sent.insert(item.index)
+                        && tx.send(JobEvent::Item(item.clone())).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                if view.status == JobStatus::Done {
+                    let _ = tx.send(JobEvent::Done(view)).await;
+                    return;
+                }
+                // Wake on our own updates of this job, or poll for other instances'.
+                let wait = async {
+                    loop {
+                        match updates.recv().await {
+                            Ok(j) if j == id => return,
+                            Ok(_) => continue,
+                            Err(broadcast::error::RecvError::Lagged(_)) => return,
+                            Err(broadcast::error::RecvError::Closed) => {
+                                std::future::pending::<()>().await
+                            }
+                        }
+                    }
+                };
+                tokio::select! {
+                    () = wait => {}
+                    () = tokio::time::sleep(STREAM_POLL) => {}
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        rx
+    }
+}
+
+fn view_of(m: &Manifest, mut finished: BTreeMap<usize, ItemState>) -> JobView {
+    let items: Vec<ItemState> = m
+        .items
+        .iter()
+        .map(|spec| {
+            finished
+                .remove(&spec.index)
+                .unwrap_or_else(|| ItemState::queued(spec))
+        })
+        .collect();
+    let done = items.iter().filter(|i| i.is_finished()).count();
+    JobView {
+        id: m.id.clone(),
+        status: if done == items.len() {
+            JobStatus::Done
+        } else {
+            JobStatus::Running
+        },
+        done,
+        total: items.len(),
+        events_url: format!("/v1/jobs/{}/events", m.id),
+        items,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::OutFormat;
+    use crate::queue::LocalQueue;
+    use crate::store::FsStore;
 
-    #[test]
-    fn finishing_items_updates_view_and_events() {
-        let jobs = Jobs::default();
-        let job = jobs.create(vec![Some("a.png".into()), None]);
-        assert_eq!(
-            jobs.get(&job.id).map(|j| j.id.clone()),
-            Some(job.id.clone())
-        );
-        let mut rx = job.subscribe();
-        assert_eq!(job.view().status, "running");
-        for index in 0..2 {
-            let item = ItemState {
-                index,
-                filename: None,
-                status: ItemStatus::Done,
-                result_url: Some("/v1/results/x".into()),
-                cached: Some(false),
-                error: None,
-            };
-            job.record(&item).expect("nothing to publish");
-            job.announce(item);
+    fn manifest(id: &str, n: usize) -> Manifest {
+        Manifest {
+            id: id.to_string(),
+            created: "2026-12-02T00:00:00Z".into(),
+            request: Request {
+                style: "default".into(),
+                format: OutFormat::Png,
+                size: None,
+                crop_face: false,
+            },
+            tenant: "t".into(),
+            items: (0..n)
+                .map(|index| ItemSpec {
+                    index,
+                    filename: Some(format!("{index}.png")),
+                })
+                .collect(),
         }
-        assert_eq!(rx.try_recv().expect("event").index, 0);
-        let v = job.view();
-        assert_eq!((v.status.as_str(), v.done, v.total), ("done", 2, 2));
-        assert_ne!(jobs.create(vec![None]).id, job.id);
+    }
+
+    #[tokio::test]
+    async fn a_job_lives_in_the_store_and_is_deleted_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::new(crate::store::Backend::Fs(
+            FsStore::open(dir.path()).expect("store"),
+        )));
+        let queue = Arc::new(Queue::Local(LocalQueue::new(3)));
+        let jobs = Arc::new(Jobs::new(store.clone(), queue.clone()));
+        let id = crate::ids::new_id().expect("rng");
+        for i in 0..2 {
+            jobs.put_input(&id, i, Bytes::from_static(b"img"))
+                .await
+                .expect("input");
+        }
+        let view = jobs.commit(manifest(&id, 2)).await.expect("commit");
+        assert_eq!(
+            (view.status, view.done, view.total),
+            (JobStatus::Running, 0, 2)
+        );
+        assert_eq!(queue.backlog().await, Some(2));
+        let mut events = jobs.events(id.clone());
+        let done = ItemState {
+            status: ItemStatus::Done,
+            result_url: Some("/v1/results/x".into()),
+            ..ItemState::queued(&manifest(&id, 2).items[1])
+        };
+        jobs.record(&id, &done).await.expect("record");
+        match events.recv().await {
+            Some(JobEvent::Item(i)) => assert_eq!(i.index, 1),
+            other => panic!("{other:?}"),
+        }
+        // Another instance (a second Jobs on the same store) sees the same state.
+        let other = Jobs::new(store.clone(), queue.clone());
+        let v = other.view(&id).await.expect("view");
+        assert_eq!((v.done, v.items[1].status), (1, ItemStatus::Done));
+        jobs.delete(&id).await.expect("delete");
+        assert!(matches!(
+            other.view(&id).await,
+            Err(ServeError::UnknownJob(_))
+        ));
+        assert!(
+            store
+                .list(&Key::new("inputs").expect("key"))
+                .await
+                .expect("list")
+                .is_empty()
+        );
+        assert!(matches!(
+            jobs.view("../../etc").await,
+            Err(ServeError::UnknownJob(_))
+        ));
     }
 }

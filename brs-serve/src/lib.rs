@@ -1,62 +1,47 @@
-//! brs-serve: the HTTP translation tier. Photos in, animation-style drawings out, with dynamic
-//! batching on a dedicated inference thread per style, hot reload of the trainer's checkpoints,
-//! a content-hash result store, jobs with Server-Sent Events, and a drain for graceful shutdown.
+//! brs-serve: the HTTP translation tier. Photos in, animation-style drawings out.
 //!
-//! Library entry points: [`AppState::build`], [`app`], [`serve`], [`run`], [`drain::Drain`].
+//! The domain (no HTTP): [`state`] holds what everything shares and starts the background work;
+//! `pipeline` decodes, batches and encodes; `admission` and `clients` decide what is let in;
+//! `interactive` answers one photo; `jobs`, `worker` and `results` run photos in the background
+//! through the [`queue`] and keep them in the [`store`]; `registry` loads and hot-reloads models;
+//! [`drain`] stops gracefully. The HTTP layer ([`http`]) only parses, calls the domain, answers.
+//!
+//! Entry points: [`AppState::start`], [`app`], [`serve`], [`run`].
 
-mod app;
+mod admission;
+#[cfg(feature = "aws")]
+mod aws_sdk;
 mod batcher;
+mod clients;
 pub mod config;
 mod crop;
 pub mod drain;
 mod error;
+mod health;
+pub mod http;
+mod ids;
+mod interactive;
 mod jobs;
 mod metrics;
 mod pipeline;
+mod prune;
+pub mod queue;
 mod registry;
 mod results;
-mod routes;
-mod validate;
+mod secret;
+mod state;
+pub mod store;
+mod worker;
 
-use std::future::Future;
-use std::time::Duration;
-
-pub use app::{AppState, StartError, app};
+pub use clients::hash_key;
 pub use config::{Cli, Config};
-pub use error::ApiError;
+pub use error::ServeError;
+pub use http::{ApiError, Stop, app, serve};
+pub use state::{AppState, Role, StartError};
+pub use worker::Outcome;
 
-/// Serves `state` on `listener` until `shutdown` resolves or the drain is started from code;
-/// then drains (grace period, refuse new work, wait for in-flight and queued work) and returns.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let drain = state.drain();
-    let timeout = Duration::from_secs_f64(state.config().drain_timeout_secs);
-    let signal = async move {
-        tokio::select! {
-            () = shutdown => drain.start(),
-            () = drain.started() => {}
-        }
-        drain.grace_elapsed().await;
-        if drain.wait_idle(timeout).await {
-            tracing::info!("drained; shutting down");
-        } else {
-            tracing::warn!(
-                in_flight = drain.in_flight(),
-                pending_jobs = drain.pending_jobs(),
-                "drain timeout; shutting down with work left"
-            );
-        }
-    };
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(signal)
-        .await
-}
-
-/// SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
+/// SIGTERM or Ctrl-C, whichever comes first.
+pub async fn shutdown_signal() -> Stop {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
@@ -73,21 +58,19 @@ pub async fn shutdown_signal() {
     };
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("shutdown signal received");
+    let how = tokio::select! {
+        () = ctrl_c => Stop::Interrupt,
+        () = term => Stop::Terminate,
+    };
+    tracing::info!(?how, "shutdown signal received");
+    how
 }
 
-/// Loads the models, binds and serves until SIGTERM, then drains.
-pub async fn run(config: Config) -> Result<(), StartError> {
+/// Starts the domain for `role` and runs until SIGTERM or Ctrl-C, then drains: the HTTP server
+/// on `config.bind` (role `Server`), or only the queue's consumer (role `Worker`).
+pub async fn run(config: Config, role: Role) -> Result<(), StartError> {
     let bind = config.bind;
-    let state = tokio::task::spawn_blocking(move || AppState::build(config))
-        .await
-        .map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))??;
-    let listener = tokio::net::TcpListener::bind(bind).await?;
-    tracing::info!(addr = %listener.local_addr()?, "listening");
+    let state = AppState::start(config, role).await?;
     // On an Auto Scaling instance the lifecycle watcher drains us when the group terminates the
     // instance, and must complete the lifecycle action after the drain, before we exit.
     #[cfg(feature = "aws")]
@@ -96,7 +79,30 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         .aws
         .clone()
         .map(|aws| brs_aws::spawn(aws, state.drain(), state.aws_stats.clone()));
-    let served = serve(listener, state, shutdown_signal()).await;
+    let served = match role {
+        Role::Server | Role::Lambda => {
+            let listener = tokio::net::TcpListener::bind(bind).await?;
+            tracing::info!(addr = %listener.local_addr()?, "listening");
+            serve(listener, state, shutdown_signal()).await
+        }
+        Role::Worker => {
+            let drain = state.drain();
+            let how = tokio::select! {
+                how = shutdown_signal() => { drain.start(); how }
+                () = drain.started() => Stop::Terminate,
+            };
+            if how == Stop::Terminate {
+                drain.grace_elapsed().await;
+            }
+            if !drain.wait_idle(state.config().drain_timeout).await {
+                tracing::warn!(
+                    pending_jobs = drain.pending_jobs(),
+                    "drain timeout; stopping with work left"
+                );
+            }
+            Ok(())
+        }
+    };
     #[cfg(feature = "aws")]
     if let Some(watcher) = watcher {
         watcher.finish().await;

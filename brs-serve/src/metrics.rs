@@ -1,10 +1,13 @@
-//! Prometheus metrics, written in the text exposition format by hand: a handful of counters and
-//! histograms behind one mutex is all this server needs, and it keeps the names in one place.
+//! Prometheus metrics through the `metrics` crate and its Prometheus exporter. Each server owns its
+//! recorder (no global one), so several servers in one process (tests, a Lambda) keep their own
+//! counts; the names are the constants below, in one place.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
 use std::time::Duration;
+
+use metrics::{Key, Label, Level, Metadata, Recorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 pub(crate) const HTTP_REQUESTS: &str = "brs_http_requests_total";
 pub(crate) const HTTP_DURATION: &str = "brs_http_request_duration_seconds";
@@ -15,72 +18,34 @@ pub(crate) const QUEUE_WAIT: &str = "brs_queue_wait_seconds";
 pub(crate) const IMAGES: &str = "brs_images_translated_total";
 pub(crate) const CACHE: &str = "brs_result_cache_total";
 pub(crate) const RELOADS: &str = "brs_model_reloads_total";
-pub(crate) const PRUNED: &str = "brs_results_pruned_total";
+pub(crate) const PRUNED: &str = "brs_store_pruned_total";
 pub(crate) const MODEL_INFO: &str = "brs_model_info";
 pub(crate) const IN_FLIGHT: &str = "brs_in_flight_requests";
 pub(crate) const PENDING_JOBS: &str = "brs_pending_job_images";
 pub(crate) const DRAINING: &str = "brs_draining";
+pub(crate) const REJECTED: &str = "brs_rejected_requests_total";
+pub(crate) const STORE_ERRORS: &str = "brs_store_errors_total";
+pub(crate) const UNSTORED: &str = "brs_results_not_stored_total";
+pub(crate) const JOB_ITEMS: &str = "brs_job_items_total";
+pub(crate) const QUEUE_ERRORS: &str = "brs_queue_errors_total";
+pub(crate) const STORE_HEALTHY: &str = "brs_store_healthy";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
-#[derive(Debug, Clone)]
-struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+static META: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+pub(crate) struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
 }
 
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Histogram {
-            bounds,
-            counts: vec![0; bounds.len()],
-            sum: 0.0,
-            count: 0,
-        }
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
     }
-
-    fn observe(&mut self, v: f64) {
-        for (b, c) in self.bounds.iter().zip(self.counts.iter_mut()) {
-            if v <= *b {
-                *c += 1;
-            }
-        }
-        self.sum += v;
-        self.count += 1;
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (b, c) in self.bounds.iter().zip(&self.counts) {
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
-            self.count
-        );
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
-    }
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    requests: BTreeMap<(String, u16), u64>,
-    durations: BTreeMap<String, Histogram>,
-    batch: BTreeMap<String, Histogram>,
-    inference: BTreeMap<String, Histogram>,
-    queue_wait: BTreeMap<String, Histogram>,
-    images: BTreeMap<String, u64>,
-    cache: BTreeMap<&'static str, u64>,
-    reloads: BTreeMap<(String, &'static str), u64>,
-    models: BTreeMap<String, (String, u64)>,
-    pruned: u64,
 }
 
 /// Gauges read at scrape time from the live state.
@@ -90,182 +55,153 @@ pub(crate) struct Gauges {
     pub(crate) in_flight: usize,
     pub(crate) pending_jobs: usize,
     pub(crate) draining: bool,
+    pub(crate) store_healthy: bool,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Metrics {
-    inner: Mutex<Inner>,
+fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
+    Key::from_parts(
+        name,
+        labels
+            .iter()
+            .map(|(k, v)| Label::new(*k, v.to_string()))
+            .collect::<Vec<_>>(),
+    )
 }
 
-/// Escapes a label value as the exposition format asks.
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
 }
 
 impl Metrics {
-    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
-        // A panic while holding the lock leaves plain numbers behind: still fine to use.
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut g)
+    pub(crate) fn new() -> Metrics {
+        let builder = PrometheusBuilder::new();
+        let built = [HTTP_DURATION, INFERENCE, QUEUE_WAIT]
+            .into_iter()
+            .try_fold(builder, |b, name| {
+                b.set_buckets_for_metric(Matcher::Full(name.into()), LATENCY_BUCKETS)
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), BATCH_BUCKETS)
+            });
+        // Buckets are constants and never empty: the builder cannot refuse them, but a metrics
+        // failure must never stop a server, so fall back to the exporter's defaults.
+        let recorder = built
+            .unwrap_or_else(|_| PrometheusBuilder::new())
+            .build_recorder();
+        let handle = recorder.handle();
+        Metrics { recorder, handle }
+    }
+
+    fn add(&self, name: &'static str, labels: &[(&'static str, &str)], n: u64) {
+        self.recorder
+            .register_counter(&key(name, labels), &META)
+            .increment(n);
+    }
+
+    fn observe(&self, name: &'static str, labels: &[(&'static str, &str)], v: f64) {
+        self.recorder
+            .register_histogram(&key(name, labels), &META)
+            .record(v);
+    }
+
+    fn set(&self, name: &'static str, labels: &[(&'static str, &str)], v: f64) {
+        self.recorder
+            .register_gauge(&key(name, labels), &META)
+            .set(v);
     }
 
     pub(crate) fn request(&self, route: &str, status: u16, elapsed: Duration) {
-        self.with(|m| {
-            *m.requests.entry((route.to_string(), status)).or_default() += 1;
-            m.durations
-                .entry(route.to_string())
-                .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
-                .observe(elapsed.as_secs_f64());
-        });
+        let status = status.to_string();
+        self.add(HTTP_REQUESTS, &[("route", route), ("status", &status)], 1);
+        self.observe(HTTP_DURATION, &[("route", route)], elapsed.as_secs_f64());
     }
 
     pub(crate) fn batch(&self, style: &str, size: usize, forward: Duration, waits: &[Duration]) {
-        self.with(|m| {
-            m.batch
-                .entry(style.to_string())
-                .or_insert_with(|| Histogram::new(BATCH_BUCKETS))
-                .observe(size as f64);
-            m.inference
-                .entry(style.to_string())
-                .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
-                .observe(forward.as_secs_f64());
-            let h = m
-                .queue_wait
-                .entry(style.to_string())
-                .or_insert_with(|| Histogram::new(LATENCY_BUCKETS));
-            for w in waits {
-                h.observe(w.as_secs_f64());
-            }
-            *m.images.entry(style.to_string()).or_default() += size as u64;
-        });
+        let l = [("style", style)];
+        self.observe(BATCH_SIZE, &l, size as f64);
+        self.observe(INFERENCE, &l, forward.as_secs_f64());
+        for w in waits {
+            self.observe(QUEUE_WAIT, &l, w.as_secs_f64());
+        }
+        self.add(IMAGES, &l, size as u64);
     }
 
     pub(crate) fn cache(&self, hit: bool) {
-        self.with(|m| *m.cache.entry(if hit { "hit" } else { "miss" }).or_default() += 1);
+        self.add(CACHE, &[("outcome", if hit { "hit" } else { "miss" })], 1);
     }
 
-    pub(crate) fn pruned(&self, files: u64) {
-        self.with(|m| m.pruned += files);
+    pub(crate) fn pruned(&self, objects: u64) {
+        self.add(PRUNED, &[], objects);
     }
 
-    pub(crate) fn reload(&self, style: &str, ok: bool) {
-        self.with(|m| {
-            *m.reloads
-                .entry((style.to_string(), if ok { "ok" } else { "failed" }))
-                .or_default() += 1
-        });
+    /// A hot reload's outcome: `ok`, or the failure's kind (`invalid`, `too_large`, `panic`, ...).
+    pub(crate) fn reload(&self, style: &str, outcome: &str) {
+        self.add(RELOADS, &[("style", style), ("outcome", outcome)], 1);
     }
 
-    pub(crate) fn model_loaded(&self, style: &str, version: &str, iteration: u64) {
-        self.with(|m| {
-            m.models
-                .insert(style.to_string(), (version.to_string(), iteration))
-        });
+    pub(crate) fn model_loaded(
+        &self,
+        style: &str,
+        previous: Option<(&str, u64)>,
+        version: &str,
+        iteration: u64,
+    ) {
+        if let Some((v, it)) = previous {
+            let it = it.to_string();
+            self.set(
+                MODEL_INFO,
+                &[("style", style), ("version", v), ("iteration", &it)],
+                0.0,
+            );
+        } else {
+            // The reload counter exists from the first load, so dashboards and alerts see 0
+            // rather than no series.
+            self.add(RELOADS, &[("style", style), ("outcome", "ok")], 0);
+        }
+        let it = iteration.to_string();
+        self.set(
+            MODEL_INFO,
+            &[("style", style), ("version", version), ("iteration", &it)],
+            1.0,
+        );
     }
 
+    /// A request turned away before any work: `rate_limited`, `too_many_concurrent`, `queue_full`,
+    /// `overloaded`, `unauthorized`, `body_timeout`...
+    pub(crate) fn rejected(&self, reason: &str) {
+        self.add(REJECTED, &[("reason", reason)], 1);
+    }
+
+    pub(crate) fn store_error(&self, op: &str) {
+        self.add(STORE_ERRORS, &[("op", op)], 1);
+    }
+
+    /// A translation answered to its client although the store would not keep it.
+    pub(crate) fn unstored(&self) {
+        self.add(UNSTORED, &[], 1);
+    }
+
+    /// A job image's outcome: `done`, `failed`, `retried`, `skipped_done`, `orphaned`.
+    pub(crate) fn job_item(&self, outcome: &str) {
+        self.add(JOB_ITEMS, &[("outcome", outcome)], 1);
+    }
+
+    pub(crate) fn queue_error(&self, op: &str) {
+        self.add(QUEUE_ERRORS, &[("op", op)], 1);
+    }
+
+    /// The exposition text, gauges read from `g` now.
     pub(crate) fn render(&self, g: &Gauges) -> String {
-        let mut o = String::new();
-        self.with(|m| {
-            let _ = writeln!(
-                o,
-                "# HELP {HTTP_REQUESTS} HTTP requests by matched route and status."
-            );
-            let _ = writeln!(o, "# TYPE {HTTP_REQUESTS} counter");
-            for ((route, status), n) in &m.requests {
-                let _ = writeln!(
-                    o,
-                    "{HTTP_REQUESTS}{{route=\"{}\",status=\"{status}\"}} {n}",
-                    esc(route)
-                );
-            }
-            let _ = writeln!(
-                o,
-                "# HELP {HTTP_DURATION} HTTP request latency by matched route."
-            );
-            let _ = writeln!(o, "# TYPE {HTTP_DURATION} histogram");
-            for (route, h) in &m.durations {
-                h.render(&mut o, HTTP_DURATION, &format!("route=\"{}\"", esc(route)));
-            }
-            for (name, help, map) in [
-                (BATCH_SIZE, "Images per generator forward pass.", &m.batch),
-                (
-                    INFERENCE,
-                    "Seconds per generator forward pass (one batch).",
-                    &m.inference,
-                ),
-                (
-                    QUEUE_WAIT,
-                    "Seconds an image waited in the queue before its batch ran.",
-                    &m.queue_wait,
-                ),
-            ] {
-                let _ = writeln!(o, "# HELP {name} {help}");
-                let _ = writeln!(o, "# TYPE {name} histogram");
-                for (style, h) in map {
-                    h.render(&mut o, name, &format!("style=\"{}\"", esc(style)));
-                }
-            }
-            let _ = writeln!(o, "# HELP {IMAGES} Images the generator translated.");
-            let _ = writeln!(o, "# TYPE {IMAGES} counter");
-            for (style, n) in &m.images {
-                let _ = writeln!(o, "{IMAGES}{{style=\"{}\"}} {n}", esc(style));
-            }
-            let _ = writeln!(o, "# HELP {CACHE} Result store lookups by outcome.");
-            let _ = writeln!(o, "# TYPE {CACHE} counter");
-            for (outcome, n) in &m.cache {
-                let _ = writeln!(o, "{CACHE}{{outcome=\"{outcome}\"}} {n}");
-            }
-            let _ = writeln!(
-                o,
-                "# HELP {PRUNED} Result and job files this instance deleted as expired."
-            );
-            let _ = writeln!(o, "# TYPE {PRUNED} counter");
-            let _ = writeln!(o, "{PRUNED} {}", m.pruned);
-            let _ = writeln!(
-                o,
-                "# HELP {RELOADS} Hot reloads of a style's checkpoint by outcome."
-            );
-            let _ = writeln!(o, "# TYPE {RELOADS} counter");
-            for ((style, outcome), n) in &m.reloads {
-                let _ = writeln!(
-                    o,
-                    "{RELOADS}{{style=\"{}\",outcome=\"{outcome}\"}} {n}",
-                    esc(style)
-                );
-            }
-            let _ = writeln!(
-                o,
-                "# HELP {MODEL_INFO} The checkpoint each style serves (value 1)."
-            );
-            let _ = writeln!(o, "# TYPE {MODEL_INFO} gauge");
-            for (style, (version, it)) in &m.models {
-                let _ = writeln!(
-                    o,
-                    "{MODEL_INFO}{{style=\"{}\",version=\"{}\",iteration=\"{it}\"}} 1",
-                    esc(style),
-                    esc(version)
-                );
-            }
-        });
-        let _ = writeln!(o, "# HELP {QUEUE_DEPTH} Images waiting for inference.");
-        let _ = writeln!(o, "# TYPE {QUEUE_DEPTH} gauge");
-        for (style, d) in &g.queue_depth {
-            let _ = writeln!(o, "{QUEUE_DEPTH}{{style=\"{}\"}} {d}", esc(style));
+        for (style, depth) in &g.queue_depth {
+            self.set(QUEUE_DEPTH, &[("style", style)], *depth as f64);
         }
-        for (name, help, v) in [
-            (IN_FLIGHT, "HTTP work requests being served.", g.in_flight),
-            (PENDING_JOBS, "Job images not finished yet.", g.pending_jobs),
-            (
-                DRAINING,
-                "1 while the server drains for shutdown.",
-                usize::from(g.draining),
-            ),
-        ] {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        }
-        o
+        self.set(IN_FLIGHT, &[], g.in_flight as f64);
+        self.set(PENDING_JOBS, &[], g.pending_jobs as f64);
+        self.set(DRAINING, &[], f64::from(u8::from(g.draining)));
+        self.set(STORE_HEALTHY, &[], f64::from(u8::from(g.store_healthy)));
+        self.handle.render()
     }
 }
 
@@ -274,24 +210,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_are_cumulative() {
-        let m = Metrics::default();
+    fn histograms_have_buckets_and_labels() {
+        let m = Metrics::new();
         m.request("/v1/translate", 200, Duration::from_millis(3));
         m.request("/v1/translate", 200, Duration::from_millis(300));
         m.request("/v1/translate", 503, Duration::from_millis(1));
+        m.rejected("rate_limited");
         let text = m.render(&Gauges::default());
-        assert!(text.contains("brs_http_requests_total{route=\"/v1/translate\",status=\"200\"} 2"));
+        assert!(
+            text.contains("brs_http_requests_total{route=\"/v1/translate\",status=\"200\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("brs_http_requests_total{route=\"/v1/translate\",status=\"503\"} 1"));
-        assert!(text.contains(
-            "brs_http_request_duration_seconds_bucket{route=\"/v1/translate\",le=\"0.005\"} 2"
-        ));
-        assert!(text.contains(
-            "brs_http_request_duration_seconds_bucket{route=\"/v1/translate\",le=\"+Inf\"} 3"
-        ));
+        assert!(
+            text.contains(
+                "brs_http_request_duration_seconds_bucket{route=\"/v1/translate\",le=\"0.005\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("brs_rejected_requests_total{reason=\"rate_limited\"} 1"));
+        assert!(text.contains("brs_draining 0"));
     }
 
     #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    fn each_server_counts_alone() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        a.cache(true);
+        assert!(
+            a.render(&Gauges::default())
+                .contains("brs_result_cache_total{outcome=\"hit\"} 1")
+        );
+        assert!(
+            !b.render(&Gauges::default())
+                .contains("brs_result_cache_total")
+        );
     }
 }

@@ -1,25 +1,25 @@
-//! The request path shared by /v1/translate and jobs: result-store lookup -> validate and decode ->
-//! optional face crop -> square and resize -> batcher -> encode -> store. CPU work runs on tokio's
-//! blocking pool, inference on the style's worker thread; the async threads only wait.
+//! The translation path shared by interactive requests and job images: decode (under the global
+//! decode limit, straight to the size the model needs where the format allows) -> optional face
+//! crop -> square and resize -> the style's batcher -> encode. CPU work runs on tokio's blocking
+//! pool, inference on the style's worker thread; the async threads only wait.
 
 use std::io::Cursor;
 use std::sync::Arc;
 
-use brs_image::decode::DecodeLimits;
+use brs_image::decode::{DecodeLimits, ImageFormat, decode_rgb_at_least, sniff};
 use brs_image::resize::{Quality, resize_rgb};
 use bytes::Bytes;
-use image::imageops;
-use image::{DynamicImage, RgbImage};
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use image::{DynamicImage, RgbImage, imageops};
+use serde::{Deserialize, Serialize};
 
-use crate::app::AppState;
-use crate::error::ApiError;
-use crate::registry::Style;
-use crate::results::KeyParts;
+use crate::admission::Slot;
+use crate::batcher::Lane;
+use crate::error::ServeError;
+use crate::registry::{Registry, Style};
+use crate::state::AppState;
 
 /// Output encodings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum OutFormat {
     Png,
@@ -54,17 +54,16 @@ impl OutFormat {
     }
 }
 
-/// Query parameters of /v1/translate and /v1/jobs.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Query {
-    pub(crate) style: Option<String>,
-    pub(crate) format: Option<String>,
+/// What a client asked for, as stored in a job's manifest (names, not live handles).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Request {
+    pub(crate) style: String,
+    pub(crate) format: OutFormat,
     pub(crate) size: Option<u32>,
-    pub(crate) crop: Option<String>,
+    pub(crate) crop_face: bool,
 }
 
-/// Validated request parameters.
+/// A request checked against this server: its style is served, its size allowed.
 #[derive(Debug, Clone)]
 pub(crate) struct Params {
     pub(crate) style: Arc<Style>,
@@ -74,130 +73,141 @@ pub(crate) struct Params {
 }
 
 impl Params {
-    pub(crate) fn parse(state: &AppState, q: &Query) -> Result<Params, ApiError> {
-        let style = state
-            .registry
-            .get(q.style.as_deref())
-            .ok_or_else(|| {
-                ApiError::not_found(
-                    "unknown_style",
-                    format!(
-                        "style {:?}",
-                        q.style.as_deref().unwrap_or(state.registry.default_name())
-                    ),
-                )
-            })?
-            .clone();
-        let format = match q.format.as_deref() {
+    /// Checks a client's raw parameters; each problem a clear error naming the parameter.
+    pub(crate) fn parse(
+        state: &AppState,
+        style: Option<&str>,
+        format: Option<&str>,
+        size: Option<u32>,
+        crop: Option<&str>,
+    ) -> Result<Params, ServeError> {
+        let format = match format {
             None => OutFormat::Png,
             Some(f) => OutFormat::from_ext(&f.to_ascii_lowercase()).ok_or_else(|| {
-                ApiError::BadRequest(format!("format {f:?}: use png, jpeg or webp"))
+                ServeError::BadParameter(format!("format {f:?}: use png, jpeg or webp"))
             })?,
         };
-        let max = state.config.max_output_size;
-        if let Some(s) = q.size
-            && !(16..=max).contains(&s)
-        {
-            return Err(ApiError::BadRequest(format!(
-                "size {s}: allowed 16..={max}"
-            )));
-        }
-        let crop_face = match q.crop.as_deref() {
+        let crop_face = match crop {
             None | Some("none") => false,
-            Some("face") => {
-                if state.detector.is_none() {
-                    return Err(ApiError::BadRequest(
-                        "crop=face needs a face detector: add a [detector] section to the server config".into(),
-                    ));
-                }
-                true
-            }
+            Some("face") => true,
             Some(c) => {
-                return Err(ApiError::BadRequest(format!(
+                return Err(ServeError::BadParameter(format!(
                     "crop {c:?}: use face or none"
                 )));
             }
         };
+        let request = Request {
+            style: style.unwrap_or(state.registry.default_name()).to_string(),
+            format,
+            size,
+            crop_face,
+        };
+        Params::resolve(state, &request)
+    }
+
+    /// A stored request against what this server serves now.
+    pub(crate) fn resolve(state: &AppState, r: &Request) -> Result<Params, ServeError> {
+        let style = lookup(&state.registry, &r.style)?;
+        let max = state.config.max_output_size;
+        if let Some(s) = r.size
+            && !(16..=max).contains(&s)
+        {
+            return Err(ServeError::BadParameter(format!(
+                "size {s}: allowed 16..={max}"
+            )));
+        }
+        if r.crop_face && state.detector.is_none() {
+            return Err(ServeError::BadParameter(
+                "crop=face needs a face detector: add a [detector] section to the server config"
+                    .into(),
+            ));
+        }
         Ok(Params {
             style,
-            format,
-            size: q.size,
-            crop_face,
+            format: r.format,
+            size: r.size,
+            crop_face: r.crop_face,
         })
     }
+
+    pub(crate) fn request(&self) -> Request {
+        Request {
+            style: self.style.name.clone(),
+            format: self.format,
+            size: self.size,
+            crop_face: self.crop_face,
+        }
+    }
+
+    /// The output side: the requested size, else the model's.
+    pub(crate) fn out_size(&self) -> u32 {
+        self.size
+            .unwrap_or(self.style.batcher.model().img_size as u32)
+    }
+}
+
+fn lookup(registry: &Registry, name: &str) -> Result<Arc<Style>, ServeError> {
+    registry
+        .get(Some(name))
+        .cloned()
+        .ok_or_else(|| ServeError::UnknownStyle(name.to_string()))
 }
 
 /// A finished translation.
 #[derive(Debug, Clone)]
-pub(crate) struct Output {
+pub(crate) struct Translated {
     pub(crate) bytes: Bytes,
-    pub(crate) format: OutFormat,
-    pub(crate) key: String,
-    pub(crate) cached: bool,
     pub(crate) version: String,
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
+/// Runs `f` on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ServeError> + Send + 'static,
+) -> Result<T, ServeError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError::Internal(format!("worker task failed: {e}")))?
+        .map_err(|e| ServeError::Task(e.to_string()))?
 }
 
-/// Translates one upload. `deadline` bounds the wait for inference (504 after it).
+/// Only these are taken from clients; the decoder reads GIF, BMP and TIFF for datasets only.
+pub(crate) fn accepted(bytes: &[u8]) -> Result<(), ServeError> {
+    match sniff(bytes) {
+        Some(ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Webp) | None => Ok(()),
+        Some(f) => Err(ServeError::Image(
+            brs_image::decode::DecodeError::Unsupported(format!(
+                "{} images are not accepted; send png, jpeg or webp",
+                f.name()
+            )),
+        )),
+    }
+}
+
+/// Translates one image: `slot` is its place in the style's queue, held until inference ends.
 pub(crate) async fn translate(
     state: &AppState,
     input: Bytes,
     p: &Params,
-    patient: bool,
-) -> Result<Output, ApiError> {
+    lane: Lane,
+    slot: Slot,
+) -> Result<Translated, ServeError> {
     let style = p.style.clone();
     if !style.batcher.is_ready() {
-        return Err(ApiError::NotReady);
+        return Err(ServeError::NotReady);
     }
+    let timeout = state.config.request_timeout;
     let started = tokio::time::Instant::now();
-    let timeout = state.config.request_timeout();
-    let input_sha: [u8; 32] = Sha256::digest(&input).into();
     let model = style.batcher.model();
-    let direction = style.direction.to_string();
-    let crop = p.crop_face.then_some(&state.config.crop);
-    let key_for = |version: &str, size: u32| {
-        KeyParts {
-            input_sha256: &input_sha,
-            version,
-            direction: &direction,
-            format: p.format,
-            size,
-            crop,
-        }
-        .key()
-    };
-    let out_size = p.size.unwrap_or(model.img_size as u32);
-    let key = key_for(&model.version, out_size);
-    let store = state.results.clone();
-    let k = key.clone();
-    let hit = blocking(move || {
-        store
-            .get(&k)
-            .map_err(|e| ApiError::Internal(format!("result store: {e}")))
-    })
-    .await?;
-    state.metrics.cache(hit.is_some());
-    if let Some(bytes) = hit {
-        return Ok(Output {
-            bytes: Bytes::from(bytes),
-            format: p.format,
-            key,
-            cached: true,
-            version: model.version.clone(),
-        });
-    }
-
+    let side = model.img_size as u32;
     let limits = DecodeLimits {
         max_bytes: state.config.max_upload_bytes,
         max_pixels: state.config.max_pixels,
         max_side: state.config.max_side,
+    };
+    // A face is found on the whole photo and then cut out: keep more pixels for it.
+    let min_side = if p.crop_face {
+        side.saturating_mul(3)
+    } else {
+        side
     };
     let detector = if p.crop_face {
         state.detector.clone()
@@ -205,9 +215,17 @@ pub(crate) async fn translate(
         None
     };
     let framing = state.config.crop;
-    let side = model.img_size as u32;
-    let img = blocking(move || {
-        let img = crate::validate::decode(&input, &limits)?;
+    let permit = state
+        .decode_permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ServeError::Draining)?;
+    let tensor = blocking(move || {
+        let _permit = permit;
+        accepted(&input)?;
+        let img = decode_rgb_at_least(&input, &limits, min_side)?;
+        drop(input);
         let img = match detector {
             Some(det) => crate::crop::crop_face(&det, &img, &framing, side)?,
             None => square(&img, side),
@@ -216,51 +234,29 @@ pub(crate) async fn translate(
     })
     .await?;
 
-    // Jobs may wait for room in the queue; interactive requests get 503 at once.
-    let rx = loop {
-        match style.batcher.submit(img.shallow_clone()) {
-            Ok(rx) => break rx,
-            Err(ApiError::QueueFull) if patient && started.elapsed() < timeout => {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    };
+    let rx = style.batcher.submit(tensor, lane, slot);
     let left = timeout.saturating_sub(started.elapsed());
     let inferred = match tokio::time::timeout(left, rx).await {
-        Err(_) => {
-            return Err(ApiError::Timeout {
-                secs: state.config.request_timeout,
-            });
-        }
+        Err(_) => return Err(ServeError::Timeout(timeout)),
         Ok(Err(_)) => {
-            return Err(ApiError::Internal(
-                "inference worker dropped the request".into(),
+            return Err(ServeError::Inference(
+                "the inference worker dropped the request".into(),
             ));
         }
-        Ok(Ok(Err(e))) => return Err(ApiError::Internal(format!("inference: {e}"))),
+        Ok(Ok(Err(e))) => return Err(ServeError::Inference(e)),
         Ok(Ok(Ok(x))) => x,
     };
-    let key = key_for(&inferred.version, out_size);
-    let format = p.format;
-    let store = state.results.clone();
-    let k = key.clone();
+    let (format, out_size) = (p.format, p.out_size());
+    let image = inferred.image;
     let bytes = blocking(move || {
-        let rgb = brs_model::image::tensor_to_rgb(&inferred.image)
-            .map_err(|e| ApiError::Internal(format!("output image: {e}")))?;
+        let rgb = brs_model::image::tensor_to_rgb(&image)
+            .map_err(|e| ServeError::Inference(format!("output image: {e}")))?;
         let rgb = resize_rgb(&rgb, out_size, out_size, Quality::Fast);
-        let bytes = encode(rgb, format)?;
-        store
-            .put(&k, &bytes)
-            .map_err(|e| ApiError::Internal(format!("result store: {e}")))?;
-        Ok(bytes)
+        encode(rgb, format)
     })
     .await?;
-    Ok(Output {
+    Ok(Translated {
         bytes: Bytes::from(bytes),
-        format,
-        key,
-        cached: false,
         version: inferred.version,
     })
 }
@@ -276,7 +272,7 @@ pub(crate) fn square(img: &RgbImage, side: u32) -> RgbImage {
     resize_rgb(&view, side, side, Quality::Fast)
 }
 
-pub(crate) fn encode(img: RgbImage, format: OutFormat) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn encode(img: RgbImage, format: OutFormat) -> Result<Vec<u8>, ServeError> {
     let mut out = Cursor::new(Vec::new());
     let dynamic = DynamicImage::ImageRgb8(img);
     let r = match format {
@@ -286,7 +282,10 @@ pub(crate) fn encode(img: RgbImage, format: OutFormat) -> Result<Vec<u8>, ApiErr
         ),
         OutFormat::Webp => dynamic.write_to(&mut out, image::ImageFormat::WebP),
     };
-    r.map_err(|e| ApiError::Internal(format!("encoding {}: {e}", format.ext())))?;
+    r.map_err(|e| ServeError::Encode {
+        format: format.ext(),
+        message: e.to_string(),
+    })?;
     Ok(out.into_inner())
 }
 
@@ -312,7 +311,7 @@ mod tests {
         let img = RgbImage::from_pixel(20, 20, image::Rgb([10, 200, 30]));
         for f in [OutFormat::Png, OutFormat::Jpeg, OutFormat::Webp] {
             let b = encode(img.clone(), f).expect("encode");
-            let sniffed = brs_image::decode::sniff(&b).expect("sniff");
+            let sniffed = sniff(&b).expect("sniff");
             assert_eq!(sniffed.mime(), f.mime());
         }
     }

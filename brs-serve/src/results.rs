@@ -1,263 +1,188 @@
-//! The result store: translated images kept by a key hashing the input bytes, the model version
-//! and every output parameter, in a directory that may be shared by all instances (EFS), so any
-//! instance serves any result and a repeated image costs no inference. Writes go to a temp file
-//! renamed into place, so a reader never sees half an image.
+//! Translated images in the store, and what clients may do with them.
+//!
+//! A result's name is an unguessable id (128 random bits from the OS; for a job image, its job's
+//! id and its index), never a hash of the photo: holding a photo tells nobody whether it was
+//! translated here, nor where its result is. A repeated photo still costs no inference for the
+//! client that sent it: a deduplication entry keyed by an HMAC of the client's identity, the
+//! photo's hash, the model version, the precision and every parameter (under the deployment's
+//! secret) points at the earlier result, for the current and the previous hour.
 
-use std::path::{Path, PathBuf};
-use std::sync::Weak;
-use std::time::{Duration, SystemTime};
-
-use brs_image::crop::{CropConfig, Pad};
-use brs_image::files::write_atomic;
-
-use crate::metrics::Metrics;
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::pipeline::OutFormat;
+use crate::ids::{Hour, hour_of};
+use crate::pipeline::{OutFormat, Params};
+use crate::secret::Secret;
+use crate::store::{Key, Store, StoreError};
 
-/// Everything that determines a result's bytes.
-#[derive(Debug, Clone)]
-pub(crate) struct KeyParts<'a> {
-    pub(crate) input_sha256: &'a [u8; 32],
-    pub(crate) version: &'a str,
-    pub(crate) direction: &'a str,
+/// A result's public name: `<id>.<ext>`, where `<id>` is a new id or `<job id>-<index>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ResultName {
+    pub(crate) id: String,
     pub(crate) format: OutFormat,
-    pub(crate) size: u32,
-    /// `None` without cropping; the face framing with crop=face.
-    pub(crate) crop: Option<&'a CropConfig>,
 }
 
-impl KeyParts<'_> {
-    /// `<64 hex>.<ext>`: the file name and the URL segment.
-    pub(crate) fn key(&self) -> String {
-        let mut h = Sha256::new();
-        h.update(b"brs-result-v1\0");
-        h.update(self.input_sha256);
-        for part in [self.version, self.direction, self.format.ext()] {
-            h.update(part.as_bytes());
-            h.update(b"\0");
-        }
-        h.update(self.size.to_le_bytes());
-        match self.crop {
-            Some(c) => {
-                h.update(b"face");
-                for v in [c.margin_top, c.margin_bottom, c.margin_side] {
-                    h.update(v.to_le_bytes());
-                }
-                match c.pad {
-                    Pad::Reflect => h.update(b"reflect"),
-                    Pad::Color(rgb) => h.update(rgb),
-                }
+impl ResultName {
+    /// Parses what a client sends back; `None` for anything not made by us.
+    pub(crate) fn parse(name: &str) -> Option<ResultName> {
+        let (id, ext) = name.split_once('.')?;
+        let format = OutFormat::from_ext(ext)?;
+        let job = match id.split_once('-') {
+            Some((job, index)) => {
+                (!index.is_empty() && index.len() <= 4 && index.bytes().all(|b| b.is_ascii_digit()))
+                    .then_some(job)?
             }
-            None => h.update(b"none"),
-        }
-        format!("{}.{}", hex::encode(h.finalize()), self.format.ext())
-    }
-}
-
-/// A key as clients send it back; anything else is refused before touching the disk.
-pub(crate) fn parse_key(key: &str) -> Option<OutFormat> {
-    let (hash, ext) = key.split_once('.')?;
-    if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return None;
-    }
-    OutFormat::from_ext(ext)
-}
-
-#[derive(Debug)]
-pub(crate) struct Store {
-    dir: PathBuf,
-}
-
-impl Store {
-    pub(crate) fn open(dir: &Path) -> std::io::Result<Store> {
-        std::fs::create_dir_all(dir)?;
-        Ok(Store {
-            dir: dir.to_path_buf(),
+            None => id,
+        };
+        hour_of(job)?;
+        Some(ResultName {
+            id: id.to_string(),
+            format,
         })
     }
 
-    fn path(&self, key: &str) -> PathBuf {
-        // Two levels of fan-out keep directories small on a store shared by many instances.
-        self.dir.join(&key[..2]).join(key)
-    }
-
-    /// The stored bytes, or None when absent; `key` must have passed `parse_key`.
-    pub(crate) fn get(&self, key: &str) -> std::io::Result<Option<Vec<u8>>> {
-        match std::fs::read(self.path(key)) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+    /// The result of image `index` of job `job`.
+    pub(crate) fn of_item(job: &str, index: usize, format: OutFormat) -> ResultName {
+        ResultName {
+            id: format!("{job}-{index}"),
+            format,
         }
     }
 
-    /// Publishes a result atomically; concurrent writers of the same key write the same bytes.
-    pub(crate) fn put(&self, key: &str, bytes: &[u8]) -> std::io::Result<()> {
-        write_atomic(&self.path(key), bytes)
+    fn hour(&self) -> Option<Hour> {
+        hour_of(self.id.split('-').next().unwrap_or(&self.id))
     }
 
-    /// Deletes results and published jobs last written more than `max_age` ago, and temp files
-    /// of writers that died (older than an hour). Every instance sharing the directory may run it
-    /// at once: a file another pruner removed first is simply not counted. Returns the number of
-    /// files removed.
-    pub(crate) fn prune(&self, max_age: Duration) -> std::io::Result<u64> {
-        let now = SystemTime::now();
-        let mut removed = 0;
-        for sub in std::fs::read_dir(&self.dir)? {
-            let sub = sub?.path();
-            if !sub.is_dir() {
-                continue;
-            }
-            let entries = match std::fs::read_dir(&sub) {
-                Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let limit = if name.to_string_lossy().starts_with(".tmp-") {
-                    Duration::from_secs(3600).min(max_age)
-                } else {
-                    max_age
-                };
-                let old = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| now.duration_since(t).ok())
-                    .is_some_and(|age| age > limit);
-                if old && std::fs::remove_file(entry.path()).is_ok() {
-                    removed += 1;
-                }
-            }
-        }
-        Ok(removed)
+    /// Where it lives in the store.
+    pub(crate) fn key(&self) -> Option<Key> {
+        Key::new(format!(
+            "results/{}/{}.{}",
+            self.hour()?,
+            self.id,
+            self.format.ext()
+        ))
+    }
+
+    /// `<id>.<ext>`, as URLs carry it.
+    pub(crate) fn file_name(&self) -> String {
+        format!("{}.{}", self.id, self.format.ext())
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("/v1/results/{}", self.file_name())
     }
 }
 
-/// Prunes `store` every `every` until the store is dropped, counting removals in `metrics`.
-pub(crate) fn spawn_pruner(
-    store: Weak<Store>,
-    metrics: Weak<Metrics>,
-    max_age: Duration,
-    every: Duration,
-) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("results-pruner".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(every);
-                let (Some(store), Some(metrics)) = (store.upgrade(), metrics.upgrade()) else {
-                    return;
-                };
-                match store.prune(max_age) {
-                    Ok(n) => metrics.pruned(n),
-                    Err(e) => tracing::warn!(error = %e, "pruning the result store failed"),
-                }
-            }
-        })
-        .map(|_| ())
+/// Everything that decides a result's bytes, and who asked.
+pub(crate) struct DedupParts<'a> {
+    pub(crate) tenant: &'a str,
+    pub(crate) input_sha256: [u8; 32],
+    pub(crate) version: &'a str,
+    pub(crate) precision: &'a str,
+    pub(crate) params: &'a Params,
+    pub(crate) crop: &'a brs_image::crop::CropConfig,
+}
+
+impl DedupParts<'_> {
+    /// The HMAC naming this combination; nothing without the secret can compute it.
+    pub(crate) fn mac(&self, secret: &Secret) -> String {
+        let size = self.params.out_size().to_le_bytes();
+        let crop = if self.params.crop_face {
+            serde_json::to_vec(self.crop).unwrap_or_default()
+        } else {
+            b"none".to_vec()
+        };
+        secret.mac(&[
+            b"brs-dedup-v2",
+            self.tenant.as_bytes(),
+            &self.input_sha256,
+            self.version.as_bytes(),
+            self.precision.as_bytes(),
+            self.params.style.name.as_bytes(),
+            self.params.style.direction.to_string().as_bytes(),
+            self.params.format.ext().as_bytes(),
+            &size,
+            &crop,
+        ])
+    }
+}
+
+fn dedup_key(hour: Hour, mac: &str) -> Option<Key> {
+    Key::new(format!("dedup/{hour}/{mac}"))
+}
+
+/// SHA-256 of an upload, on the blocking pool (10 MB take a few tens of milliseconds).
+pub(crate) async fn input_sha256(input: Bytes) -> [u8; 32] {
+    let hash = move || -> [u8; 32] { Sha256::digest(&input).into() };
+    tokio::task::spawn_blocking(hash).await.unwrap_or_default()
+}
+
+/// A result found again for the same client, photo and settings.
+pub(crate) async fn lookup(
+    store: &Store,
+    mac: &str,
+) -> Result<Option<(ResultName, Bytes)>, StoreError> {
+    let now = Hour::now();
+    for hour in [now, now.minus(1)] {
+        let Some(key) = dedup_key(hour, mac) else {
+            continue;
+        };
+        let Some(name) = store.get(&key).await? else {
+            continue;
+        };
+        let Some(name) = std::str::from_utf8(&name).ok().and_then(ResultName::parse) else {
+            continue;
+        };
+        let Some(result_key) = name.key() else {
+            continue;
+        };
+        // The result may have been deleted since (DELETE, expiry): then it is no hit.
+        if let Some(bytes) = store.get(&result_key).await? {
+            return Ok(Some((name, bytes)));
+        }
+    }
+    Ok(None)
+}
+
+/// Stores a result and, when `mac` is given, the entry that finds it again.
+pub(crate) async fn save(
+    store: &Store,
+    name: &ResultName,
+    bytes: Bytes,
+    mac: Option<&str>,
+) -> Result<(), StoreError> {
+    let Some(key) = name.key() else {
+        return Ok(());
+    };
+    store.put(&key, bytes).await?;
+    if let Some(dk) = mac.and_then(|m| dedup_key(Hour::now(), m)) {
+        store.put(&dk, Bytes::from(name.file_name())).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parts(version: &str) -> String {
-        cropped(version, None)
-    }
-
-    fn cropped(version: &str, crop: Option<&CropConfig>) -> String {
-        KeyParts {
-            input_sha256: &[7; 32],
-            version,
-            direction: "a2b",
-            format: OutFormat::Png,
-            size: 96,
-            crop,
+    #[test]
+    fn names_parse_back_and_nothing_else_does() {
+        let id = crate::ids::new_id().expect("rng");
+        let single = ResultName::parse(&format!("{id}.png")).expect("single");
+        assert_eq!(single.id, id);
+        assert!(single.key().expect("key").as_str().starts_with("results/"));
+        let item = ResultName::of_item(&id, 3, OutFormat::Webp);
+        assert_eq!(ResultName::parse(&item.file_name()), Some(item.clone()));
+        assert_eq!(item.url(), format!("/v1/results/{id}-3.webp"));
+        for bad in [
+            "../../etc/passwd".to_string(),
+            format!("{id}.exe"),
+            format!("{id}-x.png"),
+            format!("{id}-12345.png"),
+            format!("{}.png", &id[..40]),
+            "a".repeat(64) + ".png",
+        ] {
+            assert_eq!(ResultName::parse(&bad), None, "{bad}");
         }
-        .key()
-    }
-
-    #[test]
-    fn key_depends_on_the_face_framing() {
-        let framing = CropConfig::default();
-        let looser = CropConfig {
-            margin_side: 0.5,
-            ..framing
-        };
-        let flat = CropConfig {
-            pad: Pad::Color([255, 255, 255]),
-            ..framing
-        };
-        let keys = [
-            parts("v1"),
-            cropped("v1", Some(&framing)),
-            cropped("v1", Some(&looser)),
-            cropped("v1", Some(&flat)),
-        ];
-        for (i, a) in keys.iter().enumerate() {
-            for b in &keys[i + 1..] {
-                assert_ne!(a, b);
-            }
-        }
-        assert_eq!(keys[1], cropped("v1", Some(&CropConfig::default())));
-    }
-
-    #[test]
-    fn key_depends_on_model_version_and_parses_back() {
-        let (a, b) = (parts("v1"), parts("v2"));
-        assert_ne!(a, b);
-        assert_eq!(parse_key(&a), Some(OutFormat::Png));
-        assert_eq!(parse_key("../../etc/passwd"), None);
-        assert_eq!(parse_key(&a.replace(".png", ".exe")), None);
-    }
-
-    #[test]
-    fn prune_removes_only_what_is_older_than_the_limit() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
-        let (old, new) = (parts("old"), parts("new"));
-        store.put(&old, b"old").expect("put");
-        store.put(&new, b"new").expect("put");
-        let job = dir
-            .path()
-            .join("jobs")
-            .join("0123456789abcdef01234567.json");
-        write_atomic(&job, b"{}").expect("job");
-        let dead_tmp = dir.path().join("jobs").join(".tmp-writer-died");
-        std::fs::write(&dead_tmp, b"x").expect("tmp");
-        let age = |path: &Path, secs: u64| {
-            let f = std::fs::File::options()
-                .write(true)
-                .open(path)
-                .expect("open");
-            f.set_modified(SystemTime::now() - Duration::from_secs(secs))
-                .expect("set mtime");
-        };
-        age(&store.path(&old), 3 * 86_400);
-        age(&job, 3 * 86_400);
-        age(&dead_tmp, 2 * 3600);
-        assert_eq!(store.prune(Duration::from_secs(86_400)).expect("prune"), 3);
-        assert_eq!(store.get(&old).expect("get"), None);
-        assert!(!job.exists() && !dead_tmp.exists());
-        assert_eq!(store.get(&new).expect("get").as_deref(), Some(&b"new"[..]));
-        assert_eq!(store.prune(Duration::from_secs(86_400)).expect("again"), 0);
-    }
-
-    #[test]
-    fn put_then_get_leaves_no_temp_files() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
-        let key = parts("v1");
-        assert_eq!(store.get(&key).expect("get"), None);
-        store.put(&key, b"abc").expect("put");
-        store.put(&key, b"abc").expect("put twice");
-        assert_eq!(store.get(&key).expect("get").as_deref(), Some(&b"abc"[..]));
-        let names: Vec<String> = std::fs::read_dir(dir.path().join(&key[..2]))
-            .expect("read")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, vec![key]);
     }
 }

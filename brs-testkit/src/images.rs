@@ -44,17 +44,18 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
-
 /// A real 1x1 PNG whose IHDR claims `w` x `h` (CRC fixed so only the size is wrong).
 pub fn png_bomb(w: u32, h: u32) -> Vec<u8> {
-    let mut png = encode(&DynamicImage::ImageRgb8(RgbImage::new(1, 1)), ImageFormat::Png);
+    let mut png = encode(
+        &DynamicImage::ImageRgb8(RgbImage::new(1, 1)),
+        ImageFormat::Png,
+    );
     png[16..20].copy_from_slice(&w.to_be_bytes());
     png[20..24].copy_from_slice(&h.to_be_bytes());
     let crc = crc32(&png[12..29]);
     png[29..33].copy_from_slice(&crc.to_be_bytes());
     png
 }
-
 
 /// CMYK JPEG, palette PNG, animated GIF and WebP from Pillow (the image crate writes none of them).
 pub fn pillow_files(dir: &Path) {
@@ -84,7 +85,6 @@ base.save(d + "/still.webp", lossless=True)
     );
 }
 
-
 /// 48 x 32, red left half, green right half: what [`pillow_files`] draws.
 pub fn two_tone() -> RgbImage {
     RgbImage::from_fn(48, 32, |x, _| {
@@ -95,4 +95,3 @@ pub fn two_tone() -> RgbImage {
         }
     })
 }
-

@@ -40,7 +40,7 @@ fn a_crop_run_over_bad_inputs_counts_every_one() {
     assert_eq!(summary["inputs"], 11);
     assert_eq!(summary["crops_written"], 1, "{summary}");
     assert_eq!(reasons["empty"], 1, "{summary}");
-    assert_eq!(reasons["unsupported_type"], 1, "{summary}");
+    assert_eq!(reasons["undecodable"], 1, "{summary}");
     assert_eq!(reasons["corrupt"], 2, "{summary}");
     assert_eq!(reasons["too_many_pixels"], 1, "{summary}");
     assert_eq!(reasons["animated"], 2, "{summary}");

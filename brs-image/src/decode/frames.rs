@@ -93,4 +93,3 @@ pub(super) fn apng(b: &[u8]) -> u32 {
     }
     1
 }
-

@@ -51,7 +51,9 @@ pub(super) fn decode(
     min_side: u32,
 ) -> Result<(RgbImage, Orientation), DecodeError> {
     if !has_end_marker(bytes) {
-        return Err(DecodeError::Corrupt("truncated (no end-of-image marker)".into()));
+        return Err(DecodeError::Corrupt(
+            "truncated (no end-of-image marker)".into(),
+        ));
     }
     let mut d = decoder(bytes, limits);
     let short = probe.width.min(probe.height);

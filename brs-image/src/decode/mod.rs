@@ -109,7 +109,9 @@ pub enum DecodeError {
     Empty,
     #[error("input is {bytes} bytes, more than the limit of {limit}")]
     TooLarge { bytes: u64, limit: u64 },
-    #[error("not a supported image type (png, jpeg, webp, gif, bmp, tiff); sniffed: {0}")]
+    #[error("not an image (png, jpeg, webp, gif, bmp or tiff): {0}")]
+    NotAnImage(String),
+    #[error("unsupported image: {0}")]
     Unsupported(String),
     #[error("image is {width}x{height}, over the limit ({limit})")]
     TooManyPixels {
@@ -136,6 +138,7 @@ impl DecodeError {
         match self {
             Self::Empty => "empty",
             Self::TooLarge { .. } => "too_large",
+            Self::NotAnImage(_) => "undecodable",
             Self::Unsupported(_) => "unsupported_type",
             Self::TooManyPixels { .. } | Self::OverMemoryLimit(_) => "too_many_pixels",
             Self::Corrupt(_) => "corrupt",
@@ -173,7 +176,7 @@ pub fn sniff(bytes: &[u8]) -> Option<ImageFormat> {
     }
 }
 
-/// Describes what the first bytes look like, for the `Unsupported` message.
+/// Describes what the first bytes look like, for the `NotAnImage` message.
 fn describe_unknown(bytes: &[u8]) -> String {
     let head = &bytes[..bytes.len().min(16)];
     let printable = head.iter().all(|b| b.is_ascii_graphic() || *b == b' ');
@@ -279,7 +282,7 @@ fn check_prefix(bytes: &[u8], limits: &DecodeLimits) -> Result<ImageFormat, Deco
             limit: limits.max_bytes as u64,
         });
     }
-    let format = sniff(bytes).ok_or_else(|| DecodeError::Unsupported(describe_unknown(bytes)))?;
+    let format = sniff(bytes).ok_or_else(|| DecodeError::NotAnImage(describe_unknown(bytes)))?;
     let frames = match format {
         ImageFormat::Gif => frames::gif(bytes),
         ImageFormat::Webp => frames::webp(bytes),

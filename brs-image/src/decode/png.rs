@@ -95,8 +95,8 @@ impl Shrink {
         } else {
             ox * 3
         };
-        for c in 0..3 {
-            self.sums[base + c] += u32::from(rgb[c]);
+        for (sum, v) in self.sums[base..base + 3].iter_mut().zip(rgb) {
+            *sum += u32::from(v);
         }
     }
 
@@ -181,7 +181,9 @@ pub(super) fn decode(
         let mut rows = adam7_rows(width, height);
         while let Some(row) = reader.next_interlaced_row().map_err(corrupt)? {
             let Some((x0, step, y)) = rows.next() else {
-                return Err(DecodeError::Corrupt("more rows than the header says".into()));
+                return Err(DecodeError::Corrupt(
+                    "more rows than the header says".into(),
+                ));
             };
             let data = row.data();
             let mut x = x0;
@@ -199,7 +201,9 @@ pub(super) fn decode(
         let mut y = 0;
         while let Some(row) = reader.next_row().map_err(corrupt)? {
             if y >= height {
-                return Err(DecodeError::Corrupt("more rows than the header says".into()));
+                return Err(DecodeError::Corrupt(
+                    "more rows than the header says".into(),
+                ));
             }
             let data = row.data();
             for x in 0..width {
@@ -232,5 +236,7 @@ fn adam7_rows(width: u32, height: u32) -> impl Iterator<Item = (u32, u32, u32)> 
     PASSES
         .into_iter()
         .filter(move |&(x0, _, y0, _)| x0 < width && y0 < height)
-        .flat_map(move |(x0, xs, y0, ys)| (y0..height).step_by(ys as usize).map(move |y| (x0, xs, y)))
+        .flat_map(move |(x0, xs, y0, ys)| {
+            (y0..height).step_by(ys as usize).map(move |y| (x0, xs, y))
+        })
 }

@@ -102,11 +102,31 @@ impl Default for DetectorSpec {
     }
 }
 
-/// The CenterFace model path: env `BRS_CENTERFACE_MODEL`, else the path scripts/setup recorded.
+/// The CenterFace model path: env `BRS_CENTERFACE_MODEL`, else the release bundle's
+/// `share/brs/models/centerface.onnx` beside the binary's `bin/`, else the path scripts/setup
+/// recorded at build time.
 pub fn default_centerface_model() -> Option<PathBuf> {
     std::env::var_os("BRS_CENTERFACE_MODEL")
+        .filter(|p| !p.is_empty())
         .map(PathBuf::from)
+        .or_else(|| bundled("share/brs/models", |name| name == "centerface.onnx"))
         .or_else(|| option_env!("BRS_CENTERFACE_MODEL_BUILD").map(PathBuf::from))
+}
+
+/// A file in the release bundle the running binary belongs to (`<bundle>/bin/<exe>`): the first
+/// entry of `<bundle>/<dir>` whose name `matches`, by name order.
+fn bundled(dir: &str, matches: impl Fn(&str) -> bool) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bundle = exe.parent()?.parent()?;
+    let mut found: Vec<PathBuf> = std::fs::read_dir(bundle.join(dir))
+        .ok()?
+        .flatten()
+        .filter(|e| matches(&e.file_name().to_string_lossy()))
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    found.into_iter().next()
 }
 
 /// Builds the detector a spec names (initialising ONNX Runtime from the default places if needed).

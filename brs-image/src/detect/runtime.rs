@@ -20,13 +20,18 @@ static LOADED: Mutex<Option<PathBuf>> = Mutex::new(None);
 const FIX: &str = "run scripts/setup (it installs onnxruntime 1.31.1 from PyPI and records the library path), \
 or pass --onnxruntime /path/to/libonnxruntime.so, or set ORT_DYLIB_PATH";
 
-/// Where the library would be loaded from, and which source named it.
+/// Where the library would be loaded from, and which source named it: an explicit path, env
+/// `ORT_DYLIB_PATH`, the release bundle's `lib/` beside the binary's `bin/`, or the path
+/// scripts/setup recorded at build time.
 pub fn onnxruntime_path(explicit: Option<&Path>) -> Option<(PathBuf, &'static str)> {
     if let Some(p) = explicit {
         return Some((p.to_path_buf(), "the explicit path"));
     }
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         return Some((PathBuf::from(p), "ORT_DYLIB_PATH"));
+    }
+    if let Some(p) = super::bundled("lib", |name| name.starts_with("libonnxruntime.so")) {
+        return Some((p, "the bundle's lib/"));
     }
     option_env!("BRS_ORT_DYLIB_BUILD")
         .filter(|p| !p.is_empty())

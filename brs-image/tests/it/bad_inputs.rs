@@ -23,7 +23,7 @@ fn every_kind_of_bad_or_unusual_input() {
     assert_eq!(decode_rgb(b"", &l).unwrap_err(), DecodeError::Empty);
     assert_eq!(
         decode_rgb(b"name,age\nada,36\n", &l).unwrap_err().code(),
-        "unsupported_type"
+        "undecodable"
     );
     let png = encode(&DynamicImage::ImageRgb8(two_tone()), ImageFormat::Png);
     for cut in [8, 20, 40, png.len() / 2, png.len() - 13] {
@@ -167,4 +167,3 @@ fn every_kind_of_bad_or_unusual_input() {
         "io_error"
     );
 }
-

@@ -1,50 +1,50 @@
 //! Helpers shared by the HTTP tests: tiny real models, an in-process server on loopback, fixtures.
 #![allow(dead_code)]
 
+pub(crate) mod aws;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use brs_model::ModelConfig;
-use brs_serve::config::StyleConfig;
-use brs_serve::{AppState, Config};
+use brs_serve::config::{StoreConfig, StyleConfig};
+use brs_serve::{AppState, Config, Role, Stop};
+pub(crate) use brs_testkit::free_port;
+pub(crate) use brs_testkit::images::png;
+pub(crate) use brs_testkit::model::{publish, tiny_config};
+pub(crate) use brs_testkit::setup::fixture as fixture_path;
+pub(crate) use brs_testkit::setup::fixture_bytes;
 
-/// The smallest generator the model crate accepts: fast enough for hundreds of requests.
-pub(crate) fn tiny_config() -> ModelConfig {
-    ModelConfig {
-        img_size: 96,
-        img_ch: 3,
-        ch: 4,
-        n_res: 1,
-        light: true,
-    }
-}
-
-/// Publishes a random generator into `run_dir` (moving its `latest`).
-pub(crate) fn publish(run_dir: &Path, cfg: &ModelConfig, seed: i64, iteration: u64) -> PathBuf {
-    brs_model::translator::write_random_export(run_dir, cfg, seed, iteration)
-        .expect("write a random export")
-}
-
-pub(crate) fn fixture(name: &str) -> Vec<u8> {
-    let dir = std::env::var("BRS_FIXTURES")
-        .expect("BRS_FIXTURES is unset: run the tests through cargo after scripts/setup");
-    std::fs::read(Path::new(&dir).join(name)).expect("read fixture")
-}
-
-pub(crate) fn fixture_path(name: &str) -> PathBuf {
-    let dir = std::env::var("BRS_FIXTURES")
-        .expect("BRS_FIXTURES is unset: run the tests through cargo after scripts/setup");
-    Path::new(&dir).join(name)
-}
-
-/// A small PNG of the given size.
-pub(crate) fn png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 99]));
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("encode png");
-    out.into_inner()
+/// The config every test server starts from: the store in `dir`, quick reloads and drains.
+pub(crate) fn test_config(dir: &Path, run_dir: &Path) -> Config {
+    let mut cfg = Config {
+        store: StoreConfig {
+            path: Some(dir.join("results")),
+            ..StoreConfig::default()
+        },
+        reload_poll: Duration::from_millis(100),
+        reload_jitter: Duration::ZERO,
+        drain_grace: Duration::from_millis(200),
+        // Every test client is 127.0.0.1: per-client limits are tested on their own (abuse.rs).
+        clients: brs_serve::config::ClientLimits {
+            images_per_sec: 10_000.0,
+            image_burst: 10_000,
+            reads_per_sec: 10_000.0,
+            read_burst: 10_000,
+            max_concurrent: 1_000,
+            max_streams: 1_000,
+        },
+        ..Config::default()
+    };
+    cfg.styles.insert(
+        "default".into(),
+        StyleConfig {
+            path: run_dir.to_path_buf(),
+            direction: brs_model::Direction::A2B,
+        },
+    );
+    cfg
 }
 
 /// A server running in this process on a loopback port, with its own model and results dirs.
@@ -64,27 +64,25 @@ impl Server {
     }
 
     pub(crate) async fn start_with(model: &ModelConfig, tweak: impl FnOnce(&mut Config)) -> Server {
+        Self::start_on(model, tweak, None).await
+    }
+
+    /// Like `start_with`, on a store and queue built by the test (S3 and SQS on moto).
+    pub(crate) async fn start_on(
+        model: &ModelConfig,
+        tweak: impl FnOnce(&mut Config),
+        backends: Option<(brs_serve::store::Backend, brs_serve::queue::Queue)>,
+    ) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let run_dir = dir.path().join("run");
         publish(&run_dir, model, 1, 1);
-        let mut cfg = Config {
-            results_dir: Some(dir.path().join("results")),
-            reload_poll_ms: 100,
-            drain_grace_secs: 0.2,
-            ..Config::default()
-        };
-        cfg.styles.insert(
-            "default".into(),
-            StyleConfig {
-                path: run_dir.clone(),
-                direction: brs_model::Direction::A2B,
-            },
-        );
+        let mut cfg = test_config(dir.path(), &run_dir);
         tweak(&mut cfg);
-        let state = tokio::task::spawn_blocking(move || AppState::build(cfg))
-            .await
-            .expect("join")
-            .expect("server state");
+        let state = match backends {
+            Some((store, queue)) => AppState::start_with(cfg, Role::Server, store, queue).await,
+            None => AppState::start(cfg, Role::Server).await,
+        }
+        .expect("server state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -92,6 +90,7 @@ impl Server {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(brs_serve::serve(listener, state.clone(), async move {
             let _ = rx.await;
+            Stop::Terminate
         }));
         let server = Server {
             addr,
@@ -202,22 +201,6 @@ pub(crate) async fn error_code(r: reqwest::Response) -> String {
         "error.message in {v}"
     );
     code
-}
-
-/// A loopback port nobody listens on right now, for a server spawned as its own process. Chosen
-/// below the kernel's ephemeral range (32768-60999 here): a port taken from `bind(0)` and released
-/// could be handed to another test's in-process server (they bind port 0) before the child binds
-/// it, and the test would then talk to the wrong server.
-pub(crate) fn free_port() -> u16 {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0)
-        ^ std::process::id();
-    (0..12_000u32)
-        .map(|i| 20_000 + (seed.wrapping_add(i * 7_919) % 12_000) as u16)
-        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
-        .expect("a free loopback port in 20000-31999")
 }
 
 /// Kills and reaps a spawned server when a test ends, however it ends.

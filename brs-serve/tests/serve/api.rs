@@ -5,13 +5,14 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 
-use crate::common::{Server, client, decode, error_code, fixture, png};
+use crate::common::{Server, client, decode, error_code, fixture_bytes, png};
+use brs_testkit::images::png_bomb;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn translate_raw_and_multipart_with_formats_sizes_and_cache() {
     let s = Server::start(|_| {}).await;
     let c = client();
-    let astronaut = fixture("astronaut.png");
+    let astronaut = fixture_bytes("astronaut.png");
 
     let r = c
         .post(s.url("/v1/translate"))
@@ -68,7 +69,7 @@ async fn translate_raw_and_multipart_with_formats_sizes_and_cache() {
     ] {
         let form = Form::new().part(
             "image",
-            Part::bytes(fixture("grace_hopper.jpg")).file_name("g.jpg"),
+            Part::bytes(fixture_bytes("grace_hopper.jpg")).file_name("g.jpg"),
         );
         let r = c
             .post(s.url(&format!(
@@ -86,7 +87,7 @@ async fn translate_raw_and_multipart_with_formats_sizes_and_cache() {
     let r = c
         .post(s.url("/v1/translate"))
         .header("content-type", "image/png")
-        .body(fixture("camera.png"))
+        .body(fixture_bytes("camera.png"))
         .send()
         .await
         .expect("send");
@@ -176,7 +177,9 @@ async fn every_error_has_its_status_and_json_code() {
     .await;
     // 600 x 600 = 360,000 pixels > 250,000: refused from the header (a decompression bomb).
     check(
-        post("image/png", png(600, 600), "").await.expect("send"),
+        post("image/png", png_bomb(600, 600), "")
+            .await
+            .expect("send"),
         StatusCode::UNPROCESSABLE_ENTITY,
         "too_many_pixels",
     )
@@ -324,7 +327,7 @@ async fn full_queue_answers_503_with_retry_after_and_slow_answers_504() {
     assert!(ok >= 1 && busy >= 1, "ok {ok}, 503 {busy}");
     s.stop().await;
 
-    let s = Server::start(|c| c.request_timeout = 0.000_5).await;
+    let s = Server::start(|c| c.request_timeout = Duration::from_micros(500)).await;
     let r = client()
         .post(s.url("/v1/translate"))
         .header("content-type", "image/png")
@@ -419,7 +422,7 @@ async fn models_health_metrics_openapi_and_page() {
         "/v1/translate",
         "/v1/jobs",
         "/v1/jobs/{id}/events",
-        "/v1/results/{key}",
+        "/v1/results/{name}",
         "/v1/models",
         "/readyz",
     ] {
@@ -445,13 +448,12 @@ async fn models_health_metrics_openapi_and_page() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crop_face_uses_the_detector() {
-    let s =
-        Server::start(|c| c.detector = Some(brs_image::detect::DetectorSpec::default())).await;
+    let s = Server::start(|c| c.detector = Some(brs_image::detect::DetectorSpec::default())).await;
     let c = client();
     let r = c
         .post(s.url("/v1/translate?crop=face&size=64"))
         .header("content-type", "image/jpeg")
-        .body(fixture("grace_hopper.jpg"))
+        .body(fixture_bytes("grace_hopper.jpg"))
         .send()
         .await
         .expect("send");

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 
-use crate::common::{Server, client, decode, error_code, fixture, get_json, get_text, png};
+use crate::common::{Server, client, decode, error_code, fixture_bytes, get_json, get_text, png};
 
 fn form(images: &[(&str, Vec<u8>)]) -> Form {
     images.iter().fold(Form::new(), |f, (name, b)| {
@@ -28,8 +28,8 @@ async fn job_streams_events_and_serves_results() {
     let s = Server::start(|c| c.max_job_images = 4).await;
     let c = client();
     let images = [
-        ("astronaut.png", fixture("astronaut.png")),
-        ("coffee.png", fixture("coffee.png")),
+        ("astronaut.png", fixture_bytes("astronaut.png")),
+        ("coffee.png", fixture_bytes("coffee.png")),
         ("broken.png", b"\x89PNG\r\n\x1a\nnope".to_vec()),
     ];
     let job = submit(s.url("/v1/jobs?format=webp&size=48"), &images).await;
@@ -137,13 +137,16 @@ async fn a_job_is_visible_from_every_instance_sharing_the_results_dir() {
     // Two instances behind one load balancer, one results directory (EFS in production).
     let first = Server::start(|_| {}).await;
     let shared = first.dir.path().join("results");
-    let second = Server::start(|c| c.results_dir = Some(shared.clone())).await;
+    let second = Server::start(|c| {
+        c.store.path = Some(shared.clone());
+    })
+    .await;
     let c = client();
     let images = [("one.png", png(40, 30)), ("two.png", png(30, 40))];
     let job = submit(first.url("/v1/jobs"), &images).await;
     let id = job["id"].as_str().expect("id");
 
-    // The other instance streams the job it does not run, from the file the owner publishes.
+    // The other instance streams the job it does not run, from the store.
     let text = get_text(second.url(&format!("/v1/jobs/{id}/events"))).await;
     assert_eq!(text.matches("event: item").count(), 2, "{text}");
     assert_eq!(text.matches("event: done").count(), 1, "{text}");
@@ -177,4 +180,56 @@ async fn a_job_is_visible_from_every_instance_sharing_the_results_dir() {
     );
     second.stop().await;
     first.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_flood_leaves_room_for_interactive_requests() {
+    // A generator slow enough that job images pile up behind it.
+    let model = brs_model::ModelConfig {
+        img_size: 256,
+        img_ch: 3,
+        ch: 8,
+        n_res: 2,
+        light: true,
+    };
+    let s = Server::start_with(&model, |c| {
+        c.queue_depth = 4;
+        c.job_queue_share = 0.5;
+        c.max_batch = 1;
+        c.max_job_images = 12;
+    })
+    .await;
+    for job in 0..2u8 {
+        let images: Vec<(String, Vec<u8>)> = (0..12u8)
+            .map(|i| {
+                let mut b = png(64, 64);
+                b.extend_from_slice(&[job, i]);
+                (format!("{job}-{i}.png"), b)
+            })
+            .collect();
+        let named: Vec<(&str, Vec<u8>)> = images
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.clone()))
+            .collect();
+        submit(s.url("/v1/jobs"), &named).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // 24 job images wait, yet jobs hold at most half the queue: interactive requests find room.
+    for i in 0..3u8 {
+        let mut body = png(64, 64);
+        body.push(i);
+        let r = client()
+            .post(s.url("/v1/translate"))
+            .header("content-type", "image/png")
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::OK, "interactive request {i}");
+    }
+    assert!(
+        s.state.drain().pending_jobs() > 0,
+        "the jobs were still running: the test measured what it meant to"
+    );
+    s.stop().await;
 }

@@ -35,8 +35,14 @@ async fn terminated_instance_drains_then_completes_the_lifecycle_action_once() {
         &config,
         format!(
             r#"bind = "127.0.0.1:{port}"
-results_dir = {results:?}
-drain_grace_secs = 1.0
+drain_grace = "1s"
+# Every client here is 127.0.0.1.
+[clients]
+images_per_sec = 10000.0
+image_burst = 10000
+max_concurrent = 1000
+[store]
+path = {results:?}
 [styles.default]
 path = {run:?}
 [aws]

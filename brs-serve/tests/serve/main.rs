@@ -3,10 +3,14 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod abuse;
 mod api;
 mod browser;
+mod cli;
 mod harness;
 mod jobs;
 mod lifecycle;
 mod reload;
 mod shutdown;
+mod sqs;
+mod store;

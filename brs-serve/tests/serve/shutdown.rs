@@ -31,16 +31,20 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
             &format!("127.0.0.1:{port}"),
         ])
         .args([
-            "--results-dir",
-            dir.path().join("results").to_str().expect("utf8"),
+            "--set",
+            &format!("store.path={:?}", dir.path().join("results")),
         ])
         .args([
-            "--drain-grace-secs",
-            "1",
-            "--queue-depth",
-            "64",
-            "--max-batch",
-            "2",
+            "--set",
+            "drain_grace=1s",
+            "--set",
+            "queue_depth=64",
+            "--set",
+            "max_batch=2",
+            "--set",
+            "clients.max_concurrent=64",
+            "--set",
+            "clients.image_burst=1000",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -2,7 +2,7 @@
 
 use axum::response::Html;
 
-const INDEX: &str = include_str!("../page/index.html");
+pub(crate) const INDEX: &str = include_str!("../../page/index.html");
 
 pub(crate) async fn index() -> Html<&'static str> {
     Html(INDEX)

@@ -1,10 +1,10 @@
-//! GET /v1/models: every style and the checkpoint it serves.
+//! GET /v1/models: every style and the checkpoint it serves (names only, never server paths).
 
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub(crate) async fn models(State(state): State<AppState>) -> Json<Value> {
     let styles: Vec<Value> = state
@@ -13,10 +13,9 @@ pub(crate) async fn models(State(state): State<AppState>) -> Json<Value> {
         .map(|s| {
             json!({
                 "name": s.name,
-                "path": s.path.display().to_string(),
                 "direction": s.direction.to_string(),
                 "ready": s.batcher.is_ready(),
-                "queued": s.batcher.queued(),
+                "queued": s.slots.held(),
                 "model": *s.batcher.model(),
             })
         })

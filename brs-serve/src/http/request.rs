@@ -1,0 +1,205 @@
+//! What the routes read from a request, each bounded before it is read: who is asking (peer
+//! address, forwarded-for from trusted proxies, API key), and the body, under a size limit and a
+//! deadline that grows with its size (a minimum rate), so a slow sender cannot hold a slot.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::{Body, Bytes};
+use axum::extract::multipart::{Field, Multipart};
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use http_body_util::{BodyExt, Limited};
+
+use crate::config::HttpLimits;
+use crate::http::error::ApiError;
+use crate::state::AppState;
+
+/// The socket address of the other end, when the request came over a socket (the server inserts
+/// it; a router driven in-process has none and counts as loopback).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub(crate) Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+        ))
+    }
+}
+
+/// The address a request came from as this server decides it (peer, or the client behind our
+/// trusted proxies).
+pub(crate) fn client_ip(state: &AppState, peer: Peer, headers: &HeaderMap) -> IpAddr {
+    let peer = peer
+        .0
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let xff = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    state.clients.address(peer, xff)
+}
+
+/// The API key a request carries (`Authorization: Bearer KEY` or `x-api-key: KEY`).
+pub(crate) fn api_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.trim());
+    }
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// The declared length, if any.
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Reads and discards, in the background, the body of a request answered before it was read, for
+/// at most `http.body_grace` and `max_upload_bytes`: a client still sending then reads the answer
+/// instead of a reset connection (nginx's lingering close). Memory: one chunk at a time.
+pub(crate) fn linger(body: Body, config: &crate::config::Config) {
+    let (limit, grace) = (config.max_upload_bytes, config.http.body_grace);
+    tokio::spawn(async move {
+        let mut body = body;
+        let mut seen = 0usize;
+        let drain = async {
+            while let Some(Ok(frame)) = body.frame().await {
+                seen += frame.data_ref().map_or(0, |d| d.len());
+                if seen > limit {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(grace, drain).await;
+    });
+}
+
+/// Reads a whole body of at most `limit` bytes within the deadline its size allows.
+pub(crate) async fn read_body(
+    body: Body,
+    declared: Option<usize>,
+    limit: usize,
+    http: &HttpLimits,
+) -> Result<Bytes, ApiError> {
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let deadline = http.body_deadline(declared.unwrap_or(limit));
+    let collect = Limited::new(body, limit).collect();
+    match tokio::time::timeout(deadline, collect).await {
+        Err(_) => Err(ApiError::BodyTimeout),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::PayloadTooLarge { limit })
+        }
+        Ok(Err(e)) => Err(ApiError::BadRequest(format!("reading the body: {e}"))),
+    }
+}
+
+/// The next multipart field, within the body's deadline.
+pub(crate) async fn next_field<'a>(
+    mp: &'a mut Multipart,
+    deadline: tokio::time::Instant,
+    limit: usize,
+) -> Result<Option<Field<'a>>, ApiError> {
+    match tokio::time::timeout_at(deadline, mp.next_field()).await {
+        Err(_) => Err(ApiError::BodyTimeout),
+        Ok(r) => r.map_err(|e| multipart_error(e.status(), e.body_text(), limit)),
+    }
+}
+
+/// A field's bytes (at most `limit`), within the body's deadline.
+pub(crate) async fn field_bytes(
+    mut field: Field<'_>,
+    deadline: tokio::time::Instant,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let read = async {
+        let mut buf = Vec::new();
+        while let Some(chunk) = field
+            .chunk()
+            .await
+            .map_err(|e| multipart_error(e.status(), e.body_text(), limit))?
+        {
+            if buf.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(buf))
+    };
+    tokio::time::timeout_at(deadline, read)
+        .await
+        .map_err(|_| ApiError::BodyTimeout)?
+}
+
+fn multipart_error(status: axum::http::StatusCode, text: String, limit: usize) -> ApiError {
+    if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge { limit }
+    } else {
+        ApiError::BadRequest(text)
+    }
+}
+
+/// Longest accepted field name and file name, in bytes.
+pub(crate) const MAX_NAME_BYTES: usize = 255;
+
+/// A client's file name reduced to something safe to store and show: its last path component,
+/// control and quoting characters removed. Longer than 255 bytes is refused, not cut.
+pub(crate) fn clean_filename(raw: &str) -> Result<Option<String>, ApiError> {
+    if raw.len() > MAX_NAME_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "a file name is {} bytes; at most {MAX_NAME_BYTES} are accepted",
+            raw.len()
+        )));
+    }
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = last
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, '"' | '<' | '>' | '`'))
+        .collect();
+    let clean = clean.trim().to_string();
+    Ok((!clean.is_empty() && clean != "." && clean != "..").then_some(clean))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_are_cleaned_and_bounded() {
+        assert_eq!(
+            clean_filename("me.jpg").expect("ok").as_deref(),
+            Some("me.jpg")
+        );
+        assert_eq!(
+            clean_filename("C:\\Users\\x\\..\\me.jpg")
+                .expect("ok")
+                .as_deref(),
+            Some("me.jpg")
+        );
+        assert_eq!(
+            clean_filename("../../etc/passwd").expect("ok").as_deref(),
+            Some("passwd")
+        );
+        assert_eq!(
+            clean_filename("a\u{0}b\n<c>.png").expect("ok").as_deref(),
+            Some("abc.png")
+        );
+        assert_eq!(clean_filename("..").expect("ok"), None);
+        assert!(clean_filename(&"x".repeat(256)).is_err());
+    }
+}

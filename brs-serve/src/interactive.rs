@@ -1,0 +1,78 @@
+//! One photo in, its translation out, while the client waits: a repeated photo from the same
+//! client is answered from the store; otherwise the pipeline runs, and the result is stored under
+//! a new unguessable id. A store that fails does not fail the request: the translation is still
+//! answered (and counted as not stored), and the store's health decides readiness.
+
+use bytes::Bytes;
+
+use crate::admission::Slot;
+use crate::batcher::Lane;
+use crate::clients::ClientId;
+use crate::error::ServeError;
+use crate::ids::new_id;
+use crate::pipeline::{self, Params};
+use crate::results::{self, DedupParts, ResultName};
+use crate::state::AppState;
+
+/// A translation as answered.
+#[derive(Debug)]
+pub(crate) struct Output {
+    pub(crate) bytes: Bytes,
+    /// Where it can be fetched again; `None` when the store would not keep it.
+    pub(crate) name: Option<ResultName>,
+    pub(crate) version: String,
+    pub(crate) cached: bool,
+}
+
+pub(crate) async fn translate(
+    state: &AppState,
+    client: &ClientId,
+    input: Bytes,
+    params: &Params,
+    slot: Slot,
+) -> Result<Output, ServeError> {
+    let model = params.style.batcher.model();
+    let tenant = state.tenant(client);
+    let mac = DedupParts {
+        tenant: &tenant,
+        input_sha256: results::input_sha256(input.clone()).await,
+        version: &model.version,
+        precision: &model.precision,
+        params,
+        crop: &state.config.crop,
+    }
+    .mac(&state.secret);
+    match results::lookup(&state.store, &mac).await {
+        Ok(Some((name, bytes))) => {
+            state.metrics.cache(true);
+            return Ok(Output {
+                bytes,
+                name: Some(name),
+                version: model.version.clone(),
+                cached: true,
+            });
+        }
+        Ok(None) => state.metrics.cache(false),
+        // The store is down: translate anyway.
+        Err(e) => tracing::warn!(error = %e, "result lookup failed; translating without it"),
+    }
+    let out = pipeline::translate(state, input, params, Lane::Interactive, slot).await?;
+    let name = ResultName {
+        id: new_id().map_err(|e| ServeError::Random(e.to_string()))?,
+        format: params.format,
+    };
+    let stored = match results::save(&state.store, &name, out.bytes.clone(), Some(&mac)).await {
+        Ok(()) => Some(name),
+        Err(e) => {
+            state.metrics.unstored();
+            tracing::warn!(error = %e, "could not store a result; answering it anyway");
+            None
+        }
+    };
+    Ok(Output {
+        bytes: out.bytes,
+        name: stored,
+        version: out.version,
+        cached: false,
+    })
+}

@@ -1,0 +1,449 @@
+//! What an abusive client can do, and what it gets: each case a status, a stable code, no panic,
+//! and the server still serving others afterwards (issue 11).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
+
+use crate::common::{Server, client, error_code, fixture_bytes, png};
+
+/// A PNG whose header says `w` x `h` 16-bit RGBA, all zero: tiny on the wire, huge decoded.
+fn flat_png16(w: u32, h: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, w, h);
+    enc.set_color(png::ColorType::Rgba);
+    enc.set_depth(png::BitDepth::Sixteen);
+    enc.set_compression(png::Compression::Fast);
+    let mut writer = enc.write_header().expect("header");
+    let mut stream = writer.stream_writer().expect("stream");
+    let row = vec![0u8; w as usize * 8];
+    for _ in 0..h {
+        stream.write_all(&row).expect("row");
+    }
+    stream.finish().expect("finish");
+    drop(writer);
+    out
+}
+
+/// An 8x8 PNG carrying an iCCP chunk that inflates to `inflated` bytes.
+fn iccp_bomb(inflated: usize) -> Vec<u8> {
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..inflated / zeros.len() {
+        z.write_all(&zeros).expect("deflate");
+    }
+    let mut profile = b"bomb\0\0".to_vec();
+    profile.extend_from_slice(&z.finish().expect("deflate"));
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, 8, 8);
+    enc.set_color(png::ColorType::Rgb);
+    let mut w = enc.write_header().expect("header");
+    w.write_chunk(png::chunk::iCCP, &profile).expect("iccp");
+    w.write_image_data(&[128u8; 8 * 8 * 3]).expect("data");
+    w.finish().expect("finish");
+    out
+}
+
+fn post_png(s: &Server, body: Vec<u8>) -> reqwest::RequestBuilder {
+    client()
+        .post(s.url("/v1/translate"))
+        .header("content-type", "image/png")
+        .body(body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_bombs_cost_nothing_and_are_answered_clearly() {
+    let s = Server::start(|_| {}).await;
+    // Over the default pixel limit (24 M): refused from the header.
+    let r = post_png(&s, flat_png16(6320, 6320))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(r).await, "too_many_pixels");
+    // Under it (16 M pixels of 16-bit RGBA, 128 MB decoded whole): streamed into a small image.
+    let started = Instant::now();
+    let r = post_png(&s, flat_png16(4000, 4000))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // A 400 MB colour profile in an 8x8 PNG: skipped, never inflated.
+    let bomb = iccp_bomb(400 << 20);
+    assert!(bomb.len() < 1 << 20);
+    let r = post_png(&s, bomb).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    // A truncated JPEG is refused, not translated with grey rows.
+    let jpeg = fixture_bytes("grace_hopper.jpg");
+    let r = client()
+        .post(s.url("/v1/translate"))
+        .header("content-type", "image/jpeg")
+        .body(jpeg[..jpeg.len() * 2 / 3].to_vec())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(r).await, "corrupt");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_names_parts_and_counts_are_capped() {
+    let s = Server::start(|c| c.http.max_parts = 4).await;
+    let c = client();
+    let long = "x".repeat(1 << 20);
+    let form = (0..16).fold(Form::new(), |f, _| {
+        f.part("image", Part::bytes(vec![1u8]).file_name(long.clone()))
+    });
+    let r = c
+        .post(s.url("/v1/jobs"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(r).await, "bad_request");
+    let form = (0..5).fold(Form::new(), |f, i| {
+        f.part(
+            "image",
+            Part::bytes(png(8, 8)).file_name(format!("{i}.png")),
+        )
+    });
+    let r = c
+        .post(s.url("/v1/jobs"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(error_code(r).await == "bad_request");
+    // A sane job still works, and its stored file name is cleaned.
+    let form = Form::new().part(
+        "image",
+        Part::bytes(png(8, 8)).file_name("../../etc/\tme.png"),
+    );
+    let r = c
+        .post(s.url("/v1/jobs"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    let status = r.status();
+    let job: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(job["items"][0]["filename"], "me.png");
+    s.stop().await;
+}
+
+/// Reads from a raw socket until the server closes it; returns what it sent.
+fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+    stream.set_read_timeout(Some(limit)).expect("timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(String::from_utf8_lossy(&got).into_owned()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(String::from_utf8_lossy(&got).into_owned());
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_senders_are_cut_off() {
+    let s = Server::start(|c| {
+        c.http.header_read_timeout = Duration::from_millis(500);
+        c.http.body_grace = Duration::from_millis(500);
+        c.http.body_min_rate = 1_000_000;
+    })
+    .await;
+    let addr = s.addr;
+    let checks = tokio::task::spawn_blocking(move || {
+        // Half the headers, then nothing: closed after the header timeout.
+        let mut half = TcpStream::connect(addr).expect("connect");
+        half.write_all(b"POST /v1/translate HTTP/1.1\r\nHost: x\r\n")
+            .expect("write");
+        let t = Instant::now();
+        let closed = read_until_closed(&mut half, Duration::from_secs(10));
+        assert!(closed.is_some(), "a half-sent request held its connection");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        // A body of 1,000,000 bytes announced, 10 sent: 408 once the body deadline passes.
+        let mut slow = TcpStream::connect(addr).expect("connect");
+        slow.write_all(
+            b"POST /v1/translate HTTP/1.1\r\nHost: x\r\ncontent-type: image/png\r\ncontent-length: 1000000\r\n\r\n0123456789",
+        )
+        .expect("write");
+        let t = Instant::now();
+        let answer =
+            read_until_closed(&mut slow, Duration::from_secs(10)).expect("answered and closed");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("body_timeout"), "{answer}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    });
+    checks.await.expect("socket checks");
+    // Nothing is left counted in flight, so a drain is not held up.
+    assert_eq!(s.state.drain().in_flight(), 0);
+    let r = post_png(&s, png(32, 32)).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_client_has_its_own_rate_and_in_flight_limits() {
+    let s = Server::start(|c| {
+        c.clients.images_per_sec = 0.5;
+        c.clients.image_burst = 2;
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")];
+    })
+    .await;
+    let from =
+        |ip: &str, body: Vec<u8>| post_png(&s, body).header("x-forwarded-for", ip.to_string());
+    for _ in 0..2 {
+        let r = from("198.51.100.1", png(32, 32))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let r = from("198.51.100.1", png(32, 32))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("secs");
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(error_code(r).await, "too_many_requests");
+    // Another client behind the same proxy is not affected; a client cannot fake its address by
+    // prepending to the header (the proxy appends the real one last).
+    let r = from("203.0.113.5", png(32, 32)).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = from("203.0.113.5, 198.51.100.1", png(32, 32))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the last hop decides"
+    );
+    assert!(
+        s.metric("brs_rejected_requests_total{reason=\"too_many_requests\"}")
+            .await
+            >= 2.0
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_guard_work_but_not_capability_reads() {
+    let s = Server::start(|c| {
+        c.auth = Some(brs_serve::config::AuthConfig {
+            keys: vec![brs_serve::hash_key("k3y-for-tests")],
+        });
+    })
+    .await;
+    let r = post_png(&s, png(32, 32)).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    assert_eq!(error_code(r).await, "unauthorized");
+    let r = post_png(&s, png(32, 32))
+        .header("x-api-key", "guess")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = post_png(&s, png(32, 32))
+        .header("authorization", "Bearer k3y-for-tests")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    let name = r.headers()["x-brs-result-key"]
+        .to_str()
+        .expect("name")
+        .to_string();
+    // The result's name is its capability: no key needed to fetch it.
+    let r = client()
+        .get(s.url(&format!("/v1/results/{name}")))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_are_private_and_deletable() {
+    let s = Server::start(|c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")];
+    })
+    .await;
+    let photo = png(40, 40);
+    let send = |ip: &str| {
+        post_png(&s, photo.clone())
+            .header("x-forwarded-for", ip.to_string())
+            .send()
+    };
+    let a1 = send("198.51.100.1").await.expect("send");
+    let key_a = a1.headers()["x-brs-result-key"]
+        .to_str()
+        .expect("key")
+        .to_string();
+    assert_eq!(a1.headers()["cache-control"], "private, no-store");
+    // The same client again: answered from the store.
+    let a2 = send("198.51.100.1").await.expect("send");
+    assert_eq!(a2.headers()["x-brs-cache"], "hit");
+    assert_eq!(
+        a2.headers()["x-brs-result-key"].to_str().expect("key"),
+        key_a
+    );
+    // Another client with the same photo learns nothing: a fresh translation, another name.
+    let b = send("203.0.113.5").await.expect("send");
+    assert_eq!(b.headers()["x-brs-cache"], "miss");
+    assert_ne!(
+        b.headers()["x-brs-result-key"].to_str().expect("key"),
+        key_a
+    );
+    // Names are 42 characters: the hour, then 128 random bits; nothing of the photo.
+    let id = key_a.split('.').next().expect("id");
+    assert_eq!(id.len(), 42);
+    let r = client()
+        .get(s.url(&format!("/v1/results/{key_a}")))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["cache-control"], "private, max-age=86400");
+    let r = client()
+        .delete(s.url(&format!("/v1/results/{key_a}")))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = client()
+        .get(s.url(&format!("/v1/results/{key_a}")))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // DELETE /v1/jobs/{id}: inputs and results go.
+    let form = Form::new().part("image", Part::bytes(png(30, 30)).file_name("a.png"));
+    let job: serde_json::Value = client()
+        .post(s.url("/v1/jobs"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let id = job["id"].as_str().expect("id").to_string();
+    let text = crate::common::get_text(s.url(&format!("/v1/jobs/{id}/events"))).await;
+    assert!(text.contains("event: done"), "{text}");
+    let status = crate::common::get_json(s.url(&format!("/v1/jobs/{id}"))).await;
+    let url = status["items"][0]["result_url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    let results = s.dir.path().join("results");
+    let count = |ns: &str| walk(&results.join(ns));
+    assert_eq!((count("inputs"), count("results") >= 1), (1, true));
+    let r = client()
+        .delete(s.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(count("inputs"), 0, "the uploaded image is gone");
+    let r = client().get(s.url(&url)).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "the result is gone");
+    let r = client()
+        .get(s.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+/// Regular files under `dir`, recursively.
+fn walk(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() { walk(&p) } else { 1 }
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_store_degrades_the_service_instead_of_failing_it() {
+    let s = Server::start(|_| {}).await;
+    let results = s.dir.path().join("results");
+    // The store's directory becomes a file: every write fails (root ignores permissions).
+    std::fs::remove_dir_all(&results).expect("rm");
+    std::fs::write(&results, b"not a directory").expect("block");
+    for i in 0..3u8 {
+        let mut body = png(32, 32);
+        body.push(i);
+        let r = post_png(&s, body).send().await.expect("send");
+        assert_eq!(r.status(), StatusCode::OK, "answered although not stored");
+        assert!(r.headers().get("x-brs-result-key").is_none());
+    }
+    assert!(s.metric("brs_results_not_stored_total").await >= 3.0);
+    let r = client().get(s.url("/readyz")).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_code(r).await, "store_unavailable");
+    // The store comes back: the prober notices and the instance is ready again.
+    std::fs::remove_file(&results).expect("unblock");
+    std::fs::create_dir_all(&results).expect("mkdir");
+    s.wait_ready(Duration::from_secs(15)).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_headers_and_no_server_paths() {
+    let s = Server::start(|_| {}).await;
+    let page = client().get(s.url("/")).send().await.expect("send");
+    let h = page.headers();
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["x-frame-options"], "DENY");
+    let csp = h["content-security-policy"].to_str().expect("ascii");
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'sha256-"),
+        "{csp}"
+    );
+    assert!(h.get("x-request-id").is_some());
+    let api = client()
+        .get(s.url("/v1/models"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        api.headers()["content-security-policy"],
+        "default-src 'none'; frame-ancestors 'none'"
+    );
+    let text = api.text().await.expect("text");
+    let dir = s.dir.path().to_string_lossy().into_owned();
+    assert!(
+        !text.contains(&dir),
+        "/v1/models shows a server path: {text}"
+    );
+    s.stop().await;
+}

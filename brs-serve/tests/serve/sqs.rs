@@ -1,0 +1,262 @@
+//! Jobs on S3 + SQS (moto on loopback): a worker killed mid-job loses nothing, a poison image ends
+//! in the dead-letter queue and failed, a store outage delays a job without losing it, and any
+//! instance answers for a job it does not run.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
+
+use crate::common::aws::{Flaky, LocalAws};
+use crate::common::{Kill, Server, client, error_code, get_json, png};
+
+/// Slow enough that a worker is surely mid-image when it is killed.
+fn slow_model() -> brs_model::ModelConfig {
+    brs_model::ModelConfig {
+        img_size: 256,
+        img_ch: 3,
+        ch: 16,
+        n_res: 2,
+        light: true,
+    }
+}
+
+async fn submit(s: &Server, n: u8) -> String {
+    let form = (0..n).fold(Form::new(), |f, i| {
+        let mut b = png(48, 48);
+        b.push(i);
+        f.part("image", Part::bytes(b).file_name(format!("{i}.png")))
+    });
+    let r = client()
+        .post(s.url("/v1/jobs"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let job: serde_json::Value = r.json().await.expect("json");
+    job["id"].as_str().expect("id").to_string()
+}
+
+async fn wait_done(s: &Server, id: &str, limit: Duration) -> serde_json::Value {
+    let t = Instant::now();
+    loop {
+        let v = get_json(s.url(&format!("/v1/jobs/{id}"))).await;
+        if v["status"] == "done" {
+            return v;
+        }
+        assert!(t.elapsed() < limit, "job not done within {limit:?}: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A `brs-serve worker` process on this moto and this model.
+fn spawn_worker(
+    aws: &LocalAws,
+    run_dir: &std::path::Path,
+    dir: &std::path::Path,
+    name: &str,
+) -> Kill {
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            r#"reload_jitter = "0s"
+[styles.default]
+path = {run:?}
+[store]
+kind = "s3"
+bucket = "{bucket}"
+region = "eu-west-1"
+endpoint = "{endpoint}"
+[queue]
+kind = "sqs"
+url = "{queue}"
+region = "eu-west-1"
+endpoint = "{endpoint}"
+visibility_timeout = "{vis}s"
+wait_time = "1s"
+batch_size = 2
+max_receives = {max}
+"#,
+            run = run_dir,
+            bucket = aws.bucket,
+            endpoint = aws.moto.endpoint(),
+            queue = aws.queue_url,
+            vis = aws.visibility_secs,
+            max = aws.max_receives,
+        ),
+    )
+    .expect("worker config");
+    let child = Command::new(env!("CARGO_BIN_EXE_brs-serve"))
+        .args(["worker", "--config", config.to_str().expect("utf8")])
+        .envs(aws.moto.env())
+        .env("BRS_SECRET", "w".repeat(32))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn worker");
+    Kill(child)
+}
+
+async fn not_visible(aws: &LocalAws) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    aws.sqs
+        .get_queue_attributes()
+        .queue_url(&aws.queue_url)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("attributes")
+        .attributes()
+        .and_then(|a| a.get(&A::ApproximateNumberOfMessagesNotVisible).cloned())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_job_loses_nothing() {
+    let aws = LocalAws::start(3, 4).await;
+    let endpoint = aws.moto.endpoint();
+    // The web tier only: it takes the job, the workers translate it.
+    let api = Server::start_on(
+        &slow_model(),
+        |c| aws.configure(c, &endpoint, false),
+        Some(aws.backends(&endpoint)),
+    )
+    .await;
+    let mut w1 = spawn_worker(&aws, &api.run_dir, api.dir.path(), "w1");
+    let id = submit(&api, 8).await;
+    // Kill the first worker with SIGKILL while it holds messages: after it finished one image,
+    // so it is surely running.
+    let t = Instant::now();
+    loop {
+        let v = get_json(api.url(&format!("/v1/jobs/{id}"))).await;
+        if v["done"].as_u64().unwrap_or(0) >= 1 && not_visible(&aws).await >= 1 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the first worker never finished an image: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    w1.0.kill().expect("SIGKILL");
+    let killed_at = Instant::now();
+    let _w2 = spawn_worker(&aws, &api.run_dir, api.dir.path(), "w2");
+    let v = wait_done(&api, &id, Duration::from_secs(180)).await;
+    let items = v["items"].as_array().expect("items");
+    assert_eq!(items.len(), 8);
+    assert!(items.iter().all(|i| i["status"] == "done"), "{v}");
+    // The images the dead worker held came back after their visibility timeout.
+    let redelivered = items
+        .iter()
+        .filter(|i| i["attempts"].as_u64().unwrap_or(1) >= 2)
+        .count();
+    assert!(redelivered >= 1, "no image was redelivered: {v}");
+    // Exactly once: one result and one state per image, however many deliveries.
+    let results = aws.keys("results/").await;
+    let ours = results.iter().filter(|k| k.contains(&id)).count();
+    assert_eq!(ours, 8, "{results:?}");
+    let states = aws
+        .keys("jobs/")
+        .await
+        .iter()
+        .filter(|k| k.contains("/items/"))
+        .count();
+    assert_eq!(states, 8);
+    for item in items {
+        let url = item["result_url"].as_str().expect("url");
+        let r = client().get(api.url(url)).send().await.expect("send");
+        // The S3 store answers with a redirect to a presigned URL, which reqwest follows.
+        assert_eq!(r.status(), StatusCode::OK, "{url}");
+    }
+    assert!(killed_at.elapsed() < Duration::from_secs(180));
+    assert_eq!(aws.dead_letters().await, 0);
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_image_ends_failed_and_dead_lettered() {
+    let aws = LocalAws::start(2, 2).await;
+    let endpoint = aws.moto.endpoint();
+    // Every translation takes longer than this server allows: a failure that retrying does
+    // not cure.
+    let api = Server::start_on(
+        &crate::common::tiny_config(),
+        |c| {
+            aws.configure(c, &endpoint, true);
+            c.request_timeout = Duration::from_micros(100);
+        },
+        Some(aws.backends(&endpoint)),
+    )
+    .await;
+    let id = submit(&api, 1).await;
+    let v = wait_done(&api, &id, Duration::from_secs(60)).await;
+    let item = &v["items"][0];
+    assert_eq!(item["status"], "failed", "{v}");
+    assert_eq!(item["error"]["code"], "timeout");
+    assert!(
+        item["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("gave up after 2 attempts")),
+        "{v}"
+    );
+    assert_eq!(item["attempts"], 2);
+    // The redrive policy moves it once it is received past its limit.
+    let t = Instant::now();
+    while aws.dead_letters().await < 1 {
+        assert!(t.elapsed() < Duration::from_secs(30), "not dead-lettered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outage_delays_a_job_but_loses_nothing() {
+    let aws = LocalAws::start(5, 20).await;
+    let proxy = Flaky::start(aws.moto.port).await;
+    let api = Server::start_on(
+        &crate::common::tiny_config(),
+        |c| aws.configure(c, &proxy.endpoint(), true),
+        Some(aws.backends(&proxy.endpoint())),
+    )
+    .await;
+    // Taken while the store answers; translated after it comes back.
+    proxy.set_up(false);
+    let r = client()
+        .post(api.url("/v1/jobs"))
+        .multipart(Form::new().part("image", Part::bytes(png(40, 40)).file_name("a.png")))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        r.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no store, no job"
+    );
+    assert_eq!(error_code(r).await, "store_unavailable");
+    proxy.set_up(true);
+    let id = submit(&api, 3).await;
+    proxy.set_up(false);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let r = client().get(api.url("/readyz")).send().await.expect("send");
+    assert_eq!(
+        r.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not ready while the store is down"
+    );
+    proxy.set_up(true);
+    let v = wait_done(&api, &id, Duration::from_secs(90)).await;
+    assert!(
+        v["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|i| i["status"] == "done"),
+        "{v}"
+    );
+    api.wait_ready(Duration::from_secs(15)).await;
+    api.stop().await;
+}
