@@ -117,7 +117,10 @@ mod tests {
         let both = tunables_value(Profile::Serving, Some("glibc.malloc.arena_max=4".into()));
         assert_eq!(
             both,
-            OsString::from(format!("{}:glibc.malloc.arena_max=4", Profile::Serving.tunables()))
+            OsString::from(format!(
+                "{}:glibc.malloc.arena_max=4",
+                Profile::Serving.tunables()
+            ))
         );
     }
 }

@@ -354,7 +354,10 @@ impl Checkpoint {
         if meta.format_version >= 2 && recorded.is_none() {
             return Err(ModelError::Corrupt {
                 path: dir.clone(),
-                reason: format!("{META_SHA256} is missing (format version {})", meta.format_version),
+                reason: format!(
+                    "{META_SHA256} is missing (format version {})",
+                    meta.format_version
+                ),
             });
         }
         meta.model.validate()?;
