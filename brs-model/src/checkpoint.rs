@@ -23,7 +23,7 @@ use tch::{Kind, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
-use crate::networks::Direction;
+use crate::names::Direction;
 use crate::tensors;
 
 /// Version of the on-disk layout; readers refuse newer versions instead of misreading them.

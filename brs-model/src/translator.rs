@@ -12,7 +12,7 @@ use crate::checkpoint::{
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::generator::{Generator, GeneratorOutput};
-use crate::networks::Direction;
+use crate::names::Direction;
 use crate::precision::{Precision, channels_last, store_channels_last};
 use crate::tensors;
 
