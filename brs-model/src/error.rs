@@ -41,6 +41,7 @@ pub enum ModelError {
     Torch(#[from] tch::TchError),
     #[error("image: {0}")]
     Image(String),
+    #[cfg(feature = "import")]
     #[error("PyTorch checkpoint: {0}")]
     Import(String),
 }
