@@ -41,9 +41,7 @@ impl FromStr for Direction {
         match s.to_ascii_lowercase().as_str() {
             "a2b" => Ok(Direction::A2B),
             "b2a" => Ok(Direction::B2A),
-            _ => Err(ModelError::Config(format!(
-                "direction {s:?} (allowed: a2b, b2a)"
-            ))),
+            _ => Err(ModelError::Direction(s.to_string())),
         }
     }
 }
@@ -102,7 +100,10 @@ mod tests {
     #[test]
     fn direction_parses_and_names_its_generator() {
         assert_eq!("A2B".parse::<Direction>().unwrap(), Direction::A2B);
-        assert!("sideways".parse::<Direction>().is_err());
+        assert!(matches!(
+            "sideways".parse::<Direction>(),
+            Err(ModelError::Direction(s)) if s == "sideways"
+        ));
         assert_eq!(Direction::B2A.generator().name(), "genB2A");
         assert_eq!(NetworkKind::from_name("disLA"), Some(NetworkKind::DisLA));
     }
