@@ -12,14 +12,10 @@ use brs_model::error::ImportError;
 use brs_model::networks::{NetworkKind, Networks};
 use brs_model::pickle::PickleError;
 use brs_model::{Direction, ModelConfig, ModelError, Translator, import, tensors};
+use brs_testkit::setup::python;
 use tch::{Device, Tensor};
 
 const TOLERANCE: f64 = 1e-4;
-
-fn python() -> String {
-    std::env::var("BRS_PYTHON")
-        .expect("BRS_PYTHON is unset: run scripts/setup (it writes .cargo/config.toml)")
-}
 
 fn reference(dir: &Path, img: i64, ch: i64, n_res: i64, light: bool) -> BTreeMap<String, Tensor> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/make_reference_pt.py");
