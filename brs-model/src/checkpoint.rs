@@ -23,7 +23,7 @@ use tch::{Kind, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
-use crate::networks::Direction;
+use crate::names::Direction;
 use crate::tensors;
 
 /// Version of the on-disk layout; readers refuse newer versions instead of misreading them.
@@ -157,9 +157,7 @@ impl CheckpointWriter {
     /// Starts checkpoint `name` in `run_dir` (created if missing).
     pub fn begin(run_dir: &Path, name: &str) -> Result<Self> {
         if !valid_file_name(name) {
-            return Err(ModelError::Config(format!(
-                "invalid checkpoint name {name:?}"
-            )));
+            return Err(ModelError::CheckpointName(name.to_string()));
         }
         fs::create_dir_all(run_dir).map_err(|e| ModelError::io(run_dir, e))?;
         let nanos = SystemTime::now()
@@ -179,10 +177,11 @@ impl CheckpointWriter {
 
     /// Adds a file (fsynced, hashed).
     pub fn add_file(&mut self, file: &str, bytes: &[u8]) -> Result<()> {
-        if !valid_file_name(file) || self.files.contains_key(file) {
-            return Err(ModelError::Config(format!(
-                "invalid or repeated checkpoint file name {file:?}"
-            )));
+        if !valid_file_name(file) {
+            return Err(ModelError::FileName(file.to_string()));
+        }
+        if self.files.contains_key(file) {
+            return Err(ModelError::DuplicateFile(file.to_string()));
         }
         write_synced(&self.tmp.join(file), bytes)?;
         self.files.insert(
@@ -210,8 +209,7 @@ impl CheckpointWriter {
     /// Refuses to replace an existing checkpoint of the same name.
     pub fn commit(mut self, mut meta: CheckpointMeta) -> Result<PathBuf> {
         meta.files = std::mem::take(&mut self.files);
-        let json = serde_json::to_vec_pretty(&meta)
-            .map_err(|e| ModelError::Config(format!("cannot serialise metadata: {e}")))?;
+        let json = serde_json::to_vec_pretty(&meta).map_err(ModelError::Metadata)?;
         write_synced(&self.tmp.join(META), &json)?;
         write_synced(
             &self.tmp.join(META_SHA256),
@@ -370,9 +368,9 @@ impl Checkpoint {
             .meta
             .files
             .get(file)
-            .ok_or_else(|| ModelError::MissingNetwork {
+            .ok_or_else(|| ModelError::MissingFile {
                 path: self.dir.clone(),
-                network: file.to_string(),
+                file: file.to_string(),
                 available: self
                     .meta
                     .files
@@ -484,8 +482,36 @@ mod tests {
         assert!(matches!(err, ModelError::HashMismatch { .. }), "{err}");
         assert!(matches!(
             ck.read_file("nope.bin").unwrap_err(),
-            ModelError::MissingNetwork { .. }
+            ModelError::MissingFile { .. }
         ));
+    }
+
+    #[test]
+    fn bad_names_are_refused_by_what_is_wrong() {
+        let run = tempfile::tempdir().unwrap();
+        for name in ["", ".hidden", "../up", "a/b"] {
+            assert!(
+                matches!(
+                    CheckpointWriter::begin(run.path(), name),
+                    Err(ModelError::CheckpointName(n)) if n == name
+                ),
+                "{name:?}"
+            );
+        }
+        let mut w = CheckpointWriter::begin(run.path(), "ckpt-0000001").unwrap();
+        for file in [META, META_SHA256, ".x", "a b"] {
+            let err = w.add_file(file, b"x").unwrap_err();
+            assert!(
+                matches!(&err, ModelError::FileName(f) if f == file),
+                "{err}"
+            );
+        }
+        w.add_file("data.bin", b"x").unwrap();
+        let err = w.add_file("data.bin", b"y").unwrap_err();
+        assert!(
+            matches!(&err, ModelError::DuplicateFile(f) if f == "data.bin"),
+            "{err}"
+        );
     }
 
     #[test]

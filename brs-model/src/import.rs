@@ -14,7 +14,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint::{CheckpointKind, CheckpointMeta, CheckpointWriter, checkpoint_name};
 use crate::config::{GLOBAL_D_LAYERS, LOCAL_D_LAYERS, ModelConfig};
-use crate::error::{ModelError, Result};
+use crate::error::{ImportError, ModelError, Result};
 use crate::networks::{NetworkKind, Networks};
 use crate::pickle::{self, DType, RawTensor, StateDict};
 use crate::tensors;
@@ -127,23 +127,36 @@ fn to_tensor(name: &str, raw: &RawTensor) -> Result<Tensor> {
         DType::Bool => Kind::Bool,
     };
     let shape: Vec<i64> = raw.shape.iter().map(|&d| d as i64).collect();
-    Tensor::f_from_data_size(&raw.data, &shape, kind)
-        .map_err(|e| ModelError::Import(format!("{name}: {e}")))
+    Tensor::f_from_data_size(&raw.data, &shape, kind).map_err(|cause| {
+        ImportError::Tensor {
+            key: name.to_string(),
+            cause,
+        }
+        .into()
+    })
 }
 
-fn shape_of<'a>(dict: &'a StateDict, net: &str, key: &str) -> Result<&'a [usize]> {
-    dict.get(key)
-        .map(|t| t.shape.as_slice())
-        .ok_or_else(|| ModelError::Import(format!("{net} has no {key}: not a U-GAT-IT checkpoint")))
+fn shape_of<'a>(
+    dict: &'a StateDict,
+    network: &'static str,
+    key: &'static str,
+) -> Result<&'a [usize]> {
+    let tensor = dict
+        .get(key)
+        .ok_or(ImportError::MissingKey { network, key })?;
+    Ok(&tensor.shape)
 }
 
 /// Infers the model shape from the reference generator's tensors.
 pub fn infer_config(generator: &StateDict, light_img_size: i64) -> Result<ModelConfig> {
     let first = shape_of(generator, "genA2B", "DownBlock.1.weight")?;
     if first.len() != 4 {
-        return Err(ModelError::Import(format!(
-            "DownBlock.1.weight has shape {first:?}"
-        )));
+        return Err(ImportError::KeyShape {
+            key: "DownBlock.1.weight",
+            shape: first.to_vec(),
+            expected: "4 dimensions (a convolution)",
+        }
+        .into());
     }
     let (ch, img_ch) = (first[0] as i64, first[1] as i64);
     let n_res = generator
@@ -159,9 +172,11 @@ pub fn infer_config(generator: &StateDict, light_img_size: i64) -> Result<ModelC
         let cells = fc1_in / deep;
         let side = (cells as f64).sqrt().round() as i64;
         if side * side * deep != fc1_in {
-            return Err(ModelError::Import(format!(
-                "FC.0.weight has {fc1_in} inputs, which is neither {deep} (light) nor a square map of {deep} channels (full)"
-            )));
+            return Err(ImportError::MlpInputs {
+                inputs: fc1_in,
+                deep,
+            }
+            .into());
         }
         (false, side * 4)
     };
@@ -185,8 +200,10 @@ fn rename(kind: NetworkKind, dict: &StateDict, n_res: i64) -> Result<BTreeMap<St
             NetworkKind::DisGA | NetworkKind::DisGB => discriminator_key(key, GLOBAL_D_LAYERS),
             NetworkKind::DisLA | NetworkKind::DisLB => discriminator_key(key, LOCAL_D_LAYERS),
         };
-        let ours = ours
-            .ok_or_else(|| ModelError::Import(format!("{}: unexpected key {key}", kind.name())))?;
+        let ours = ours.ok_or_else(|| ImportError::UnexpectedKey {
+            network: kind.name(),
+            key: key.clone(),
+        })?;
         out.insert(ours, to_tensor(key, raw)?);
     }
     Ok(out)
@@ -195,24 +212,28 @@ fn rename(kind: NetworkKind, dict: &StateDict, n_res: i64) -> Result<BTreeMap<St
 /// Loads an official checkpoint into freshly built networks (on the CPU), checking that every
 /// variable on both sides is matched with the same shape.
 pub fn load_pytorch(path: &Path, light_img_size: i64) -> Result<Networks> {
-    let pt = pickle::read_pt(path)
-        .map_err(|e| ModelError::Import(format!("{}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    let pt = pickle::read_pt_bytes(&bytes).map_err(|cause| ImportError::Read {
+        path: path.to_path_buf(),
+        cause,
+    })?;
     let dict = |k: NetworkKind| {
-        pt.dicts.get(k.name()).ok_or_else(|| {
-            ModelError::Import(format!(
-                "{} has no {}: expected a dict of genA2B, genB2A, disGA, disGB, disLA, disLB (found: {})",
-                path.display(),
-                k.name(),
-                pt.dicts.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))
-        })
+        pt.dicts
+            .get(k.name())
+            .ok_or_else(|| ImportError::MissingNetwork {
+                path: path.to_path_buf(),
+                network: k.name(),
+                found: pt.dicts.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
     };
     let config = infer_config(dict(NetworkKind::GenA2B)?, light_img_size)?;
     let nets = Networks::new(&config, Device::Cpu)?;
     for kind in NetworkKind::ALL {
         let renamed = rename(kind, dict(kind)?, config.n_res)?;
-        tensors::load_into(nets.store(kind), &renamed)
-            .map_err(|e| ModelError::Import(format!("{}: {e}", kind.name())))?;
+        tensors::load_into(nets.store(kind), &renamed).map_err(|cause| ImportError::Weights {
+            network: kind.name(),
+            cause: Box::new(cause),
+        })?;
     }
     Ok(nets)
 }

@@ -2,6 +2,10 @@
 //! and the checkpoint format that brs-train writes and brs-serve reads.
 //!
 //! No CLI, no HTTP, no training loop: those live in the crates that use this one.
+//!
+//! Feature `import` adds [`pickle`], a reader of PyTorch `.pt` files, and [`import`], which turns
+//! official UGATIT-pytorch checkpoints into ours. Only brs-train enables it, for its
+//! `import-pytorch` command; the servers never parse a pickle and do not compile the reader.
 
 pub mod alloc;
 pub mod checkpoint;
@@ -11,10 +15,13 @@ pub mod discriminator;
 pub mod error;
 pub mod generator;
 pub mod image;
+#[cfg(feature = "import")]
 pub mod import;
 mod layers;
+pub mod names;
 pub mod networks;
 mod norm;
+#[cfg(feature = "import")]
 pub mod pickle;
 pub mod precision;
 mod spectral;
@@ -26,6 +33,7 @@ pub use device::{DeviceSpec, parse_device};
 pub use discriminator::{Discriminator, DiscriminatorOutput};
 pub use error::{ModelError, Result};
 pub use generator::{Generator, GeneratorOutput};
-pub use networks::{Direction, NetworkKind, Networks};
+pub use names::{Direction, NetworkKind};
+pub use networks::Networks;
 pub use precision::Precision;
 pub use translator::Translator;

@@ -42,9 +42,7 @@ fn dtype_of(kind: Kind) -> Result<Dtype> {
         Kind::Uint8 => Dtype::U8,
         Kind::Bool => Dtype::BOOL,
         other => {
-            return Err(ModelError::Shape(format!(
-                "cannot store tensors of kind {other:?}"
-            )));
+            return Err(ModelError::TensorType(format!("{other:?}")));
         }
     })
 }
@@ -60,9 +58,7 @@ pub(crate) fn kind_of(dtype: Dtype) -> Result<Kind> {
         Dtype::U8 => Kind::Uint8,
         Dtype::BOOL => Kind::Bool,
         other => {
-            return Err(ModelError::Shape(format!(
-                "unsupported tensor dtype {other:?}"
-            )));
+            return Err(ModelError::TensorType(format!("{other:?}")));
         }
     })
 }
@@ -85,12 +81,12 @@ pub fn to_safetensors(named: &[(String, Tensor)], as_kind: Option<Kind>) -> Resu
         prepared.push((name.clone(), Bytes { dtype, shape, data }));
     }
     let views = prepared.iter().map(|(n, b)| (n.as_str(), b));
-    safetensors::serialize(views, None).map_err(|e| ModelError::Shape(e.to_string()))
+    safetensors::serialize(views, None).map_err(ModelError::Safetensors)
 }
 
 /// Parses safetensors bytes into CPU tensors by name.
 pub fn from_safetensors(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Shape(e.to_string()))?;
+    let st = SafeTensors::deserialize(bytes).map_err(ModelError::Safetensors)?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let kind = kind_of(view.dtype())?;

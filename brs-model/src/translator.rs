@@ -12,7 +12,7 @@ use crate::checkpoint::{
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::generator::{Generator, GeneratorOutput};
-use crate::networks::Direction;
+use crate::names::Direction;
 use crate::precision::{Precision, channels_last, store_channels_last};
 use crate::tensors;
 
@@ -100,10 +100,11 @@ impl Translator {
             || size[2] != cfg.img_size
             || size[3] != cfg.img_size
         {
-            return Err(ModelError::Shape(format!(
-                "input {:?} does not fit this model: expected [N, {}, {}, {}]",
-                size, cfg.img_ch, cfg.img_size, cfg.img_size
-            )));
+            return Err(ModelError::InputShape {
+                found: size,
+                channels: cfg.img_ch,
+                side: cfg.img_size,
+            });
         }
         let _guard = tch::no_grad_guard();
         let mut x = input.to_device(self.device).to_kind(self.kind);

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use brs_model::config::{GLOBAL_D_LAYERS, LOCAL_D_LAYERS};
 use brs_model::networks::{parameter_count, parameter_counts};
 use brs_model::{Discriminator, Generator, ModelConfig, NetworkKind, Networks};
+use brs_testkit::model::tiny_config;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -36,13 +37,7 @@ fn generator_params_from_the_shape_alone_match_the_network() {
             light: true,
             ..ModelConfig::default()
         },
-        ModelConfig {
-            img_size: 96,
-            img_ch: 3,
-            ch: 4,
-            n_res: 1,
-            light: true,
-        },
+        tiny_config(),
         ModelConfig {
             img_size: 128,
             img_ch: 1,
@@ -63,11 +58,8 @@ fn names(vs: &VarStore) -> BTreeSet<String> {
 #[test]
 fn variable_names_read_like_the_architecture() {
     let cfg = ModelConfig {
-        img_size: 96,
-        ch: 4,
         n_res: 2,
-        light: true,
-        ..ModelConfig::default()
+        ..tiny_config()
     };
     let vs = VarStore::new(Device::Cpu);
     Generator::new(&vs.root(), &cfg);
@@ -134,11 +126,8 @@ fn variable_names_read_like_the_architecture() {
 #[test]
 fn forward_shapes_at_the_smallest_size() {
     let cfg = ModelConfig {
-        img_size: 96,
-        ch: 4,
-        n_res: 1,
         light: false,
-        ..ModelConfig::default()
+        ..tiny_config()
     };
     tch::manual_seed(0);
     let nets = Networks::new(&cfg, Device::Cpu).unwrap();
@@ -168,13 +157,7 @@ fn forward_shapes_at_the_smallest_size() {
 
 #[test]
 fn rho_is_clipped_to_the_unit_interval() {
-    let cfg = ModelConfig {
-        img_size: 96,
-        ch: 4,
-        n_res: 1,
-        light: true,
-        ..ModelConfig::default()
-    };
+    let cfg = tiny_config();
     let vs = VarStore::new(Device::Cpu);
     let g = Generator::new(&vs.root(), &cfg);
     tch::no_grad(|| {

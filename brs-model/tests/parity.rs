@@ -8,16 +8,14 @@ use std::path::Path;
 use std::process::Command;
 
 use brs_model::checkpoint::Checkpoint;
+use brs_model::error::ImportError;
 use brs_model::networks::{NetworkKind, Networks};
-use brs_model::{Direction, ModelConfig, Translator, import, tensors};
+use brs_model::pickle::PickleError;
+use brs_model::{Direction, ModelConfig, ModelError, Translator, import, tensors};
+use brs_testkit::setup::python;
 use tch::{Device, Tensor};
 
 const TOLERANCE: f64 = 1e-4;
-
-fn python() -> String {
-    std::env::var("BRS_PYTHON")
-        .expect("BRS_PYTHON is unset: run scripts/setup (it writes .cargo/config.toml)")
-}
 
 fn reference(dir: &Path, img: i64, ch: i64, n_res: i64, light: bool) -> BTreeMap<String, Tensor> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/make_reference_pt.py");
@@ -125,12 +123,38 @@ fn a_file_that_is_not_a_ugatit_checkpoint_is_refused() {
             .unwrap()
             .success()
     );
-    let err = import::import_pytorch(&pt, &tmp.path().join("run"), 256)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("DownBlock.1.weight"), "{err}");
-    assert!(!tmp.path().join("run").join("latest").exists());
+    let run = tmp.path().join("run");
+    let err = import::import_pytorch(&pt, &run, 256).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ModelError::Import(ImportError::MissingKey {
+                network: "genA2B",
+                key: "DownBlock.1.weight"
+            })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("DownBlock.1.weight"), "{err}");
+    assert!(!run.join("latest").exists());
+    // Not a torch.save file: the reader's own error comes through, typed.
     let garbage = tmp.path().join("garbage.pt");
     std::fs::write(&garbage, b"not a checkpoint").unwrap();
-    assert!(import::import_pytorch(&garbage, &tmp.path().join("run"), 256).is_err());
+    let err = import::import_pytorch(&garbage, &run, 256).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ModelError::Import(ImportError::Read {
+                cause: PickleError::Malformed(_),
+                ..
+            })
+        ),
+        "{err}"
+    );
+    let missing = tmp.path().join("missing.pt");
+    let err = import::import_pytorch(&missing, &run, 256).unwrap_err();
+    assert!(
+        matches!(&err, ModelError::Io { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound),
+        "{err}"
+    );
 }
