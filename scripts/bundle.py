@@ -23,8 +23,9 @@ SYSTEM_LIBS = {
     "libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1", "libutil.so.1",
     "libresolv.so.2", "ld-linux-x86-64.so.2", "libstdc++.so.6", "libgcc_s.so.1",
 }
-# The NVIDIA driver's user-space library comes with the driver on a GPU host, never in a bundle.
-DRIVER_LIBS = {"libcuda.so.1", "libnvidia-ml.so.1"}
+# What the cuda flavour takes from a GPU host: the NVIDIA driver's user-space libraries (they must match
+# the kernel driver, so never bundled) and zlib, which cuDNN links (in every base image: AL2023, Debian).
+CUDA_HOST_LIBS = {"libcuda.so.1", "libnvidia-ml.so.1", "libz.so.1"}
 # The newest symbol version of each OS library namespace that Amazon Linux 2023 provides (glibc 2.34,
 # GCC 11's libstdc++ and libgcc_s). A bundle needing more would not start there.
 MAX_VERSIONS = {"GLIBC": (2, 34), "GLIBCXX": (3, 4, 29), "CXXABI": (1, 3, 13), "GCC": (11,)}
@@ -165,7 +166,7 @@ def cmd_manifest(args) -> int:
                 entry["runpath"] = d["runpath"]
         files[rel] = entry
     manifest["files"] = files
-    manifest["system_libraries"] = sorted({n for f in files.values() for n in f.get("needed", []) if n in SYSTEM_LIBS | DRIVER_LIBS})
+    manifest["system_libraries"] = sorted({n for f in files.values() for n in f.get("needed", []) if n in SYSTEM_LIBS | CUDA_HOST_LIBS})
     out = Path(args.out)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
@@ -211,7 +212,7 @@ def check_tree(tree: Path, flavour: str | None) -> list[str]:
     # symbol version newer than Amazon Linux 2023 has.
     libdir = tree / "lib"
     bundled = {p.name for p in libdir.iterdir()} if libdir.is_dir() else set()
-    allow = SYSTEM_LIBS | (DRIVER_LIBS if flavour == "cuda" else set())
+    allow = SYSTEM_LIBS | (CUDA_HOST_LIBS if flavour == "cuda" else set())
     needed_by_anyone: set[str] = set()
     for p in sorted(tree.rglob("*")):
         if not p.is_file() or not is_elf(p):
