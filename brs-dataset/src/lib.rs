@@ -1,17 +1,13 @@
 //! brs-dataset: turns folders of photos into face-crop training sets (and synthetic domains).
 //!
-//! `decode` is the bounded image decoder shared with the server; `detect` runs ONNX face detectors
-//! through ONNX Runtime; `crop` frames a face; `filters` judges crops; `run` drives a whole folder
-//! (parallel, resumable, with a manifest); `split` and `preview` prepare and inspect; `synth`
-//! generates two procedural domains with a known mapping between them. See docs/dataset.md.
+//! The image path itself (bounded decoding, detectors, framing) is brs-image's, shared with the
+//! server; this crate drives it over folders: `filters` judges crops; `run` drives a whole folder
+//! (parallel, resumable, with a manifest, every skipped input counted with its reason); `split`
+//! and `preview` prepare and inspect; `synth` generates two procedural domains with a known
+//! mapping between them. See docs/dataset.md.
 
-pub mod crop;
-pub mod decode;
-pub mod detect;
 pub mod filters;
-pub mod fsutil;
 pub mod preview;
-pub mod resize;
 pub mod run;
 pub mod split;
 pub mod synth;

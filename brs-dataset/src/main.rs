@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use brs_dataset::crop::{CropConfig, Pad};
-use brs_dataset::detect::yolo::Layout;
-use brs_dataset::detect::{DetectorKind, DetectorPool, DetectorSpec, init_onnxruntime};
+use brs_image::crop::{CropConfig, Pad};
+use brs_image::detect::yolo::Layout;
+use brs_image::detect::{DetectorKind, DetectorPool, DetectorSpec, init_onnxruntime};
 use brs_dataset::filters::FilterConfig;
 use brs_dataset::run::CropRun;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -131,12 +131,6 @@ impl FramingArgs {
                 self.margin
             )
         };
-        if m.iter().any(|v| !(0.0..=10.0).contains(v)) {
-            bail!("--margin values must be between 0 and 10");
-        }
-        if !(16..=4096).contains(&self.size) {
-            bail!("--size must be between 16 and 4096");
-        }
         let pad = match self.pad.as_str() {
             "reflect" => Pad::Reflect,
             c => {
@@ -148,13 +142,15 @@ impl FramingArgs {
                 Pad::Color([(v >> 16) as u8, (v >> 8) as u8, v as u8])
             }
         };
-        Ok(CropConfig {
+        let cfg = CropConfig {
             size: self.size,
             margin_top: top,
             margin_bottom: bottom,
             margin_side: side,
             pad,
-        })
+        };
+        cfg.validate().context("--margin/--size")?;
+        Ok(cfg)
     }
 }
 

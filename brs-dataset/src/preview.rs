@@ -6,11 +6,11 @@ use std::path::Path;
 use image::{Rgb, RgbImage};
 use rayon::prelude::*;
 
-use crate::crop::{CropConfig, crop_square};
-use crate::decode::{DecodeLimits, decode_file};
-use crate::detect::{DetectorPool, Face};
-use crate::fsutil::{list_files, png_bytes, write_atomic};
-use crate::resize::{Quality, resize_rgb};
+use brs_image::crop::{CropConfig, crop_square};
+use brs_image::decode::{DecodeLimits, decode_file};
+use brs_image::detect::{DetectorPool, Face};
+use brs_image::files::{list_files, png_bytes, write_atomic};
+use brs_image::resize::{Quality, resize_rgb};
 use crate::run::RunError;
 
 /// What went on the sheet.

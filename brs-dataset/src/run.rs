@@ -16,11 +16,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::crop::{CropConfig, crop_face, crop_square};
-use crate::decode::{DecodeLimits, decode_file};
-use crate::detect::{DetectorPool, DetectorSpec, Face};
+use brs_image::crop::{CropConfig, crop_face, crop_square};
+use brs_image::decode::{DecodeLimits, decode_file};
+use brs_image::detect::{DetectorPool, DetectorSpec, Face};
 use crate::filters::{FilterConfig, dhash, hamming, sharpness};
-use crate::fsutil::{list_files, png_bytes, write_atomic};
+use brs_image::files::{list_files, png_bytes, write_atomic};
 
 /// Errors that stop a run (anything about one input is recorded and the run goes on).
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +35,7 @@ pub enum RunError {
         cause: std::io::Error,
     },
     #[error(transparent)]
-    Detect(#[from] crate::detect::DetectError),
+    Detect(#[from] brs_image::detect::DetectError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {

@@ -7,8 +7,8 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::decode::sniff;
-use crate::fsutil::{list_files, write_atomic};
+use brs_image::decode::sniff;
+use brs_image::files::{list_files, write_atomic};
 use crate::run::RunError;
 
 /// What `split` did.
@@ -100,7 +100,7 @@ mod tests {
         let input = dir.path().join("crops");
         std::fs::create_dir_all(&input).expect("mkdir");
         for i in 0..20 {
-            let png = crate::fsutil::png_bytes(&crate::synth::scene(i, 0, 8)).expect("png");
+            let png = brs_image::files::png_bytes(&crate::synth::scene(i, 0, 8)).expect("png");
             std::fs::write(input.join(format!("{i:02}.png")), png).expect("write");
         }
         std::fs::write(input.join("notes.txt"), "not an image").expect("write");

@@ -263,9 +263,9 @@ pub fn write_dataset(
             if path.is_file() {
                 return Ok(false);
             }
-            let png = crate::fsutil::png_bytes(&generate(domain, i, seed, size))
+            let png = brs_image::files::png_bytes(&generate(domain, i, seed, size))
                 .map_err(std::io::Error::other)?;
-            crate::fsutil::write_atomic(&path, &png)?;
+            brs_image::files::write_atomic(&path, &png)?;
             Ok(true)
         })
         .collect();

@@ -1,5 +1,7 @@
-//! glibc's malloc set up for libtorch's large, short-lived tensors.
+//! glibc's malloc set up for each kind of process: the trainer keeps freed memory for reuse, the
+//! server gives it back.
 //!
+//! **Training.**
 //! libtorch allocates every CPU tensor with `posix_memalign`. glibc serves blocks over its mmap
 //! threshold (at most 32 MiB) with a fresh `mmap` and returns them with `munmap` when freed, so
 //! every large activation costs a page fault per 4 KiB and the kernel zeroing each page. A 256 px
@@ -9,25 +11,51 @@
 //! no trimming of the heap's top below 1 GiB. Peak memory is unchanged (the same blocks are
 //! reused); freed memory is simply not handed back to the kernel between iterations.
 //!
+//! **Serving.** A server must give memory back: a burst of large uploads must not become the
+//! new floor of a long-lived process. Its settings fix the mmap threshold (glibc otherwise raises
+//! it after each large free, up to 32 MiB, so later large blocks come from heaps that fragment
+//! and are never returned): every block over 256 KiB (decoded photos, activation maps) is mapped
+//! on its own and unmapped when freed; two arenas instead of eight per core keep the small
+//! allocations of many threads from spreading over many heaps; and a heap's free top is trimmed
+//! above 32 MiB. The cost is the page faults of the mapped blocks, measured in docs/benchmarks.md.
+//!
 //! glibc reads these settings (`GLIBC_TUNABLES`) only at process start, so the binaries re-execute
 //! themselves once with them set, as the first thing in `main`. Safe Rust, no `mallopt` call:
 //! the workspace forbids `unsafe`.
 
 use std::ffi::OsString;
 
-/// The tunables added to the environment.
-pub const TUNABLES: &str =
-    "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824";
+/// Which settings a process runs with (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Training,
+    Serving,
+}
+
+impl Profile {
+    /// The tunables added to the environment.
+    pub fn tunables(self) -> &'static str {
+        match self {
+            Profile::Training => {
+                "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824"
+            }
+            Profile::Serving => {
+                "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=262144:glibc.malloc.trim_threshold=33554432"
+            }
+        }
+    }
+}
 
 /// Set in the re-executed process, so it does not re-execute again.
 const MARK: &str = "BRS_MALLOC_TUNED";
 
-/// Set to `default` to keep glibc's defaults (no re-execution).
+/// Set to `default` to keep glibc's defaults (no re-execution), or to `training` or `serving` to
+/// run a binary with the other profile (benchmarks compare them).
 pub const OPT_OUT: &str = "BRS_MALLOC";
 
 /// The `GLIBC_TUNABLES` value to run with: ours first, so a user's own settings (later) win.
-fn tunables_value(existing: Option<OsString>) -> OsString {
-    let mut value = OsString::from(TUNABLES);
+fn tunables_value(profile: Profile, existing: Option<OsString>) -> OsString {
+    let mut value = OsString::from(profile.tunables());
     if let Some(user) = existing.filter(|u| !u.is_empty()) {
         value.push(":");
         value.push(user);
@@ -39,15 +67,20 @@ fn tunables_value(existing: Option<OsString>) -> OsString {
 /// already happened, `BRS_MALLOC=default` is set, or this is not a glibc Linux build. Call it first
 /// in `main`, before any thread starts. It returns only when no re-execution happened; if the
 /// exec itself fails, it says so on stderr and returns, and the program runs untuned.
-pub fn reexec_with_tuned_malloc() {
+pub fn reexec_with_tuned_malloc(profile: Profile) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::os::unix::process::CommandExt;
 
-        if std::env::var_os(MARK).is_some() || std::env::var(OPT_OUT).is_ok_and(|v| v == "default")
-        {
+        if std::env::var_os(MARK).is_some() {
             return;
         }
+        let profile = match std::env::var(OPT_OUT).as_deref() {
+            Ok("default") => return,
+            Ok("training") => Profile::Training,
+            Ok("serving") => Profile::Serving,
+            _ => profile,
+        };
         let Ok(exe) = std::env::current_exe() else {
             return;
         };
@@ -58,7 +91,7 @@ pub fn reexec_with_tuned_malloc() {
             .args(args)
             .env(
                 "GLIBC_TUNABLES",
-                tunables_value(std::env::var_os("GLIBC_TUNABLES")),
+                tunables_value(profile, std::env::var_os("GLIBC_TUNABLES")),
             )
             .env(MARK, "1")
             .exec();
@@ -75,15 +108,16 @@ mod tests {
 
     #[test]
     fn user_tunables_come_last_so_they_win() {
-        assert_eq!(tunables_value(None), OsString::from(TUNABLES));
+        let t = Profile::Training.tunables();
+        assert_eq!(tunables_value(Profile::Training, None), OsString::from(t));
         assert_eq!(
-            tunables_value(Some(OsString::new())),
-            OsString::from(TUNABLES)
+            tunables_value(Profile::Training, Some(OsString::new())),
+            OsString::from(t)
         );
-        let both = tunables_value(Some("glibc.malloc.arena_max=4".into()));
+        let both = tunables_value(Profile::Serving, Some("glibc.malloc.arena_max=4".into()));
         assert_eq!(
             both,
-            OsString::from(format!("{TUNABLES}:glibc.malloc.arena_max=4"))
+            OsString::from(format!("{}:glibc.malloc.arena_max=4", Profile::Serving.tunables()))
         );
     }
 }

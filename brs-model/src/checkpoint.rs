@@ -27,11 +27,15 @@ use crate::networks::Direction;
 use crate::tensors;
 
 /// Version of the on-disk layout; readers refuse newer versions instead of misreading them.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added [`META_SHA256`]; version 1 checkpoints (without it) are still read.
+pub const FORMAT_VERSION: u32 = 2;
 /// The pointer file in a run directory.
 pub const LATEST: &str = "latest";
 /// The metadata file in a checkpoint directory.
 pub const META: &str = "meta.json";
+/// The SHA-256 of meta.json, so the file that lists every other file's hash (and sizes the
+/// network a reader allocates) is covered by the same integrity check.
+pub const META_SHA256: &str = "meta.json.sha256";
 
 /// Whether a checkpoint holds everything to resume training or one generator for serving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +136,7 @@ fn valid_file_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')
         && name != META
+        && name != META_SHA256
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
@@ -208,6 +213,10 @@ impl CheckpointWriter {
         let json = serde_json::to_vec_pretty(&meta)
             .map_err(|e| ModelError::Config(format!("cannot serialise metadata: {e}")))?;
         write_synced(&self.tmp.join(META), &json)?;
+        write_synced(
+            &self.tmp.join(META_SHA256),
+            format!("{}\n", sha256_hex(&json)).as_bytes(),
+        )?;
         fsync_dir(&self.tmp)?;
         let dest = self.run_dir.join(&self.name);
         if dest.exists() {
@@ -312,6 +321,22 @@ impl Checkpoint {
         let dir = resolve(path)?;
         let meta_path = dir.join(META);
         let bytes = fs::read(&meta_path).map_err(|e| ModelError::io(&meta_path, e))?;
+        let recorded = match fs::read_to_string(dir.join(META_SHA256)) {
+            Ok(s) => Some(s.trim().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(ModelError::io(dir.join(META_SHA256), e)),
+        };
+        if let Some(expected) = &recorded {
+            let found = sha256_hex(&bytes);
+            if &found != expected {
+                return Err(ModelError::HashMismatch {
+                    path: dir.clone(),
+                    file: META.into(),
+                    expected: expected.clone(),
+                    found,
+                });
+            }
+        }
         let meta: CheckpointMeta =
             serde_json::from_slice(&bytes).map_err(|e| ModelError::Corrupt {
                 path: meta_path.clone(),
@@ -324,6 +349,12 @@ impl Checkpoint {
                     "format version {} is newer than this build understands ({FORMAT_VERSION}); upgrade brs",
                     meta.format_version
                 ),
+            });
+        }
+        if meta.format_version >= 2 && recorded.is_none() {
+            return Err(ModelError::Corrupt {
+                path: dir.clone(),
+                reason: format!("{META_SHA256} is missing (format version {})", meta.format_version),
             });
         }
         meta.model.validate()?;
@@ -531,6 +562,19 @@ mod tests {
     fn bad_metadata_is_a_clear_error() {
         let run = tempfile::tempdir().unwrap();
         let dir = write(run.path(), 1, b"x");
+        // meta.json sizes the network a reader allocates: an edit is caught by its own hash.
+        let meta = fs::read_to_string(dir.join(META)).unwrap();
+        fs::write(dir.join(META), meta.replace("\"ch\": 64", "\"ch\": 1024")).unwrap();
+        let err = Checkpoint::open(run.path()).unwrap_err();
+        assert!(
+            matches!(&err, ModelError::HashMismatch { file, .. } if file == META),
+            "{err}"
+        );
+        // Without its hash a current-format checkpoint is refused...
+        fs::remove_file(dir.join(META_SHA256)).unwrap();
+        let err = Checkpoint::open(run.path()).unwrap_err();
+        assert!(err.to_string().contains(META_SHA256), "{err}");
+        // ...and a legacy one (format 1, before the hash existed) still has to parse.
         fs::write(dir.join(META), b"{not json").unwrap();
         let err = Checkpoint::open(run.path()).unwrap_err();
         assert!(matches!(err, ModelError::Corrupt { .. }), "{err}");

@@ -83,6 +83,36 @@ impl ModelConfig {
             .unwrap_or(2048)
     }
 
+    /// Parameters of one generator, computed from the shape alone (nothing is allocated), so a
+    /// server can refuse a checkpoint whose meta.json asks for more than it will hold.
+    pub fn generator_params(&self) -> u64 {
+        let (img_ch, ch) = (self.img_ch.max(0) as u64, self.ch.max(0) as u64);
+        let deep = 4 * ch;
+        let n_res = self.n_res.max(0) as u64;
+        let conv = |c_in: u64, c_out: u64, k: u64| c_in * c_out * k * k;
+        let fc1_in = if self.light {
+            deep
+        } else {
+            let b = self.bottleneck().max(0) as u64;
+            b * b * deep
+        };
+        conv(img_ch, ch, 7)
+            + conv(ch, 2 * ch, 3)
+            + conv(2 * ch, deep, 3)
+            + n_res * 2 * conv(deep, deep, 3)
+            + 2 * deep
+            + conv(2 * deep, deep, 1)
+            + deep
+            + fc1_in * deep
+            + 3 * deep * deep
+            + n_res * 2 * (conv(deep, deep, 3) + deep)
+            + conv(deep, 2 * ch, 3)
+            + 3 * 2 * ch
+            + conv(2 * ch, ch, 3)
+            + 3 * ch
+            + conv(ch, img_ch, 7)
+    }
+
     /// Side of the square feature map in the generator's bottleneck.
     pub fn bottleneck(&self) -> i64 {
         self.img_size / 4

@@ -4,22 +4,75 @@ use tch::Device;
 
 use crate::error::{ModelError, Result};
 
-/// Turns a user's device string into a device, checking that a requested GPU exists.
-///
-/// `auto` picks the first GPU when libtorch sees one, the CPU otherwise. The PyPI torch wheel
-/// is a CUDA build, so the same install trains on a GPU when the machine has one.
-pub fn parse_device(spec: &str) -> Result<Device> {
-    let spec = spec.trim().to_ascii_lowercase();
-    let gpus = || tch::Cuda::device_count().max(0) as usize;
-    match spec.as_str() {
-        "auto" => Ok(Device::cuda_if_available()),
-        "cpu" => Ok(Device::Cpu),
-        "cuda" | "gpu" => cuda(0, &spec, gpus()),
-        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => cuda(n, &spec, gpus()),
-            _ => Err(ModelError::Device(spec.clone())),
-        },
+/// A device as a user names it (`auto`, `cpu`, `cuda`, `cuda:N`), checked for syntax when parsed
+/// (so a config file with a typo is refused at once) and resolved against the machine later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceSpec {
+    /// The first GPU when libtorch sees one, else the CPU.
+    Auto,
+    #[default]
+    Cpu,
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = ModelError;
+
+    fn from_str(spec: &str) -> Result<DeviceSpec> {
+        let spec = spec.trim().to_ascii_lowercase();
+        match spec.as_str() {
+            "auto" => Ok(DeviceSpec::Auto),
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" | "gpu" => Ok(DeviceSpec::Cuda(0)),
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => Ok(DeviceSpec::Cuda(n)),
+                _ => Err(ModelError::Device(spec.clone())),
+            },
+        }
     }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Auto => f.write_str("auto"),
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl serde::Serialize for DeviceSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DeviceSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl DeviceSpec {
+    /// The device on this machine, checking that a requested GPU exists.
+    ///
+    /// `auto` picks the first GPU when libtorch sees one, the CPU otherwise. The PyPI torch wheel
+    /// is a CUDA build, so the same install trains on a GPU when the machine has one.
+    pub fn resolve(self) -> Result<Device> {
+        let gpus = || tch::Cuda::device_count().max(0) as usize;
+        match self {
+            DeviceSpec::Auto => Ok(Device::cuda_if_available()),
+            DeviceSpec::Cpu => Ok(Device::Cpu),
+            DeviceSpec::Cuda(n) => cuda(n, &self.to_string(), gpus()),
+        }
+    }
+}
+
+/// Turns a user's device string into a device, checking that a requested GPU exists.
+pub fn parse_device(spec: &str) -> Result<Device> {
+    spec.parse::<DeviceSpec>()?.resolve()
 }
 
 fn cuda(index: usize, spec: &str, available: usize) -> Result<Device> {

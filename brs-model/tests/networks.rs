@@ -27,6 +27,35 @@ fn parameter_counts_match_the_official_code() {
     assert_eq!(light["all six networks"] * 4, 536_084_992);
 }
 
+/// The count a server checks before allocating anything equals the real network's.
+#[test]
+fn generator_params_from_the_shape_alone_match_the_network() {
+    for cfg in [
+        ModelConfig::default(),
+        ModelConfig {
+            light: true,
+            ..ModelConfig::default()
+        },
+        ModelConfig {
+            img_size: 96,
+            img_ch: 3,
+            ch: 4,
+            n_res: 1,
+            light: true,
+        },
+        ModelConfig {
+            img_size: 128,
+            img_ch: 1,
+            ch: 16,
+            n_res: 2,
+            light: false,
+        },
+    ] {
+        let counted = parameter_counts(&cfg).unwrap()["generator"];
+        assert_eq!(cfg.generator_params(), counted as u64, "{cfg:?}");
+    }
+}
+
 fn names(vs: &VarStore) -> BTreeSet<String> {
     vs.variables().into_keys().collect()
 }

@@ -8,7 +8,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use brs_dataset::detect::DetectorPool;
+use brs_image::detect::DetectorPool;
 
 use crate::config::Config;
 use crate::drain::Drain;

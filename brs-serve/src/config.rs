@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use brs_dataset::crop::CropConfig;
-use brs_dataset::detect::DetectorSpec;
+use brs_image::crop::CropConfig;
+use brs_image::detect::DetectorSpec;
 use brs_model::{Direction, Precision};
 use serde::{Deserialize, Serialize};
 

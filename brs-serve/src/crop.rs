@@ -2,8 +2,8 @@
 //! training crops (its `CropConfig`: more room above the face than below, reflect padding), because
 //! the generator learned from such crops and a whole photo comes out as mush.
 
-use brs_dataset::crop::CropConfig;
-use brs_dataset::detect::DetectorPool;
+use brs_image::crop::CropConfig;
+use brs_image::detect::DetectorPool;
 use image::RgbImage;
 
 use crate::error::ApiError;
@@ -30,5 +30,5 @@ pub(crate) fn crop_face(
         size: side,
         ..*framing
     };
-    Ok(brs_dataset::crop::crop_face(img, largest, &cfg))
+    Ok(brs_image::crop::crop_face(img, largest, &cfg))
 }

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use brs_dataset::decode::DecodeError;
+use brs_image::decode::DecodeError;
 use serde::Serialize;
 
 /// Seconds a client is told to wait after a 503.
@@ -105,7 +105,7 @@ impl From<DecodeError> for ApiError {
                 limit: usize::try_from(*limit).unwrap_or(usize::MAX),
             },
             DecodeError::Unsupported(_) => ApiError::UnsupportedMediaType(e.to_string()),
-            DecodeError::Io(_) => ApiError::Internal(e.to_string()),
+            DecodeError::Io { .. } => ApiError::Internal(e.to_string()),
             _ => ApiError::Unprocessable {
                 code: e.code(),
                 message: e.to_string(),

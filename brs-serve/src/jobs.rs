@@ -99,7 +99,7 @@ impl Job {
         };
         let _order = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
         let json = serde_json::to_vec(&self.view()).map_err(std::io::Error::other)?;
-        brs_dataset::fsutil::write_atomic(path, &json)
+        brs_image::files::write_atomic(path, &json)
     }
 
     pub(crate) fn view(&self) -> JobView {

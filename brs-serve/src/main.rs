@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    brs_model::alloc::reexec_with_tuned_malloc();
+    brs_model::alloc::reexec_with_tuned_malloc(brs_model::alloc::Profile::Training);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -5,8 +5,8 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
-use brs_dataset::decode::DecodeLimits;
-use brs_dataset::resize::{Quality, resize_rgb};
+use brs_image::decode::DecodeLimits;
+use brs_image::resize::{Quality, resize_rgb};
 use bytes::Bytes;
 use image::imageops;
 use image::{DynamicImage, RgbImage};
@@ -312,7 +312,7 @@ mod tests {
         let img = RgbImage::from_pixel(20, 20, image::Rgb([10, 200, 30]));
         for f in [OutFormat::Png, OutFormat::Jpeg, OutFormat::Webp] {
             let b = encode(img.clone(), f).expect("encode");
-            let sniffed = brs_dataset::decode::sniff(&b).expect("sniff");
+            let sniffed = brs_image::decode::sniff(&b).expect("sniff");
             assert_eq!(sniffed.mime(), f.mime());
         }
     }

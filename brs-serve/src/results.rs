@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Weak;
 use std::time::{Duration, SystemTime};
 
-use brs_dataset::crop::{CropConfig, Pad};
-use brs_dataset::fsutil::write_atomic;
+use brs_image::crop::{CropConfig, Pad};
+use brs_image::files::write_atomic;
 
 use crate::metrics::Metrics;
 use sha2::{Digest, Sha256};

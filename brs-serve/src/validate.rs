@@ -2,7 +2,7 @@
 //! dimensions against the pixel limit (all in brs-dataset's bounded decoder), each failure its own
 //! status: 413 too big, 415 a type we do not take, 422 anything undecodable.
 
-use brs_dataset::decode::{DecodeLimits, ImageFormat, decode_rgb, sniff};
+use brs_image::decode::{DecodeLimits, ImageFormat, decode_rgb, sniff};
 use image::RgbImage;
 
 use crate::error::ApiError;

@@ -54,7 +54,7 @@ pub(crate) fn load_domain(dir: &Path, side: u32, limit: Option<usize>) -> Result
         files.push(entry.path());
     }
     files.sort();
-    let limits = brs_dataset::decode::DecodeLimits::default();
+    let limits = brs_image::decode::DecodeLimits::default();
     let mut images = Vec::new();
     let mut skipped = Vec::new();
     // Decode in chunks so a `limit` of 5 test images does not decode a whole folder.
@@ -66,7 +66,7 @@ pub(crate) fn load_domain(dir: &Path, side: u32, limit: Option<usize>) -> Result
         let decoded: Vec<_> = chunk
             .par_iter()
             .map(|path| {
-                brs_dataset::decode::decode_file(path, &limits)
+                brs_image::decode::decode_file(path, &limits)
                     .map(|img| resize(&img, side))
                     .map_err(|e| e.to_string())
             })

@@ -86,14 +86,14 @@ pub fn translate(
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let limits = brs_dataset::decode::DecodeLimits::default();
+    let limits = brs_image::decode::DecodeLimits::default();
     let mut summary = TranslateSummary::default();
     let mut taken = BTreeSet::new();
     for chunk in files.chunks(batch) {
         let mut images = Vec::new();
         let mut names = Vec::new();
         for path in chunk {
-            match brs_dataset::decode::decode_file(path, &limits) {
+            match brs_image::decode::decode_file(path, &limits) {
                 Ok(img) => {
                     images.push(resize(&img, size));
                     names.push(output_name(path, &mut taken));

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use crate::helpers::{bin, fixture, setup_path, tempdir};
+use brs_testkit::setup::{fixture, setup_path};
+
+use crate::helpers::{bin, tempdir};
 
 fn photos(dir: &Path) {
     std::fs::create_dir_all(dir.join("sub")).expect("mkdir");

@@ -1,11 +1,8 @@
-//! Integration tests, compiled as one binary: real photos, YOLO layouts, bad inputs, the CLI,
-//! synthetic domains and a property test over decode + crop.
+//! Integration tests of the dataset tool, compiled as one binary: the CLI, synthetic domains, and a
+//! crop run over bad inputs.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod bad_inputs;
 mod cli;
 mod helpers;
-mod props;
-mod real_photos;
-mod yolo_layouts;

@@ -446,7 +446,7 @@ async fn models_health_metrics_openapi_and_page() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crop_face_uses_the_detector() {
     let s =
-        Server::start(|c| c.detector = Some(brs_dataset::detect::DetectorSpec::default())).await;
+        Server::start(|c| c.detector = Some(brs_image::detect::DetectorSpec::default())).await;
     let c = client();
     let r = c
         .post(s.url("/v1/translate?crop=face&size=64"))

@@ -45,6 +45,43 @@ impl Default for CropConfig {
     }
 }
 
+/// A framing value out of its range: which key, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct CropConfigError {
+    /// The key as written in configs (`margin_top`, ...).
+    pub key: &'static str,
+    pub message: String,
+}
+
+/// The largest margin accepted, in box heights or widths: beyond it the "crop" is mostly padding.
+pub const MAX_MARGIN: f32 = 4.0;
+
+impl CropConfig {
+    /// The one check of a framing, shared by every tool that reads one.
+    pub fn validate(&self) -> Result<(), CropConfigError> {
+        for (key, v) in [
+            ("margin_top", self.margin_top),
+            ("margin_bottom", self.margin_bottom),
+            ("margin_side", self.margin_side),
+        ] {
+            if !(0.0..=MAX_MARGIN).contains(&v) {
+                return Err(CropConfigError {
+                    key,
+                    message: format!("{v} (allowed 0..={MAX_MARGIN})"),
+                });
+            }
+        }
+        if !(16..=4096).contains(&self.size) {
+            return Err(CropConfigError {
+                key: "size",
+                message: format!("{} (allowed 16..=4096)", self.size),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The square (x, y, side) in original pixels that [`crop_face`] cuts; may extend past the photo.
 pub fn crop_square(face: &Face, cfg: &CropConfig) -> (i64, i64, u32) {
     let [x1, y1, x2, y2] = face.bbox.map(|v| if v.is_finite() { v } else { 0.0 });
@@ -133,6 +170,25 @@ mod tests {
         let above = 100 - y;
         let below = y + i64::from(side) - 200;
         assert!(above > below, "{above} vs {below}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        assert_eq!(CropConfig::default().validate(), Ok(()));
+        let e = CropConfig {
+            margin_side: 9.0,
+            ..CropConfig::default()
+        }
+        .validate()
+        .expect_err("too wide");
+        assert_eq!(e.key, "margin_side");
+        let e = CropConfig {
+            margin_top: f32::NAN,
+            ..CropConfig::default()
+        }
+        .validate()
+        .expect_err("nan");
+        assert_eq!(e.key, "margin_top");
     }
 
     #[test]

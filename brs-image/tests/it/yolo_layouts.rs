@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use brs_dataset::detect::yolo::{Layout, Yolo, YoloOptions};
-use brs_dataset::detect::{Detector, DetectorKind, DetectorSpec, Face, load_detector};
+use brs_image::detect::yolo::{Layout, Yolo, YoloOptions};
+use brs_image::detect::{Detector, DetectorKind, DetectorSpec, Face, load_detector};
 use image::{Rgb, RgbImage};
 
-use crate::helpers::{init_ort, make_yolo_models, tempdir};
+use brs_testkit::setup::{init_ort, make_yolo_models};
 
 // A 320x160 photo letterboxed into 640x640: scale 2, no left pad, 160 px on top.
 fn landscape() -> RgbImage {
@@ -37,7 +37,7 @@ fn boxes(f: &[Face]) -> Vec<[f32; 4]> {
 #[test]
 fn every_layout_decodes_suppresses_and_maps_back_exactly() {
     init_ort();
-    let dir = tempdir();
+    let dir = brs_testkit::tempdir("brs-image-test-");
     make_yolo_models(dir.path());
     let img = landscape();
     let opts = YoloOptions::default();
@@ -108,7 +108,7 @@ fn every_layout_decodes_suppresses_and_maps_back_exactly() {
 #[test]
 fn load_detector_builds_yolo_from_a_spec() {
     init_ort();
-    let dir = tempdir();
+    let dir = brs_testkit::tempdir("brs-image-test-");
     make_yolo_models(dir.path());
     let spec: DetectorSpec = serde_json::from_value(serde_json::json!({
         "kind": "yolo", "model": dir.path().join("v8pose.onnx"), "conf_threshold": 0.5

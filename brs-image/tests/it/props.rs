@@ -1,16 +1,16 @@
 //! Property test (our fuzz target): decode + crop never panic on arbitrary bytes or on mutated
 //! valid images, and whatever decodes respects the limits and crops to the requested size.
 
-use brs_dataset::crop::{CropConfig, Pad, crop_face};
-use brs_dataset::decode::{DecodeLimits, decode_rgb};
-use brs_dataset::detect::Face;
+use brs_image::crop::{CropConfig, Pad, crop_face};
+use brs_image::decode::{DecodeLimits, decode_rgb};
+use brs_image::detect::Face;
 use image::{DynamicImage, ImageFormat, RgbImage};
 use proptest::prelude::*;
 
-use crate::helpers::encode;
+use brs_testkit::images::encode;
 
 fn seeds() -> Vec<Vec<u8>> {
-    let img = DynamicImage::ImageRgb8(brs_dataset::synth::scene(0, 0, 24));
+    let img = DynamicImage::ImageRgb8(brs_testkit::images::gradient(24, 24));
     [
         ImageFormat::Png,
         ImageFormat::Jpeg,

@@ -1,0 +1,35 @@
+//! Test support shared by brs's crates, so each helper exists once: where scripts/setup put
+//! things ([`setup`]), small images ([`images`]), tiny real models ([`model`]), and a moto
+//! server on loopback for the S3 and SQS tests ([`moto`]).
+//!
+//! Test code: a failed expectation here panics with a message saying what to fix.
+#![allow(clippy::unwrap_used)]
+
+pub mod images;
+pub mod model;
+pub mod moto;
+pub mod setup;
+
+/// A fresh temp directory whose name says which crate's test made it.
+pub fn tempdir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// A loopback port nobody listens on right now, for a server spawned as its own process. Chosen
+/// below the kernel's ephemeral range (32768-60999 on Linux): a port taken from `bind(0)` and
+/// released could be handed to another test's in-process server (they bind port 0) before the
+/// child binds it, and the test would then talk to the wrong server.
+pub fn free_port() -> u16 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id();
+    (0..12_000u32)
+        .map(|i| 20_000 + (seed.wrapping_add(i * 7_919) % 12_000) as u16)
+        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free loopback port in 20000-31999")
+}

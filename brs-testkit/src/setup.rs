@@ -1,0 +1,66 @@
+//! Paths scripts/setup records in .cargo/config.toml's `[env]`: fixtures, the CenterFace model,
+//! ONNX Runtime, the venv's Python. A missing one fails the test with a message naming setup
+//! (CI always runs it first), never a silent pass.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The path in env var `var`, which must exist.
+pub fn setup_path(var: &str) -> PathBuf {
+    let value = std::env::var_os(var).unwrap_or_else(|| {
+        panic!("{var} is not set: run scripts/setup (it writes .cargo/config.toml), then run the tests with cargo")
+    });
+    let path = PathBuf::from(value);
+    assert!(
+        path.exists(),
+        "{var}={} does not exist: run scripts/setup",
+        path.display()
+    );
+    path
+}
+
+/// A photo fixture taken from installed packages at setup (astronaut.png, grace_hopper.jpg, ...).
+pub fn fixture(name: &str) -> PathBuf {
+    let p = setup_path("BRS_FIXTURES").join(name);
+    assert!(
+        p.is_file(),
+        "fixture {} missing: run scripts/setup",
+        p.display()
+    );
+    p
+}
+
+pub fn fixture_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(fixture(name)).expect("read fixture")
+}
+
+pub fn centerface_model() -> PathBuf {
+    setup_path("BRS_CENTERFACE_MODEL")
+}
+
+/// The venv's Python (torch, onnx, moto...).
+pub fn python() -> PathBuf {
+    setup_path("BRS_PYTHON")
+}
+
+/// Loads ONNX Runtime from the path setup recorded.
+pub fn init_ort() {
+    let lib = setup_path("BRS_ORT_DYLIB");
+    brs_image::detect::init_onnxruntime(Some(&lib)).unwrap_or_else(|e| panic!("ONNX Runtime: {e}"));
+}
+
+/// Runs scripts/make_yolo_models.py, writing small YOLO-layout ONNX models into `dir`.
+pub fn make_yolo_models(dir: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make_yolo_models.py");
+    let python = python();
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
+    assert!(
+        out.status.success(),
+        "make_yolo_models.py failed (run scripts/setup?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
