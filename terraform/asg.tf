@@ -45,8 +45,7 @@ locals {
     [
       "# Written at boot by terraform's user data; see terraform/README.md.",
       "bind = \"0.0.0.0:${var.serve_port}\"",
-      local.s3_sqs ? "" : "results_dir = \"${local.efs_mount_path}/results\"",
-      "drain_timeout_secs = ${var.drain_timeout_secs}",
+      "drain_timeout = \"${var.drain_timeout_secs}s\"",
       var.default_style == null ? "" : "default_style = \"${var.default_style}\"",
       "secret_file = \"${local.secret_file}\"",
       "trusted_proxies = [${join(", ", [for c in local.trusted_proxies : "\"${c}\""])}]",
@@ -63,14 +62,15 @@ locals {
       "kind = \"sqs\"",
       "url = \"${aws_sqs_queue.jobs[0].url}\"",
       "region = \"${local.region}\"",
-      "visibility_timeout_secs = ${var.queue_visibility_timeout_secs}",
-      "wait_time_secs = ${var.queue_wait_time_secs}",
+      "visibility_timeout = \"${var.queue_visibility_timeout_secs}s\"",
+      "wait_time = \"${var.queue_wait_time_secs}s\"",
       "batch_size = ${var.queue_batch_size}",
       # The redrive policy's maxReceiveCount (sqs.tf) is the same variable.
       "max_receives = ${var.max_receives}",
       ] : [
       "\n[store]",
       "kind = \"fs\"",
+      "path = \"${local.efs_mount_path}/results\"",
       "\n[queue]",
       "kind = \"local\"",
     ],
@@ -81,8 +81,8 @@ locals {
     "asg_name = \"${g.asg_name}\"",
     "lifecycle_hook = \"${g.hook}\"",
     "drain_timeout_secs = ${var.drain_timeout_secs}",
-    # No heartbeat_timeout_secs: brs-aws accepts it, but brs-serve's [aws] table still refuses it.
-    # brs-aws then heartbeats every 60 s, which the >= 120 s hook timeout (validated) leaves room for.
+    # brs-aws heartbeats every third of the hook's timeout, so two lost heartbeats are survived.
+    "heartbeat_timeout_secs = ${var.lifecycle_heartbeat_timeout_secs}",
   ])) }
 
   # Serving and worker instances mount the models read-only; efs_local servers also the results.

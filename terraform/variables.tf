@@ -338,13 +338,13 @@ variable "default_style" {
 }
 
 variable "serve_config_extra" {
-  description = "Extra TOML for /etc/brs/serve.toml: brs-serve's other top-level keys (max_batch, queue_depth, request_timeout, ...) and tables such as [detector] or [auth]. It goes after the keys terraform writes and before [styles.*], [store], [queue] and [aws]. brs-serve refuses unknown keys, so a typo here stops it at boot."
+  description = "Extra TOML for /etc/brs/serve.toml: brs-serve's other top-level keys (max_batch, queue_depth, request_timeout = \"30s\", ...; durations carry units) and tables such as [detector], [auth], [http], [clients] or [models] (docs/serving.md; brs-serve --print-config lists every key). It goes after the keys terraform writes and before [styles.*], [store], [queue] and [aws]. brs-serve refuses unknown keys, so a typo here stops it at boot."
   type        = string
   default     = ""
 
   validation {
-    condition     = !can(regex("(?m)^\\s*\\[(aws|styles|store|queue)[].]", var.serve_config_extra)) && !can(regex("(?m)^\\s*(bind|results_dir|drain_timeout_secs|default_style|secret_file|trusted_proxies)\\s*=", var.serve_config_extra))
-    error_message = "serve_config_extra must not set what terraform writes: bind, results_dir, drain_timeout_secs, default_style, secret_file, trusted_proxies, [styles.*], [store], [queue] or [aws] (use serve_port, styles, default_style, drain_timeout_secs, store_mode and the queue_* variables)."
+    condition     = !can(regex("(?m)^\\s*\\[(aws|styles|store|queue)[].]", var.serve_config_extra)) && !can(regex("(?m)^\\s*(bind|drain_timeout|default_style|secret_file|trusted_proxies)\\s*=", var.serve_config_extra))
+    error_message = "serve_config_extra must not set what terraform writes: bind, drain_timeout, default_style, secret_file, trusted_proxies, [styles.*], [store], [queue] or [aws] (use serve_port, styles, default_style, drain_timeout_secs, store_mode and the queue_* variables)."
   }
 
   validation {
@@ -436,7 +436,7 @@ variable "warmup_secs" {
 }
 
 variable "drain_timeout_secs" {
-  description = "How long a leaving instance may take to finish in-flight and queued work. It is the target group's deregistration delay and [aws].drain_timeout_secs in serve.toml."
+  description = "How long a leaving instance may take to finish in-flight and queued work. It is the target group's deregistration delay and, in serve.toml, drain_timeout (written \"<N>s\") and [aws] drain_timeout_secs."
   type        = number
   default     = 120
 
@@ -447,13 +447,13 @@ variable "drain_timeout_secs" {
 }
 
 variable "lifecycle_heartbeat_timeout_secs" {
-  description = "Heartbeat timeout of the termination lifecycle hook. brs-serve sends RecordLifecycleActionHeartbeat every 60 s (brs-aws's default) while a drain takes longer; if it never completes the action, the instance terminates (CONTINUE) this long after the last heartbeat."
+  description = "Heartbeat timeout of the termination lifecycle hook. It is [aws] heartbeat_timeout_secs in serve.toml: brs-serve sends RecordLifecycleActionHeartbeat every third of it while a drain takes longer; if it never completes the action, the instance terminates (CONTINUE) this long after the last heartbeat."
   type        = number
   default     = 300
 
   validation {
     condition     = var.lifecycle_heartbeat_timeout_secs >= 120 && var.lifecycle_heartbeat_timeout_secs <= 7200
-    error_message = "lifecycle_heartbeat_timeout_secs must be from 120 (twice brs-aws's 60 s heartbeat interval) to 7200 (the Auto Scaling limit)."
+    error_message = "lifecycle_heartbeat_timeout_secs must be from 120 to 7200 (the Auto Scaling limit); brs-aws heartbeats every third of it."
   }
 }
 
@@ -712,7 +712,7 @@ variable "s3_force_destroy" {
 }
 
 variable "queue_visibility_timeout_secs" {
-  description = "SQS visibility timeout: how long a received job item stays hidden from other workers (brs-serve extends it while an item takes long). Also the worker Lambda's upper bound on its timeout."
+  description = "SQS visibility timeout: how long a received job item stays hidden from other workers (brs-serve extends it while an item takes long; [queue] visibility_timeout, written \"<N>s\"). Also the worker Lambda's upper bound on its timeout."
   type        = number
   default     = 120
 
@@ -723,7 +723,7 @@ variable "queue_visibility_timeout_secs" {
 }
 
 variable "queue_wait_time_secs" {
-  description = "SQS long-polling wait of brs-serve's receives ([queue] wait_time_secs) and the queue's default."
+  description = "SQS long-polling wait of brs-serve's receives ([queue] wait_time, written \"<N>s\") and the queue's default."
   type        = number
   default     = 20
 

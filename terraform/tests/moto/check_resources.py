@@ -24,17 +24,26 @@ AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-defau
 BUNDLE_URI = "s3://brs-moto-releases/v0.1.0/brs-0.1.0-linux-x86_64-cpu.tar.zst"
 BUNDLE_ARN = "arn:aws:s3:::brs-moto-releases/v0.1.0/brs-0.1.0-linux-x86_64-cpu.tar.zst"
 MAX_RECEIVES = 4
-# Exactly the keys brs-serve's [aws] table accepts today (it refuses unknown ones).
-AWS_KEYS = {"region", "asg_name", "lifecycle_hook", "drain_timeout_secs"}
-# brs-serve's config keys (docs/serving.md, brs-serve/src/config.rs, interface.md): it refuses any
-# other, so a key outside this set would stop every instance at boot.
+# The [aws] keys terraform writes (brs-aws's AwsConfig, docs/aws.md; the rest keep its defaults).
+AWS_KEYS = {"region", "asg_name", "lifecycle_hook", "drain_timeout_secs", "heartbeat_timeout_secs"}
+# brs-serve's top-level config keys (docs/serving.md, `brs-serve --print-config`): it refuses any
+# other, so a key outside this set would stop every instance at boot. scripts/checks/terraform also
+# runs the real parser on the rendered file when a brs-serve binary is built.
 SERVE_KEYS = {
-    "bind", "device", "max_batch", "max_wait_ms", "queue_depth", "request_timeout", "max_upload_bytes",
-    "max_pixels", "max_side", "max_output_size", "max_job_images", "results_dir", "results_max_age_hours",
-    "reload_poll_ms", "drain_grace_secs", "drain_timeout_secs", "default_style", "styles", "detector",
-    "crop", "precision", "aws", "secret_file", "trusted_proxies", "store", "queue", "auth",
+    "bind", "device", "precision", "max_batch", "max_wait", "queue_depth", "job_queue_share", "request_timeout",
+    "max_upload_bytes", "max_pixels", "max_side", "max_output_size", "max_job_images", "decode_concurrency",
+    "results_max_age", "results_max_bytes", "reload_poll", "reload_jitter", "drain_grace", "drain_timeout",
+    "default_style", "secret_file", "trusted_proxies", "styles", "detector", "crop", "http", "clients", "auth",
+    "models", "store", "queue", "aws",
 }
-QUEUE_KEYS = {"kind", "url", "region", "visibility_timeout_secs", "wait_time_secs", "batch_size", "max_receives"}
+# The [queue] keys terraform writes with s3_sqs (brs-serve also accepts endpoint and consume).
+QUEUE_KEYS = {"kind", "url", "region", "visibility_timeout", "wait_time", "batch_size", "max_receives"}
+# humantime's units, as brs-serve reads durations ("120s", "2m", "30days", "1h 30m").
+DURATION_UNITS = {
+    "ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
+    "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60, "h": 3600, "hr": 3600, "hrs": 3600,
+    "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400,
+}
 WEB_SQS = {"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
 WORKER_SQS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
 LIFECYCLE = {"autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat", "autoscaling:SetInstanceProtection"}
@@ -73,6 +82,16 @@ def actions_of(s: dict) -> set[str]:
 
 def resources_of(s: dict) -> set[str]:
     return set(as_list(s.get("Resource", [])))
+
+
+def seconds(value) -> float | None:
+    """A brs-serve duration string in seconds, or None when it is not one (a bare number is not)."""
+    if not isinstance(value, str):
+        return None
+    parts = re.findall(r"(\d+)\s*([a-z]+)", value)
+    if not parts or re.sub(r"\s", "", value) != "".join(n + u for n, u in parts) or any(u not in DURATION_UNITS for _, u in parts):
+        return None
+    return sum(int(n) * DURATION_UNITS[u] for n, u in parts)
 
 
 def serve_toml_from_user_data(user_data: str) -> str:
@@ -173,17 +192,18 @@ def check_group(out, asg_c, ec2, kind: str, asg_name: str, lt_id: str, al2023: s
     check(set(conf) <= SERVE_KEYS, f"{kind}: serve.toml uses only brs-serve's keys ({sorted(set(conf) - SERVE_KEYS)} unknown)")
     aws = conf.get("aws", {})
     check(set(aws) == AWS_KEYS and aws.get("region") == REGION and aws.get("asg_name") == asg_name and aws.get("lifecycle_hook") == hook
-          and aws.get("drain_timeout_secs") == 120, f"{kind}: [aws] names this region, group and hook ({aws})")
+          and aws.get("drain_timeout_secs") == 120 and aws.get("heartbeat_timeout_secs") == 300,
+          f"{kind}: [aws] names this region, group and hook, a 120 s drain and the hook's 300 s heartbeat timeout ({aws})")
     check(conf.get("styles") == {"anime": {"path": "/mnt/brs/models/anime"}, "male": {"path": "/mnt/brs/models/runs/male"}},
           f"{kind}: styles are run directories on the read-only models mount")
     check(conf.get("secret_file") == "/etc/brs/secret" and conf.get("trusted_proxies") == [VPC_CIDR], f"{kind}: secret file and the VPC as trusted proxies")
-    check("results_dir" not in conf, f"{kind}: no results directory with s3_sqs")
+    check(seconds(conf.get("drain_timeout")) == 120, f"{kind}: drain_timeout is 120 s, written with its unit ({conf.get('drain_timeout')!r})")
     check(conf.get("bind") == "0.0.0.0:8080" and conf.get("default_style") == "anime", f"{kind}: bind address and default style")
     check(conf.get("max_batch") == 4 and conf.get("queue_depth") == 16, f"{kind}: serve_config_extra keys are top-level")
     store, queue = conf.get("store", {}), conf.get("queue", {})
     check(store == {"kind": "s3", "bucket": out["jobs_bucket"], "region": REGION}, f"{kind}: [store] is the jobs bucket ({store})")
     check(set(queue) == QUEUE_KEYS and queue.get("kind") == "sqs" and queue.get("url") == out["jobs_queue_url"]
-          and queue.get("visibility_timeout_secs") == 120 and queue.get("wait_time_secs") == 20 and queue.get("batch_size") == 4
+          and seconds(queue.get("visibility_timeout")) == 120 and seconds(queue.get("wait_time")) == 20 and queue.get("batch_size") == 4
           and queue.get("max_receives") == MAX_RECEIVES, f"{kind}: [queue] is the jobs queue with max_receives {MAX_RECEIVES} ({queue})")
     return asg
 

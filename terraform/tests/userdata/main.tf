@@ -16,11 +16,11 @@ locals {
   }
   serve_toml = <<-EOT
     bind = "0.0.0.0:8080"
-    results_dir = "/mnt/brs/results"
     secret_file = "/etc/brs/secret"
 
     [store]
     kind = "fs"
+    path = "/mnt/brs/results"
   EOT
   models     = { path = "/mnt/brs/models", access_point = "fsap-0123456789abcdef0", ro = true, dirs = [] }
   results    = { path = "/mnt/brs/results", access_point = "fsap-0123456789abcdef1", ro = false, dirs = [] }
