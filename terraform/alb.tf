@@ -1,4 +1,7 @@
 resource "aws_lb" "this" {
+  #checkov:skip=CKV_AWS_150:deletion_protection is a variable, off by default so that terraform destroy works; turn it on in production
+  #checkov:skip=CKV_AWS_91:requests are logged by brs-serve's access log and WAF's log group; ALB logs would need a bucket open to the regional ELB account
+  #checkov:skip=CKV2_AWS_76:the Log4j rules live in AWSManagedRulesKnownBadInputsRuleSet, attached (waf.tf); the check also wants AnonymousIpList, which would block every user behind a VPN
   name                       = "${var.name}-alb"
   load_balancer_type         = "application"
   internal                   = var.alb_internal
@@ -11,6 +14,7 @@ resource "aws_lb" "this" {
 }
 
 resource "aws_lb_target_group" "serve" {
+  #checkov:skip=CKV_AWS_378:TLS ends at the ALB (HTTPS listener with certificate_arn); instances sit in private subnets and admit only the ALB's security group
   name        = "${var.name}-serve"
   port        = var.serve_port
   protocol    = "HTTP"

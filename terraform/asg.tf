@@ -3,42 +3,117 @@ locals {
   # brs-serve's own rule: the only style, else the one named "default".
   default_style = var.default_style != null ? var.default_style : (length(var.styles) == 1 ? keys(var.styles)[0] : "default")
 
-  # /etc/brs/serve.toml, in brs-serve's config format (docs/serving.md; unknown keys are refused).
-  # Top-level keys first, then serve_config_extra, then the tables, so that no key of the extra
-  # text can land inside a table. terraform/README.md documents the [aws] keys.
-  serve_toml = join("\n", compact(concat(
+  # The two groups running brs-serve: the HTTP tier behind the load balancer and, with s3_sqs, the
+  # queue workers (no listener). They share the launch template shape and the serve.toml body.
+  groups = merge(
+    {
+      serve = {
+        asg_name      = local.asg_name
+        hook          = local.lifecycle_hook
+        instance_type = var.instance_type
+        min_size      = var.min_size
+        max_size      = var.max_size
+        desired       = var.desired_capacity
+        target_groups = [aws_lb_target_group.serve.arn]
+        health_check  = "ELB"
+        sg            = aws_security_group.serve.id
+        exec_start    = "${local.bin}/brs-serve --config /etc/brs/serve.toml"
+        description   = "brs-serve translation server"
+      }
+    },
+    local.workers ? {
+      worker = {
+        asg_name      = local.worker_asg_name
+        hook          = local.worker_lifecycle_hook
+        instance_type = var.worker_instance_type
+        min_size      = var.worker_min_size
+        max_size      = var.worker_max_size
+        desired       = null
+        target_groups = []
+        health_check  = "EC2"
+        sg            = aws_security_group.worker[0].id
+        exec_start    = "${local.bin}/brs-serve worker --config /etc/brs/serve.toml"
+        description   = "brs-serve queue worker"
+      }
+    } : {},
+  )
+
+  # /etc/brs/serve.toml, in brs-serve's config format (docs/serving.md, interface.md; unknown keys are
+  # refused). Top-level keys first, then serve_config_extra, then the tables, so that no key of the
+  # extra text can land inside a table. terraform/README.md documents every key written here.
+  serve_toml_body = compact(concat(
     [
       "# Written at boot by terraform's user data; see terraform/README.md.",
       "bind = \"0.0.0.0:${var.serve_port}\"",
-      "results_dir = \"${local.efs_mount_path}/results\"",
-      "drain_timeout_secs = ${var.drain_timeout_secs}",
+      "drain_timeout = \"${var.drain_timeout_secs}s\"",
       var.default_style == null ? "" : "default_style = \"${var.default_style}\"",
+      "secret_file = \"${local.secret_file}\"",
+      "trusted_proxies = [${join(", ", [for c in local.trusted_proxies : "\"${c}\""])}]",
       trimspace(var.serve_config_extra),
     ],
     # The leading newlines leave a blank line before each table (compact drops empty entries).
     flatten([for name, path in var.styles : ["\n[styles.${name}]", "path = \"${local.models_path}/${path}\""]]),
-    [
-      "\n[aws]",
+    local.s3_sqs ? [
+      "\n[store]",
+      "kind = \"s3\"",
+      "bucket = \"${aws_s3_bucket.jobs[0].id}\"",
       "region = \"${local.region}\"",
-      "asg_name = \"${local.asg_name}\"",
-      "lifecycle_hook = \"${local.lifecycle_hook}\"",
-      "drain_timeout_secs = ${var.drain_timeout_secs}",
-      # No heartbeat_timeout_secs: brs-aws accepts it, but brs-serve's [aws] table still refuses it.
-      # brs-aws then heartbeats every 60 s, which the >= 120 s hook timeout (validated) leaves room for.
+      "\n[queue]",
+      "kind = \"sqs\"",
+      "url = \"${aws_sqs_queue.jobs[0].url}\"",
+      "region = \"${local.region}\"",
+      "visibility_timeout = \"${var.queue_visibility_timeout_secs}s\"",
+      "wait_time = \"${var.queue_wait_time_secs}s\"",
+      "batch_size = ${var.queue_batch_size}",
+      # The redrive policy's maxReceiveCount (sqs.tf) is the same variable.
+      "max_receives = ${var.max_receives}",
+      ] : [
+      "\n[store]",
+      "kind = \"fs\"",
+      "path = \"${local.efs_mount_path}/results\"",
+      "\n[queue]",
+      "kind = \"local\"",
     ],
-  )))
+  ))
+  serve_toml = { for k, g in local.groups : k => join("\n", concat(local.serve_toml_body, [
+    "\n[aws]",
+    "region = \"${local.region}\"",
+    "asg_name = \"${g.asg_name}\"",
+    "lifecycle_hook = \"${g.hook}\"",
+    "drain_timeout_secs = ${var.drain_timeout_secs}",
+    # brs-aws heartbeats every third of the hook's timeout, so two lost heartbeats are survived.
+    "heartbeat_timeout_secs = ${var.lifecycle_heartbeat_timeout_secs}",
+  ])) }
+
+  # Serving and worker instances mount the models read-only; efs_local servers also the results.
+  serve_mounts = concat(
+    [{ path = local.models_path, access_point = aws_efs_access_point.this["models"].id, ro = true, dirs = [] }],
+    local.s3_sqs ? [] : [{ path = "${local.efs_mount_path}/results", access_point = aws_efs_access_point.this["results"].id, ro = false, dirs = [] }],
+  )
+  user_data = { for k, g in local.groups : k => templatefile("${path.module}/templates/user-data.sh.tftpl", merge(local.user_data_common, {
+    bundle_uri        = try(local.bundles.main.uri, "")
+    bundle_sha256     = try(local.bundles.main.sha256, "")
+    mounts            = k == "serve" ? local.serve_mounts : slice(local.serve_mounts, 0, 1)
+    secret_arn        = aws_secretsmanager_secret.deployment.arn
+    serve_toml        = local.serve_toml[k]
+    unit_name         = "brs-${k}"
+    unit_description  = g.description
+    unit_exec_start   = g.exec_start
+    stop_timeout_secs = var.drain_timeout_secs + 30
+  })) }
 }
 
-resource "aws_launch_template" "serve" {
-  name_prefix            = "${var.name}-serve-"
-  description            = "brs-serve instances"
-  image_id               = var.ami_id
-  instance_type          = var.instance_type
-  vpc_security_group_ids = [aws_security_group.serve.id]
+resource "aws_launch_template" "this" {
+  for_each               = local.groups
+  name_prefix            = "${var.name}-${each.key}-"
+  description            = each.value.description
+  image_id               = local.ami_id
+  instance_type          = each.value.instance_type
+  vpc_security_group_ids = [each.value.sg]
   update_default_version = true
 
   iam_instance_profile {
-    arn = aws_iam_instance_profile.serve.arn
+    arn = aws_iam_instance_profile.instance[each.key].arn
   }
 
   # IMDSv2 only. A hop limit of 1 keeps the credentials away from anything one network hop further
@@ -61,61 +136,58 @@ resource "aws_launch_template" "serve" {
     }
   }
 
-  user_data = base64encode(templatefile("${path.module}/templates/user-data.sh.tftpl", {
-    efs_id           = aws_efs_file_system.this.id
-    access_point_id  = aws_efs_access_point.brs.id
-    mount_path       = local.efs_mount_path
-    brs_uid          = var.brs_uid
-    data_dirs        = ["models", "results"]
-    serve_toml       = local.serve_toml
-    unit_name        = "brs-serve"
-    unit_description = "brs-serve translation server"
-    unit_exec_start  = "${var.serve_binary} --config /etc/brs/serve.toml"
-    # systemd sends SIGTERM, then SIGKILL after this: the drain budget plus a margin for exit.
-    stop_timeout_secs = var.drain_timeout_secs + 30
-  }))
+  user_data = base64encode(local.user_data[each.key])
 
   tag_specifications {
     resource_type = "instance"
-    tags          = merge(local.tags, { Name = "${var.name}-serve" })
+    tags          = merge(local.tags, { Name = "${var.name}-${each.key}" })
   }
 
   tag_specifications {
     resource_type = "volume"
-    tags          = merge(local.tags, { Name = "${var.name}-serve" })
+    tags          = merge(local.tags, { Name = "${var.name}-${each.key}" })
   }
 
   tags = local.tags
 }
 
-resource "aws_autoscaling_group" "serve" {
-  name                      = local.asg_name
-  min_size                  = var.min_size
-  max_size                  = var.max_size
-  desired_capacity          = var.desired_capacity
+resource "aws_autoscaling_group" "this" {
+  for_each                  = local.groups
+  name                      = each.value.asg_name
+  min_size                  = each.value.min_size
+  max_size                  = each.value.max_size
+  desired_capacity          = each.value.desired
   vpc_zone_identifier       = local.private_subnet_ids
-  target_group_arns         = [aws_lb_target_group.serve.arn]
-  health_check_type         = "ELB"
+  target_group_arns         = each.value.target_groups
+  health_check_type         = each.value.health_check
   health_check_grace_period = var.warmup_secs
   default_instance_warmup   = var.warmup_secs
+  # GroupInServiceInstances feeds the workers' backlog-per-instance metric; cheap, so on for both.
+  enabled_metrics     = ["GroupInServiceInstances", "GroupDesiredCapacity"]
+  metrics_granularity = "1Minute"
 
   launch_template {
-    id      = aws_launch_template.serve.id
-    version = aws_launch_template.serve.latest_version
+    id      = aws_launch_template.this[each.key].id
+    version = aws_launch_template.this[each.key].latest_version
   }
 
-  # A new launch template version (new AMI, new config) replaces instances a few at a time; each old
-  # instance leaves through the same lifecycle hook and drain as a scale-in.
+  # A new launch template version (new bundle, AMI or config) replaces the instances: new ones launch
+  # first (max_healthy above 100), and each old one leaves through the same lifecycle hook and drain as
+  # a scale-in, so capacity never drops below min_healthy_percentage.
   instance_refresh {
     strategy = "Rolling"
     preferences {
-      min_healthy_percentage = 90
+      min_healthy_percentage = var.instance_refresh_min_healthy_percentage
+      max_healthy_percentage = var.instance_refresh_max_healthy_percentage
       instance_warmup        = var.warmup_secs
+      # Instances protected from scale-in hold pending jobs: wait for them rather than cut them off.
+      scale_in_protected_instances = "Wait"
+      skip_matching                = true
     }
   }
 
   dynamic "tag" {
-    for_each = merge(local.tags, { Name = "${var.name}-serve" })
+    for_each = merge(local.tags, { Name = "${var.name}-${each.key}" })
     content {
       key                 = tag.key
       value               = tag.value
@@ -133,8 +205,9 @@ resource "aws_autoscaling_group" "serve" {
 }
 
 resource "aws_autoscaling_lifecycle_hook" "drain" {
-  name                   = local.lifecycle_hook
-  autoscaling_group_name = aws_autoscaling_group.serve.name
+  for_each               = local.groups
+  name                   = each.value.hook
+  autoscaling_group_name = aws_autoscaling_group.this[each.key].name
   lifecycle_transition   = "autoscaling:EC2_INSTANCE_TERMINATING"
   heartbeat_timeout      = var.lifecycle_heartbeat_timeout_secs
   # If brs-serve dies mid-drain nobody completes the action; terminating anyway after the timeout is
@@ -144,7 +217,7 @@ resource "aws_autoscaling_lifecycle_hook" "drain" {
 
 resource "aws_autoscaling_policy" "target_tracking" {
   name                      = "${var.name}-target-tracking"
-  autoscaling_group_name    = aws_autoscaling_group.serve.name
+  autoscaling_group_name    = aws_autoscaling_group.this["serve"].name
   policy_type               = "TargetTrackingScaling"
   estimated_instance_warmup = var.warmup_secs
 

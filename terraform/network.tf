@@ -1,4 +1,5 @@
 data "aws_availability_zones" "available" {
+  #checkov:skip=CKV_AWS_394:the first az_count zones of a created VPC become subnets; a zone added later sorts after them and changes nothing already created
   state = "available"
   # Local Zones and Wavelength zones lack EFS and ALB support.
   filter {
@@ -12,6 +13,7 @@ locals {
   azs        = local.create_vpc ? slice(data.aws_availability_zones.available.names, 0, var.az_count) : []
 
   vpc_id             = local.create_vpc ? aws_vpc.this[0].id : var.vpc_id
+  vpc_cidr           = local.create_vpc ? var.vpc_cidr : data.aws_vpc.existing[0].cidr_block
   public_subnet_ids  = local.create_vpc ? aws_subnet.public[*].id : var.public_subnet_ids
   private_subnet_ids = local.create_vpc ? aws_subnet.private[*].id : var.private_subnet_ids
   # Counts must be known at plan time, so they come from inputs, never from created subnet lists.
@@ -20,7 +22,14 @@ locals {
   nat_count = !local.create_vpc ? 0 : (var.nat_gateway_mode == "per_az" ? var.az_count : (var.nat_gateway_mode == "single" ? 1 : 0))
 }
 
+# An existing VPC's CIDR: brs-serve trusts X-Forwarded-For only from inside it (the ALB).
+data "aws_vpc" "existing" {
+  count = local.create_vpc ? 0 : 1
+  id    = var.vpc_id
+}
+
 resource "aws_vpc" "this" {
+  #checkov:skip=CKV2_AWS_11:flow logs belong to the account's network baseline (an existing vpc_id usually has them); this module's VPC is for a first deployment
   count      = local.create_vpc ? 1 : 0
   cidr_block = var.vpc_cidr
   # EFS mount-target DNS names (fs-xxx.efs.REGION.amazonaws.com) resolve only with both enabled.

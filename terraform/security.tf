@@ -9,6 +9,7 @@ resource "aws_security_group" "alb" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "alb_http" {
+  #checkov:skip=CKV_AWS_260:a public web service: port 80 from ingress_cidrs only redirects to HTTPS once certificate_arn is set
   for_each          = toset(var.ingress_cidrs)
   security_group_id = aws_security_group.alb.id
   description       = "HTTP (redirected to HTTPS when a certificate is set)"
@@ -72,6 +73,34 @@ resource "aws_vpc_security_group_egress_rule" "serve_efs" {
   to_port                      = 2049
 }
 
+resource "aws_security_group" "worker" {
+  count       = local.workers ? 1 : 0
+  name        = "${var.name}-worker"
+  description = "brs-serve queue workers: nothing in; EFS and AWS APIs out"
+  vpc_id      = local.vpc_id
+  tags        = merge(local.tags, { Name = "${var.name}-worker" })
+}
+
+resource "aws_vpc_security_group_egress_rule" "worker_https" {
+  count             = local.workers ? 1 : 0
+  security_group_id = aws_security_group.worker[0].id
+  description       = "AWS APIs (S3, SQS, Auto Scaling) and package repositories"
+  cidr_ipv4         = "0.0.0.0/0"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+}
+
+resource "aws_vpc_security_group_egress_rule" "worker_efs" {
+  count                        = local.workers ? 1 : 0
+  security_group_id            = aws_security_group.worker[0].id
+  description                  = "NFS to EFS"
+  referenced_security_group_id = aws_security_group.efs.id
+  ip_protocol                  = "tcp"
+  from_port                    = 2049
+  to_port                      = 2049
+}
+
 resource "aws_security_group" "efs" {
   name        = "${var.name}-efs"
   description = "brs EFS mount targets: NFS only from brs compute"
@@ -88,8 +117,18 @@ resource "aws_vpc_security_group_ingress_rule" "efs_from_serve" {
   to_port                      = 2049
 }
 
+resource "aws_vpc_security_group_ingress_rule" "efs_from_worker" {
+  count                        = local.workers ? 1 : 0
+  security_group_id            = aws_security_group.efs.id
+  description                  = "NFS from the queue workers"
+  referenced_security_group_id = aws_security_group.worker[0].id
+  ip_protocol                  = "tcp"
+  from_port                    = 2049
+  to_port                      = 2049
+}
+
 resource "aws_vpc_security_group_ingress_rule" "efs_from_lambda" {
-  count                        = var.enable_lambda ? 1 : 0
+  count                        = local.any_lambda ? 1 : 0
   security_group_id            = aws_security_group.efs.id
   description                  = "NFS from the Lambda variant"
   referenced_security_group_id = aws_security_group.lambda[0].id
@@ -109,21 +148,31 @@ resource "aws_vpc_security_group_ingress_rule" "efs_from_training" {
 }
 
 resource "aws_security_group" "lambda" {
-  count       = var.enable_lambda ? 1 : 0
+  count       = local.any_lambda ? 1 : 0
   name        = "${var.name}-lambda"
-  description = "brs Lambda ENIs: EFS out only"
+  description = "brs Lambda ENIs: EFS out, and HTTPS out for S3 and SQS with s3_sqs"
   vpc_id      = local.vpc_id
   tags        = merge(local.tags, { Name = "${var.name}-lambda" })
 }
 
 resource "aws_vpc_security_group_egress_rule" "lambda_efs" {
-  count                        = var.enable_lambda ? 1 : 0
+  count                        = local.any_lambda ? 1 : 0
   security_group_id            = aws_security_group.lambda[0].id
   description                  = "NFS to EFS"
   referenced_security_group_id = aws_security_group.efs.id
   ip_protocol                  = "tcp"
   from_port                    = 2049
   to_port                      = 2049
+}
+
+resource "aws_vpc_security_group_egress_rule" "lambda_https" {
+  count             = local.any_lambda && local.s3_sqs ? 1 : 0
+  security_group_id = aws_security_group.lambda[0].id
+  description       = "S3 and SQS APIs"
+  cidr_ipv4         = "0.0.0.0/0"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
 }
 
 resource "aws_security_group" "training" {

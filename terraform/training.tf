@@ -1,10 +1,29 @@
+locals {
+  training_user_data = templatefile("${path.module}/templates/user-data.sh.tftpl", merge(local.user_data_common, {
+    bundle_uri    = try(local.bundles.training.uri, "")
+    bundle_sha256 = try(local.bundles.training.sha256, "")
+    # The whole /brs tree, read-write: the trainer writes models/ and reads data/.
+    mounts           = [{ path = local.efs_mount_path, access_point = aws_efs_access_point.this["training"].id, ro = false, dirs = ["models", "data"] }]
+    secret_arn       = ""
+    serve_toml       = ""
+    unit_name        = "brs-train"
+    unit_description = "brs-train, checkpoints to EFS"
+    unit_exec_start  = coalesce(var.training_command, "/bin/false")
+    # brs-train writes a checkpoint atomically and resumes from latest, so a stop loses at most the
+    # steps since the last checkpoint.
+    stop_timeout_secs = 120
+  }))
+}
+
 resource "aws_instance" "training" {
+  #checkov:skip=CKV_AWS_126:one training job needs no 1-minute (billed) EC2 metrics; brs-train writes its own progress to metrics.jsonl
   count                  = var.enable_training ? 1 : 0
-  ami                    = var.training_ami_id
+  ami                    = local.training_ami
   instance_type          = var.training_instance_type
   subnet_id              = local.private_subnet_ids[0]
   vpc_security_group_ids = [aws_security_group.training[0].id]
-  iam_instance_profile   = aws_iam_instance_profile.training[0].name
+  iam_instance_profile   = aws_iam_instance_profile.instance["training"].name
+  ebs_optimized          = true
   # A shutdown from inside (end of training) stops rather than deletes: the root volume keeps its cache.
   instance_initiated_shutdown_behavior = "stop"
 
@@ -22,20 +41,7 @@ resource "aws_instance" "training" {
     delete_on_termination = true
   }
 
-  user_data_base64 = base64encode(templatefile("${path.module}/templates/user-data.sh.tftpl", {
-    efs_id           = aws_efs_file_system.this.id
-    access_point_id  = aws_efs_access_point.brs.id
-    mount_path       = local.efs_mount_path
-    brs_uid          = var.brs_uid
-    data_dirs        = ["models", "data"]
-    serve_toml       = ""
-    unit_name        = "brs-train"
-    unit_description = "brs-train, checkpoints to EFS"
-    unit_exec_start  = coalesce(var.training_command, "/bin/false")
-    # brs-train writes a checkpoint atomically and resumes from latest, so a stop loses at most the
-    # steps since the last checkpoint.
-    stop_timeout_secs = 120
-  }))
+  user_data_base64 = base64encode(local.training_user_data)
 
   tags        = merge(local.tags, { Name = "${var.name}-training" })
   volume_tags = merge(local.tags, { Name = "${var.name}-training" })

@@ -175,12 +175,89 @@ variable "deletion_protection" {
 # ---------------------------------------------------------------------------------------------------
 
 variable "ami_id" {
-  description = "AMI of the serving instances: Linux with systemd, brs-serve (and libtorch) at serve_binary, and amazon-efs-utils (user data installs it with dnf/yum if missing, which needs NAT)."
+  description = "Custom AMI for the serving, worker and training instances. Null (the default) boots the latest Amazon Linux 2023 (ami_ssm_parameter) and installs the release bundle from bundle_s3_uri at boot; a custom AMI must have systemd, amazon-efs-utils and either the AWS CLI plus zstd (with bundle_s3_uri) or brs at install_dir (without)."
   type        = string
+  default     = null
 
   validation {
-    condition     = can(regex("^ami-[0-9a-f]{8,17}$", var.ami_id))
+    condition     = var.ami_id == null || can(regex("^ami-[0-9a-f]{8,17}$", var.ami_id))
     error_message = "ami_id must look like ami-0123456789abcdef0."
+  }
+}
+
+variable "ami_ssm_parameter" {
+  description = "Public SSM parameter naming the AMI used when ami_id is null: the latest Amazon Linux 2023 (glibc 2.34, the oldest glibc the bundle supports)."
+  type        = string
+  default     = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+
+  validation {
+    condition     = can(regex("^/aws/service/", var.ami_ssm_parameter))
+    error_message = "ami_ssm_parameter must be a public parameter under /aws/service/."
+  }
+}
+
+variable "bundle_s3_uri" {
+  description = "S3 URI of the release bundle (scripts/package: brs-VERSION-linux-x86_64-cpu.tar.zst) that user data installs at install_dir. Required unless ami_id names an AMI with brs already installed. Changing it (with bundle_sha256) rolls every group through an instance refresh."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.bundle_s3_uri == null || can(regex("^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[A-Za-z0-9!_.*()/-]+\\.tar\\.zst$", var.bundle_s3_uri))
+    error_message = "bundle_s3_uri must look like s3://BUCKET/path/brs-0.1.0-linux-x86_64-cpu.tar.zst (no spaces or quotes)."
+  }
+
+  validation {
+    condition     = var.bundle_s3_uri != null || var.ami_id != null
+    error_message = "Set bundle_s3_uri (the default Amazon Linux 2023 AMI has no brs on it), or ami_id for an AMI with brs installed."
+  }
+}
+
+variable "bundle_sha256" {
+  description = "SHA-256 of the bundle at bundle_s3_uri (the .sha256 file scripts/package writes). User data refuses a bundle whose hash differs."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.bundle_sha256 == null || can(regex("^[0-9a-f]{64}$", var.bundle_sha256))
+    error_message = "bundle_sha256 must be 64 lower-case hex digits."
+  }
+
+  validation {
+    condition     = (var.bundle_s3_uri == null) == (var.bundle_sha256 == null)
+    error_message = "bundle_s3_uri and bundle_sha256 go together."
+  }
+}
+
+variable "install_dir" {
+  description = "Where brs lives on the instances: user data unpacks the bundle into install_dir/releases/SHA256 and points install_dir/current at it; with a custom AMI and no bundle, brs must already be at install_dir/current (bin/, lib/, share/)."
+  type        = string
+  default     = "/opt/brs"
+
+  validation {
+    condition     = can(regex("^/[A-Za-z0-9._/-]+$", var.install_dir)) && !endswith(var.install_dir, "/")
+    error_message = "install_dir must be an absolute path without spaces, shell metacharacters or a trailing slash."
+  }
+}
+
+variable "instance_refresh_min_healthy_percentage" {
+  description = "Instance refresh (a new bundle, AMI or config): the share of each group's capacity that stays in service. With max_healthy above 100 new instances launch before old ones leave, so 100 keeps full capacity."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.instance_refresh_min_healthy_percentage >= 0 && var.instance_refresh_min_healthy_percentage <= 100
+    error_message = "instance_refresh_min_healthy_percentage must be from 0 to 100."
+  }
+}
+
+variable "instance_refresh_max_healthy_percentage" {
+  description = "Instance refresh: the most capacity, in percent, a group may run while replacing (100 to 200); above 100 replacements launch before the instances they replace terminate."
+  type        = number
+  default     = 200
+
+  validation {
+    condition     = var.instance_refresh_max_healthy_percentage >= 100 && var.instance_refresh_max_healthy_percentage <= 200 && var.instance_refresh_max_healthy_percentage - var.instance_refresh_min_healthy_percentage <= 100
+    error_message = "instance_refresh_max_healthy_percentage must be from 100 to 200 and at most 100 above the minimum."
   }
 }
 
@@ -214,17 +291,6 @@ variable "root_device_name" {
   validation {
     condition     = can(regex("^/dev/(xvd|sd|nvme)[a-z0-9]+$", var.root_device_name))
     error_message = "root_device_name must be a device path such as /dev/xvda."
-  }
-}
-
-variable "serve_binary" {
-  description = "Absolute path of the brs-serve binary on the AMI."
-  type        = string
-  default     = "/usr/local/bin/brs-serve"
-
-  validation {
-    condition     = can(regex("^/[A-Za-z0-9._/-]+$", var.serve_binary))
-    error_message = "serve_binary must be an absolute path without spaces or shell metacharacters."
   }
 }
 
@@ -272,13 +338,13 @@ variable "default_style" {
 }
 
 variable "serve_config_extra" {
-  description = "Extra TOML for /etc/brs/serve.toml: brs-serve's other top-level keys (max_batch, queue_depth, request_timeout, ...) and tables such as [detector]. It goes after the keys terraform writes and before [styles.*] and [aws]. brs-serve refuses unknown keys, so a typo here stops it at boot."
+  description = "Extra TOML for /etc/brs/serve.toml: brs-serve's other top-level keys (max_batch, queue_depth, request_timeout = \"30s\", ...; durations carry units) and tables such as [detector], [auth], [http], [clients] or [models] (docs/serving.md; brs-serve --print-config lists every key). It goes after the keys terraform writes and before [styles.*], [store], [queue] and [aws]. brs-serve refuses unknown keys, so a typo here stops it at boot."
   type        = string
   default     = ""
 
   validation {
-    condition     = !can(regex("(?m)^\\s*\\[(aws|styles)[].]", var.serve_config_extra)) && !can(regex("(?m)^\\s*(bind|results_dir|drain_timeout_secs|default_style)\\s*=", var.serve_config_extra))
-    error_message = "serve_config_extra must not set what terraform writes: bind, results_dir, drain_timeout_secs, default_style, [styles.*] or [aws] (use serve_port, styles, default_style, drain_timeout_secs)."
+    condition     = !can(regex("(?m)^\\s*\\[(aws|styles|store|queue)[].]", var.serve_config_extra)) && !can(regex("(?m)^\\s*(bind|drain_timeout|default_style|secret_file|trusted_proxies)\\s*=", var.serve_config_extra))
+    error_message = "serve_config_extra must not set what terraform writes: bind, drain_timeout, default_style, secret_file, trusted_proxies, [styles.*], [store], [queue] or [aws] (use serve_port, styles, default_style, drain_timeout_secs, store_mode and the queue_* variables)."
   }
 
   validation {
@@ -370,7 +436,7 @@ variable "warmup_secs" {
 }
 
 variable "drain_timeout_secs" {
-  description = "How long a leaving instance may take to finish in-flight and queued work. It is the target group's deregistration delay and [aws].drain_timeout_secs in serve.toml."
+  description = "How long a leaving instance may take to finish in-flight and queued work. It is the target group's deregistration delay and, in serve.toml, drain_timeout (written \"<N>s\") and [aws] drain_timeout_secs."
   type        = number
   default     = 120
 
@@ -381,13 +447,13 @@ variable "drain_timeout_secs" {
 }
 
 variable "lifecycle_heartbeat_timeout_secs" {
-  description = "Heartbeat timeout of the termination lifecycle hook. brs-serve sends RecordLifecycleActionHeartbeat every 60 s (brs-aws's default) while a drain takes longer; if it never completes the action, the instance terminates (CONTINUE) this long after the last heartbeat."
+  description = "Heartbeat timeout of the termination lifecycle hook. It is [aws] heartbeat_timeout_secs in serve.toml: brs-serve sends RecordLifecycleActionHeartbeat every third of it while a drain takes longer; if it never completes the action, the instance terminates (CONTINUE) this long after the last heartbeat."
   type        = number
   default     = 300
 
   validation {
     condition     = var.lifecycle_heartbeat_timeout_secs >= 120 && var.lifecycle_heartbeat_timeout_secs <= 7200
-    error_message = "lifecycle_heartbeat_timeout_secs must be from 120 (twice brs-aws's 60 s heartbeat interval) to 7200 (the Auto Scaling limit)."
+    error_message = "lifecycle_heartbeat_timeout_secs must be from 120 to 7200 (the Auto Scaling limit); brs-aws heartbeats every third of it."
   }
 }
 
@@ -526,7 +592,7 @@ variable "enable_training" {
 }
 
 variable "training_ami_id" {
-  description = "AMI of the training instance (GPU drivers, brs-train, amazon-efs-utils). Required with enable_training."
+  description = "AMI of the training instance. Null uses ami_id, else the latest Amazon Linux 2023 (CPU training). For GPU training give an AMI with the NVIDIA driver and the cuda bundle (training_bundle_s3_uri)."
   type        = string
   default     = null
 
@@ -534,10 +600,32 @@ variable "training_ami_id" {
     condition     = var.training_ami_id == null || can(regex("^ami-[0-9a-f]{8,17}$", var.training_ami_id))
     error_message = "training_ami_id must look like ami-0123456789abcdef0."
   }
+}
+
+variable "training_bundle_s3_uri" {
+  description = "Bundle for the training instance (e.g. the cuda flavour on a GPU AMI). Null uses bundle_s3_uri."
+  type        = string
+  default     = null
 
   validation {
-    condition     = !var.enable_training || var.training_ami_id != null
-    error_message = "enable_training needs training_ami_id."
+    condition     = var.training_bundle_s3_uri == null || can(regex("^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[A-Za-z0-9!_.*()/-]+\\.tar\\.zst$", var.training_bundle_s3_uri))
+    error_message = "training_bundle_s3_uri must look like s3://BUCKET/path/brs-0.1.0-linux-x86_64-cuda.tar.zst."
+  }
+
+  validation {
+    condition     = (var.training_bundle_s3_uri == null) == (var.training_bundle_sha256 == null)
+    error_message = "training_bundle_s3_uri and training_bundle_sha256 go together."
+  }
+}
+
+variable "training_bundle_sha256" {
+  description = "SHA-256 of training_bundle_s3_uri."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.training_bundle_sha256 == null || can(regex("^[0-9a-f]{64}$", var.training_bundle_sha256))
+    error_message = "training_bundle_sha256 must be 64 lower-case hex digits."
   }
 }
 
@@ -564,7 +652,7 @@ variable "training_root_volume_size_gb" {
 }
 
 variable "training_command" {
-  description = "Command line the training unit runs as the brs user (it resumes from the latest checkpoint after a restart). Write checkpoints under /mnt/brs/models/STYLE so brs-serve finds them. Required with enable_training."
+  description = "Command line the training unit runs as the brs user (it resumes from the latest checkpoint after a restart), e.g. /opt/brs/current/bin/brs-train train --config /mnt/brs/data/train.toml --data /mnt/brs/data/set --out /mnt/brs/models/STYLE. Write checkpoints under /mnt/brs/models/STYLE so brs-serve finds them. Required with enable_training."
   type        = string
   default     = null
 
@@ -576,5 +664,223 @@ variable "training_command" {
   validation {
     condition     = !var.enable_training || var.training_command != null
     error_message = "enable_training needs training_command."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Jobs: where inputs, results and job state live, and how job items are queued (serve.toml [store],
+# [queue]); the worker group that drains the queue
+# ---------------------------------------------------------------------------------------------------
+
+variable "store_mode" {
+  description = "s3_sqs (production default): inputs, results and job state in an S3 bucket, one SQS message per job image, any instance or worker finishes any job, a dead worker's items reappear after the visibility timeout, poison items go to a dead-letter queue. efs_local: results on EFS and an in-process queue per instance (today's single-box behaviour; a job dies with the instance that took it)."
+  type        = string
+  default     = "s3_sqs"
+
+  validation {
+    condition     = contains(["s3_sqs", "efs_local"], var.store_mode)
+    error_message = "store_mode must be s3_sqs or efs_local."
+  }
+}
+
+variable "inputs_expire_days" {
+  description = "S3 lifecycle: uploaded job images (inputs/) are deleted this many days after upload."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.inputs_expire_days >= 1 && floor(var.inputs_expire_days) == var.inputs_expire_days
+    error_message = "inputs_expire_days must be a whole number >= 1."
+  }
+}
+
+variable "results_expire_days" {
+  description = "S3 lifecycle: translated images (results/) and job state (jobs/) are deleted this many days after they were written."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.results_expire_days >= 1 && floor(var.results_expire_days) == var.results_expire_days
+    error_message = "results_expire_days must be a whole number >= 1."
+  }
+}
+
+variable "s3_force_destroy" {
+  description = "Let terraform destroy delete the jobs bucket with its objects (tests; keep false in production)."
+  type        = bool
+  default     = false
+}
+
+variable "queue_visibility_timeout_secs" {
+  description = "SQS visibility timeout: how long a received job item stays hidden from other workers (brs-serve extends it while an item takes long; [queue] visibility_timeout, written \"<N>s\"). Also the worker Lambda's upper bound on its timeout."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.queue_visibility_timeout_secs >= 10 && var.queue_visibility_timeout_secs <= 43200 && floor(var.queue_visibility_timeout_secs) == var.queue_visibility_timeout_secs
+    error_message = "queue_visibility_timeout_secs must be a whole number from 10 to 43200 (the SQS limit)."
+  }
+}
+
+variable "queue_wait_time_secs" {
+  description = "SQS long-polling wait of brs-serve's receives ([queue] wait_time, written \"<N>s\") and the queue's default."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.queue_wait_time_secs >= 0 && var.queue_wait_time_secs <= 20 && floor(var.queue_wait_time_secs) == var.queue_wait_time_secs
+    error_message = "queue_wait_time_secs must be a whole number from 0 to 20."
+  }
+}
+
+variable "queue_batch_size" {
+  description = "Messages per receive for brs-serve ([queue] batch_size) and per invocation for the worker Lambda."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.queue_batch_size >= 1 && var.queue_batch_size <= 10 && floor(var.queue_batch_size) == var.queue_batch_size
+    error_message = "queue_batch_size must be a whole number from 1 to 10."
+  }
+}
+
+variable "max_receives" {
+  description = "A job item received this many times without finishing moves to the dead-letter queue and is marked failed: the redrive policy's maxReceiveCount and [queue] max_receives in serve.toml (the same number by construction)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.max_receives >= 1 && var.max_receives <= 1000 && floor(var.max_receives) == var.max_receives
+    error_message = "max_receives must be a whole number from 1 to 1000."
+  }
+}
+
+variable "dlq_retention_days" {
+  description = "How long dead-lettered job items stay in the DLQ for inspection or redrive."
+  type        = number
+  default     = 14
+
+  validation {
+    condition     = var.dlq_retention_days >= 1 && var.dlq_retention_days <= 14 && floor(var.dlq_retention_days) == var.dlq_retention_days
+    error_message = "dlq_retention_days must be a whole number from 1 to 14 (the SQS limit)."
+  }
+}
+
+variable "enable_workers" {
+  description = "With store_mode s3_sqs: a second Auto Scaling group running `brs-serve worker` (no HTTP listener) that scales on queue backlog per instance, down to worker_min_size (0 by default)."
+  type        = bool
+  default     = true
+}
+
+variable "worker_instance_type" {
+  description = "Instance type of the queue workers."
+  type        = string
+  default     = "c7i.xlarge"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.worker_instance_type))
+    error_message = "worker_instance_type must look like c7i.xlarge."
+  }
+}
+
+variable "worker_min_size" {
+  description = "Minimum number of queue workers (0: none while the queue is empty)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.worker_min_size >= 0 && floor(var.worker_min_size) == var.worker_min_size
+    error_message = "worker_min_size must be a whole number >= 0."
+  }
+}
+
+variable "worker_max_size" {
+  description = "Maximum number of queue workers."
+  type        = number
+  default     = 8
+
+  validation {
+    condition     = var.worker_max_size >= 1 && var.worker_max_size >= var.worker_min_size && floor(var.worker_max_size) == var.worker_max_size
+    error_message = "worker_max_size must be a whole number >= 1 and >= worker_min_size."
+  }
+}
+
+variable "worker_backlog_target" {
+  description = "Target backlog per worker instance (visible messages / in-service workers) for target tracking: the latency you accept for an item divided by the seconds one instance takes per item. 60 s acceptable at ~1 s per image on 4 vCPUs gives 60."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.worker_backlog_target > 0
+    error_message = "worker_backlog_target must be positive."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Abuse control at the edge
+# ---------------------------------------------------------------------------------------------------
+
+variable "enable_waf" {
+  description = "Attach an AWS WAF web ACL to the load balancer: a rate-based rule per client IP (waf_rate_limit) and AWS's known-bad-inputs rule group. brs-serve's own per-client limits still apply behind it."
+  type        = bool
+  default     = true
+}
+
+variable "waf_rate_limit" {
+  description = "Requests one client IP may send in waf_rate_window_secs before WAF blocks it (403) until its rate drops."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.waf_rate_limit >= 10 && var.waf_rate_limit <= 2000000000 && floor(var.waf_rate_limit) == var.waf_rate_limit
+    error_message = "waf_rate_limit must be a whole number from 10 to 2,000,000,000 (the WAF limits)."
+  }
+}
+
+variable "waf_rate_window_secs" {
+  description = "Evaluation window of the rate-based rule."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = contains([60, 120, 300, 600], var.waf_rate_window_secs)
+    error_message = "waf_rate_window_secs must be 60, 120, 300 or 600."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------
+# The Lambda variant as a queue worker
+# ---------------------------------------------------------------------------------------------------
+
+variable "enable_lambda_worker" {
+  description = "With store_mode s3_sqs: a second function from lambda_image_uri with BRS_LAMBDA_MODE=sqs, fed by an SQS event source mapping with partial batch failures, so the queue drains with no instance at all."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = !var.enable_lambda_worker || var.lambda_image_uri != null
+    error_message = "enable_lambda_worker needs lambda_image_uri."
+  }
+}
+
+variable "lambda_worker_max_concurrency" {
+  description = "Most concurrent worker Lambda invocations the event source mapping starts (2 to 1000): caps the bill and the load on EFS."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.lambda_worker_max_concurrency >= 2 && var.lambda_worker_max_concurrency <= 1000 && floor(var.lambda_worker_max_concurrency) == var.lambda_worker_max_concurrency
+    error_message = "lambda_worker_max_concurrency must be a whole number from 2 to 1000."
+  }
+}
+
+variable "secret_recovery_window_days" {
+  description = "Days a deleted deployment secret can still be restored (0 deletes it at once: tests only)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.secret_recovery_window_days == 0 || (var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30)
+    error_message = "secret_recovery_window_days must be 0 or from 7 to 30."
   }
 }

@@ -258,8 +258,26 @@ pub(crate) fn spawn_function(
     results_dir: &Path,
     log: &Path,
 ) -> tokio::process::Child {
+    spawn_function_at(
+        Path::new(env!("CARGO_BIN_EXE_brs-lambda")),
+        api,
+        model_dir,
+        results_dir,
+        log,
+    )
+}
+
+/// Starts the brs-lambda executable `exe` (this build's, or a release bundle's) the same way, with an
+/// environment holding nothing but the Lambda variables: no LD_LIBRARY_PATH, no venv.
+pub(crate) fn spawn_function_at(
+    exe: &Path,
+    api: &RuntimeApi,
+    model_dir: &Path,
+    results_dir: &Path,
+    log: &Path,
+) -> tokio::process::Child {
     let log = std::fs::File::create(log).expect("log file");
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_brs-lambda"))
+    tokio::process::Command::new(exe)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("AWS_LAMBDA_RUNTIME_API", api.host_port())

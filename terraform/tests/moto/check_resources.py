@@ -2,14 +2,16 @@
 
 Run by scripts/checks/terraform between apply and destroy (and with --expect-gone after destroy).
 It asserts the properties the deployment depends on, not merely that resources exist: the termination
-hook, IMDSv2, encryption, the EFS security group admitting only brs compute, the lifecycle permissions
-scoped to the one group, and the serve.toml the user data writes (parsed as TOML, [aws] keys exact).
+hooks, IMDSv2, encryption, the user data (bash -n and shellcheck, the bundle verified by hash, EFS models
+mounted read-only), the serve.toml it writes (parsed as TOML; [store], [queue] and [aws] exact), the
+jobs bucket and queue, the workers' metric-math scaling, WAF, and least-privilege IAM.
 """
 
 import argparse
 import base64
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -17,16 +19,34 @@ import tomllib
 import boto3
 
 REGION = "us-east-1"
-# Exactly the keys brs-serve's [aws] table accepts today (it refuses unknown ones).
-AWS_KEYS = {"region", "asg_name", "lifecycle_hook", "drain_timeout_secs"}
-# brs-serve's config keys (docs/serving.md, brs-serve/src/config.rs): it refuses any other, so a key
-# outside this set would stop every instance at boot.
+VPC_CIDR = "10.40.0.0/16"
+AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+BUNDLE_URI = "s3://brs-moto-releases/v0.1.0/brs-0.1.0-linux-x86_64-cpu.tar.zst"
+BUNDLE_ARN = "arn:aws:s3:::brs-moto-releases/v0.1.0/brs-0.1.0-linux-x86_64-cpu.tar.zst"
+MAX_RECEIVES = 4
+# The [aws] keys terraform writes (brs-aws's AwsConfig, docs/aws.md; the rest keep its defaults).
+AWS_KEYS = {"region", "asg_name", "lifecycle_hook", "drain_timeout_secs", "heartbeat_timeout_secs"}
+# brs-serve's top-level config keys (docs/serving.md, `brs-serve --print-config`): it refuses any
+# other, so a key outside this set would stop every instance at boot. scripts/checks/terraform also
+# runs the real parser on the rendered file when a brs-serve binary is built.
 SERVE_KEYS = {
-    "bind", "device", "max_batch", "max_wait_ms", "queue_depth", "request_timeout", "max_upload_bytes",
-    "max_pixels", "max_side", "max_output_size", "max_job_images", "results_dir", "results_max_age_hours",
-    "reload_poll_ms",
-    "drain_grace_secs", "drain_timeout_secs", "default_style", "styles", "detector", "crop", "precision", "aws",
+    "bind", "device", "precision", "max_batch", "max_wait", "queue_depth", "job_queue_share", "request_timeout",
+    "max_upload_bytes", "max_pixels", "max_side", "max_output_size", "max_job_images", "decode_concurrency",
+    "results_max_age", "results_max_bytes", "reload_poll", "reload_jitter", "drain_grace", "drain_timeout",
+    "default_style", "secret_file", "trusted_proxies", "styles", "detector", "crop", "http", "clients", "auth",
+    "models", "store", "queue", "aws",
 }
+# The [queue] keys terraform writes with s3_sqs (brs-serve also accepts endpoint and consume).
+QUEUE_KEYS = {"kind", "url", "region", "visibility_timeout", "wait_time", "batch_size", "max_receives"}
+# humantime's units, as brs-serve reads durations ("120s", "2m", "30days", "1h 30m").
+DURATION_UNITS = {
+    "ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
+    "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60, "h": 3600, "hr": 3600, "hrs": 3600,
+    "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400,
+}
+WEB_SQS = {"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
+WORKER_SQS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
+LIFECYCLE = {"autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat", "autoscaling:SetInstanceProtection"}
 failures: list[str] = []
 
 
@@ -46,9 +66,56 @@ def client(endpoint: str, service: str):
     )
 
 
+def as_list(v) -> list:
+    return v if isinstance(v, list) else [v]
+
+
+def statements(doc) -> list[dict]:
+    if isinstance(doc, str):
+        doc = json.loads(doc)
+    return as_list(doc["Statement"])
+
+
+def actions_of(s: dict) -> set[str]:
+    return set(as_list(s.get("Action", [])))
+
+
+def resources_of(s: dict) -> set[str]:
+    return set(as_list(s.get("Resource", [])))
+
+
+def seconds(value) -> float | None:
+    """A brs-serve duration string in seconds, or None when it is not one (a bare number is not)."""
+    if not isinstance(value, str):
+        return None
+    parts = re.findall(r"(\d+)\s*([a-z]+)", value)
+    if not parts or re.sub(r"\s", "", value) != "".join(n + u for n, u in parts) or any(u not in DURATION_UNITS for _, u in parts):
+        return None
+    return sum(int(n) * DURATION_UNITS[u] for n, u in parts)
+
+
 def serve_toml_from_user_data(user_data: str) -> str:
     m = re.search(r"<<'EOF_BRS_SERVE_TOML'\n(.*?)\nEOF_BRS_SERVE_TOML\n", user_data, re.S)
     return m.group(1) if m else ""
+
+
+def shell_clean(user_data: str, what: str) -> None:
+    """bash -n and shellcheck: the script cloud-init will run must at least parse and lint clean."""
+    syntax = subprocess.run(["bash", "-n"], input=user_data, text=True, capture_output=True)
+    check(syntax.returncode == 0, f"{what}: user data is valid bash {syntax.stderr.strip()}")
+    if shutil.which("shellcheck"):
+        lint = subprocess.run(["shellcheck", "-s", "bash", "-"], input=user_data, text=True, capture_output=True)
+        check(lint.returncode == 0, f"{what}: user data is shellcheck-clean {lint.stdout.strip()[:2000]}")
+    else:
+        check(False, f"{what}: shellcheck is not installed (scripts/setup installs it)")
+
+
+def fstab_mounts(user_data: str) -> dict[str, dict]:
+    """Mount path -> {fs, options} from the fstab lines the user data appends."""
+    out = {}
+    for fs, path, opts in re.findall(r'echo "(fs-[0-9a-z]+):/ (\S+) efs (\S+) 0 0"', user_data):
+        out[path] = {"fs": fs, "options": opts.split(",")}
+    return out
 
 
 def planned(plan: dict, address: str) -> dict:
@@ -64,168 +131,292 @@ def planned(plan: dict, address: str) -> dict:
     return {}
 
 
-def configured(plan: dict, module: str, address: str) -> dict:
-    """Configuration expressions of one resource of a module call in the plan JSON."""
-    resources = plan["configuration"]["root_module"]["module_calls"][module]["module"]["resources"]
-    return next((r["expressions"] for r in resources if r["address"] == address), {})
+def role_policy(iam, role: str) -> list[dict]:
+    names = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    return [s for n in names for s in statements(iam.get_role_policy(RoleName=role, PolicyName=n)["PolicyDocument"])]
 
 
-def check_present(endpoint: str, out: dict, plan: dict) -> None:
-    asg_c = client(endpoint, "autoscaling")
-    ec2 = client(endpoint, "ec2")
-    efs = client(endpoint, "efs")
-    elbv2 = client(endpoint, "elbv2")
-    iam = client(endpoint, "iam")
+def by_sid(stmts: list[dict]) -> dict[str, dict]:
+    return {s.get("Sid", ""): s for s in stmts}
 
-    asg_name, hook_name = out["asg_name"], out["lifecycle_hook_name"]
+
+def check_group(out, asg_c, ec2, kind: str, asg_name: str, lt_id: str, al2023: str, serve_out: dict) -> dict:
+    """One brs-serve group (serve or worker): group, hook, launch template, user data, serve.toml."""
     groups = asg_c.describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])["AutoScalingGroups"]
-    check(len(groups) == 1, f"Auto Scaling group {asg_name} exists")
+    check(len(groups) == 1, f"{kind}: Auto Scaling group {asg_name} exists")
     if not groups:
-        return
+        return {}
     asg = groups[0]
-    check((asg["MinSize"], asg["MaxSize"]) == (1, 3), "ASG min/max are the test root's 1/3")
-    check(asg.get("HealthCheckType") == "ELB", "ASG uses the load balancer's health check")
-    check(out["target_group_arn"] in asg.get("TargetGroupARNs", []), "ASG registers into the target group")
-    check(asg.get("LaunchTemplate", {}).get("LaunchTemplateId") == out["launch_template_id"], "ASG uses the launch template")
+    check(asg.get("LaunchTemplate", {}).get("LaunchTemplateId") == lt_id, f"{kind}: the group uses its launch template")
+    metrics = {m["Metric"] for m in asg.get("EnabledMetrics", [])}
+    check("GroupInServiceInstances" in metrics, f"{kind}: group metrics include GroupInServiceInstances ({sorted(metrics)})")
 
-    hooks = asg_c.describe_lifecycle_hooks(AutoScalingGroupName=asg_name)["LifecycleHooks"]
-    term = [h for h in hooks if h["LifecycleHookName"] == hook_name]
-    check(len(term) == 1, f"lifecycle hook {hook_name} exists on the group")
-    if term:
-        h = term[0]
-        check(h["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING", "the hook fires on termination")
-        check(h["HeartbeatTimeout"] == 300, "the hook's heartbeat timeout is the default 300 s")
-        check(h["DefaultResult"] == "CONTINUE", "the hook's default result is CONTINUE")
+    hook = f"brs-moto-{'drain' if kind == 'serve' else 'worker-drain'}"
+    hooks = [h for h in asg_c.describe_lifecycle_hooks(AutoScalingGroupName=asg_name)["LifecycleHooks"] if h["LifecycleHookName"] == hook]
+    check(len(hooks) == 1 and hooks[0]["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+          and hooks[0]["HeartbeatTimeout"] == 300 and hooks[0]["DefaultResult"] == "CONTINUE",
+          f"{kind}: termination hook {hook} (heartbeat 300 s, CONTINUE)")
 
-    policies = asg_c.describe_policies(AutoScalingGroupName=asg_name)["ScalingPolicies"]
+    versions = ec2.describe_launch_template_versions(LaunchTemplateId=lt_id, Versions=["$Latest"])["LaunchTemplateVersions"]
+    check(len(versions) == 1, f"{kind}: launch template has a latest version")
+    if not versions:
+        return {}
+    data = versions[0]["LaunchTemplateData"]
+    check(data.get("ImageId") == al2023, f"{kind}: boots the AL2023 AMI from the public SSM parameter ({data.get('ImageId')} vs {al2023})")
+    md = data.get("MetadataOptions", {})
+    check(md.get("HttpTokens") == "required" and int(md.get("HttpPutResponseHopLimit", 0)) == 1, f"{kind}: IMDSv2 required, hop limit 1")
+    ebs = [b.get("Ebs", {}) for b in data.get("BlockDeviceMappings", [])]
+    check(bool(ebs) and all(e.get("Encrypted") in (True, "true") for e in ebs), f"{kind}: root volume is encrypted")
+    check(data.get("IamInstanceProfile", {}).get("Arn", "").endswith(f"instance-profile/brs-moto-{kind}"), f"{kind}: its own instance profile")
+
+    user_data = base64.b64decode(data.get("UserData", "")).decode()
+    shell_clean(user_data, kind)
+    check(f"BUNDLE_URI='{BUNDLE_URI}'" in user_data and "BUNDLE_SHA256='0123456789abcdef" in user_data
+          and 'sha256sum --check --strict' in user_data, f"{kind}: user data fetches the bundle and checks its SHA-256")
+    mounts = fstab_mounts(user_data)
+    models = mounts.get("/mnt/brs/models", {})
+    check(models.get("fs") == out["efs_id"] and {"tls", "iam", "_netdev", "ro", f"accesspoint={out['efs_access_point_ids']['models']}"} <= set(models.get("options", [])),
+          f"{kind}: models mounted read-only through the models access point with tls, iam ({models})")
+    check(set(mounts) == {"/mnt/brs/models"}, f"{kind}: with s3_sqs nothing else is mounted ({sorted(mounts)})")
+    exec_line = "ExecStart=/opt/brs/current/bin/brs-serve " + ("--config" if kind == "serve" else "worker --config") + " /etc/brs/serve.toml"
+    check(exec_line in user_data, f"{kind}: systemd unit runs `{exec_line[10:]}`")
+    check("--secret-id 'arn:aws:secretsmanager:" in user_data and "/etc/brs/secret" in user_data, f"{kind}: the deployment secret is read at boot into /etc/brs/secret")
+
+    text = serve_toml_from_user_data(user_data)
+    check(text == serve_out, f"{kind}: user data writes exactly the module's serve.toml output")
+    try:
+        conf = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        check(False, f"{kind}: serve.toml parses as TOML ({e})")
+        return {}
+    check(set(conf) <= SERVE_KEYS, f"{kind}: serve.toml uses only brs-serve's keys ({sorted(set(conf) - SERVE_KEYS)} unknown)")
+    aws = conf.get("aws", {})
+    check(set(aws) == AWS_KEYS and aws.get("region") == REGION and aws.get("asg_name") == asg_name and aws.get("lifecycle_hook") == hook
+          and aws.get("drain_timeout_secs") == 120 and aws.get("heartbeat_timeout_secs") == 300,
+          f"{kind}: [aws] names this region, group and hook, a 120 s drain and the hook's 300 s heartbeat timeout ({aws})")
+    check(conf.get("styles") == {"anime": {"path": "/mnt/brs/models/anime"}, "male": {"path": "/mnt/brs/models/runs/male"}},
+          f"{kind}: styles are run directories on the read-only models mount")
+    check(conf.get("secret_file") == "/etc/brs/secret" and conf.get("trusted_proxies") == [VPC_CIDR], f"{kind}: secret file and the VPC as trusted proxies")
+    check(seconds(conf.get("drain_timeout")) == 120, f"{kind}: drain_timeout is 120 s, written with its unit ({conf.get('drain_timeout')!r})")
+    check(conf.get("bind") == "0.0.0.0:8080" and conf.get("default_style") == "anime", f"{kind}: bind address and default style")
+    check(conf.get("max_batch") == 4 and conf.get("queue_depth") == 16, f"{kind}: serve_config_extra keys are top-level")
+    store, queue = conf.get("store", {}), conf.get("queue", {})
+    check(store == {"kind": "s3", "bucket": out["jobs_bucket"], "region": REGION}, f"{kind}: [store] is the jobs bucket ({store})")
+    check(set(queue) == QUEUE_KEYS and queue.get("kind") == "sqs" and queue.get("url") == out["jobs_queue_url"]
+          and seconds(queue.get("visibility_timeout")) == 120 and seconds(queue.get("wait_time")) == 20 and queue.get("batch_size") == 4
+          and queue.get("max_receives") == MAX_RECEIVES, f"{kind}: [queue] is the jobs queue with max_receives {MAX_RECEIVES} ({queue})")
+    return asg
+
+
+def check_present(endpoint: str, out: dict, plan: dict, refresh_plan: dict | None) -> None:
+    asg_c, ec2, efs, elbv2, iam = (client(endpoint, s) for s in ("autoscaling", "ec2", "efs", "elbv2", "iam"))
+    s3, sqs, ssm, waf, sm, cw = (client(endpoint, s) for s in ("s3", "sqs", "ssm", "wafv2", "secretsmanager", "cloudwatch"))
+    al2023 = ssm.get_parameter(Name=AL2023_PARAMETER)["Parameter"]["Value"]
+    check(out["ami_id"] == al2023, f"with no ami_id the module picks the latest AL2023 ({out['ami_id']})")
+
+    # --- the HTTP tier ------------------------------------------------------------------------------
+    asg = check_group(out, asg_c, ec2, "serve", out["asg_name"], out["launch_template_id"], al2023, out["serve_toml"])
+    if asg:
+        check((asg["MinSize"], asg["MaxSize"]) == (1, 3), "serve: min/max are the test root's 1/3")
+        check(asg.get("HealthCheckType") == "ELB" and out["target_group_arn"] in asg.get("TargetGroupARNs", []), "serve: in the target group, ELB health checks")
+    refresh = planned(plan, 'module.brs.aws_autoscaling_group.this["serve"]').get("instance_refresh", [{}])[0]
+    prefs = (refresh.get("preferences") or [{}])[0]
+    check(refresh.get("strategy") == "Rolling" and prefs.get("min_healthy_percentage") == 100 and prefs.get("max_healthy_percentage") == 200,
+          f"instance refresh keeps full capacity: Rolling, min 100 %, max 200 % ({prefs})")
+    if refresh_plan is not None:
+        # A new bundle must reach the groups: new user data, a new launch template version, and the
+        # group moving to it, which is what makes the provider start the instance refresh.
+        changes = {r["address"]: r for r in refresh_plan.get("resource_changes", [])}
+        for kind in ("serve", "worker"):
+            lt = changes.get(f'module.brs.aws_launch_template.this["{kind}"]', {}).get("change", {})
+            grp = changes.get(f'module.brs.aws_autoscaling_group.this["{kind}"]', {}).get("change", {})
+            check(lt.get("actions") == ["update"] and lt.get("before", {}).get("user_data") != lt.get("after", {}).get("user_data"),
+                  f"{kind}: a new bundle_sha256 updates the launch template's user data in place")
+            check(grp.get("actions") == ["update"] and "launch_template" in json.dumps(grp.get("after_unknown", {})),
+                  f"{kind}: ... and moves the group to the new version (instance refresh)")
+
+    policies = asg_c.describe_policies(AutoScalingGroupName=out["asg_name"])["ScalingPolicies"]
     tt = [p for p in policies if p.get("PolicyType") == "TargetTrackingScaling"]
-    check(len(tt) == 1, "one target-tracking policy")
+    check(len(tt) == 1, "serve: one target-tracking policy")
     if tt:
         spec = tt[0]["TargetTrackingConfiguration"]["PredefinedMetricSpecification"]
-        check(spec["PredefinedMetricType"] == "ALBRequestCountPerTarget", "it tracks ALBRequestCountPerTarget")
-        check(
-            re.fullmatch(r"app/brs-moto-alb/[^/]+/targetgroup/brs-moto-serve/[^/]+", spec.get("ResourceLabel", "")) is not None,
-            f"its resource label names the ALB and target group ({spec.get('ResourceLabel')})",
-        )
-        check(tt[0]["TargetTrackingConfiguration"]["TargetValue"] == 60.0, "its target is the default 60 requests/min")
-
-    versions = ec2.describe_launch_template_versions(LaunchTemplateId=out["launch_template_id"], Versions=["$Latest"])[
-        "LaunchTemplateVersions"
-    ]
-    check(len(versions) == 1, "launch template has a latest version")
-    if versions:
-        data = versions[0]["LaunchTemplateData"]
-        md = data.get("MetadataOptions", {})
-        check(md.get("HttpTokens") == "required", "launch template requires IMDSv2 (HttpTokens=required)")
-        check(int(md.get("HttpPutResponseHopLimit", 0)) == 1, "IMDS hop limit is 1")
-        ebs = [b.get("Ebs", {}) for b in data.get("BlockDeviceMappings", [])]
-        check(bool(ebs) and all(e.get("Encrypted") in (True, "true") for e in ebs), "root volume is encrypted")
-        check("IamInstanceProfile" in data, "launch template has an instance profile")
-        user_data = base64.b64decode(data.get("UserData", "")).decode()
-        syntax = subprocess.run(["bash", "-n"], input=user_data, text=True, capture_output=True)
-        check(syntax.returncode == 0, f"user data is valid bash {syntax.stderr.strip()}")
-        fstab = re.search(r"(fs-[0-9a-z]+):/ \$MOUNT efs (\S+) 0 0", user_data)
-        check(fstab is not None and fstab.group(1) == out["efs_id"], "user data mounts this EFS file system")
-        if fstab:
-            opts = fstab.group(2).split(",")
-            check({"tls", "iam", "_netdev", f"accesspoint={out['efs_access_point_id']}"} <= set(opts), f"mount options have tls, iam, _netdev and the access point ({opts})")
-        check("ExecStart=/usr/local/bin/brs-serve --config /etc/brs/serve.toml" in user_data, "systemd unit runs brs-serve --config /etc/brs/serve.toml")
-        text = serve_toml_from_user_data(user_data)
-        check(text == out["serve_toml"], "user data writes exactly the serve_toml output")
-        try:
-            conf = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            conf = {}
-            check(False, f"serve.toml parses as TOML ({e})")
-        aws = conf.get("aws", {})
-        check(set(aws) == AWS_KEYS, f"[aws] has exactly the documented keys ({sorted(aws)})")
-        check(aws.get("region") == REGION and aws.get("asg_name") == asg_name and aws.get("lifecycle_hook") == hook_name,
-              "[aws] names this region, group and hook")
-        check(aws.get("drain_timeout_secs") == 120, "[aws] drain timeout is the default 120 s")
-        check(set(conf) <= SERVE_KEYS, f"serve.toml uses only brs-serve's keys ({sorted(set(conf) - SERVE_KEYS)} unknown)")
-        check(conf.get("styles") == {"anime": {"path": "/mnt/brs/models/anime"}, "male": {"path": "/mnt/brs/models/runs/male"}},
-              "styles are run directories on EFS")
-        check(conf.get("results_dir") == "/mnt/brs/results" and conf.get("drain_timeout_secs") == 120, "results on EFS, server drain 120 s")
-        check(conf.get("bind") == "0.0.0.0:8080" and conf.get("default_style") == "anime", "bind address and default style")
-        check(conf.get("max_batch") == 4 and conf.get("queue_depth") == 16, "serve_config_extra keys are top-level")
-
-    fs = efs.describe_file_systems(FileSystemId=out["efs_id"])["FileSystems"]
-    check(len(fs) == 1 and fs[0]["Encrypted"], "EFS file system exists and is encrypted")
-    mts = efs.describe_mount_targets(FileSystemId=out["efs_id"])["MountTargets"]
-    check(len(mts) == 2, f"one mount target per zone (2, got {len(mts)})")
-    aps = efs.describe_access_points(AccessPointId=out["efs_access_point_id"])["AccessPoints"]
-    check(len(aps) == 1, "access point exists")
-    if aps:
-        ap = aps[0]
-        check(ap["PosixUser"]["Uid"] == 5000 and ap["RootDirectory"]["Path"] == "/brs", "access point forces uid 5000 under /brs")
-    policy = json.loads(efs.describe_file_system_policy(FileSystemId=out["efs_id"])["Policy"])
-    deny = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
-    check(any(s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false" for s in deny), "EFS policy denies non-TLS access")
-
-    if mts:
-        efs_sgs = efs.describe_mount_target_security_groups(MountTargetId=mts[0]["MountTargetId"])["SecurityGroups"]
-        check(len(efs_sgs) == 1, "mount targets have one security group")
-        sg = ec2.describe_security_groups(GroupIds=efs_sgs)["SecurityGroups"][0]
-        serve_sg = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["brs-moto-serve"]}])["SecurityGroups"]
-        perms = sg["IpPermissions"]
-        check(bool(perms) and all(p["IpProtocol"] == "tcp" and p["FromPort"] == 2049 and p["ToPort"] == 2049 for p in perms),
-              "EFS security group admits TCP 2049 only")
-        check(all(not p.get("IpRanges") and not p.get("Ipv6Ranges") for p in perms), "EFS security group admits no CIDR")
-        sources = {g["GroupId"] for p in perms for g in p.get("UserIdGroupPairs", [])}
-        check(bool(serve_sg) and serve_sg[0]["GroupId"] in sources, "EFS admits the brs-serve instances' group")
-        check(len(sources) == 3, f"EFS admits exactly serve, lambda and training groups ({len(sources)})")
+        check(spec["PredefinedMetricType"] == "ALBRequestCountPerTarget"
+              and re.fullmatch(r"app/brs-moto-alb/[^/]+/targetgroup/brs-moto-serve/[^/]+", spec.get("ResourceLabel", "")) is not None
+              and tt[0]["TargetTrackingConfiguration"]["TargetValue"] == 60.0, "serve: tracks 60 ALB requests per target per minute")
 
     tgs = elbv2.describe_target_groups(TargetGroupArns=[out["target_group_arn"]])["TargetGroups"]
     check(len(tgs) == 1 and tgs[0]["HealthCheckPath"] == "/readyz" and tgs[0]["Port"] == 8080, "target group checks /readyz on port 8080")
     attrs = {a["Key"]: a["Value"] for a in elbv2.describe_target_group_attributes(TargetGroupArn=out["target_group_arn"])["Attributes"]}
     check(attrs.get("deregistration_delay.timeout_seconds") == "120", "deregistration delay equals the drain time (120 s)")
 
-    doc = iam.get_role_policy(RoleName="brs-moto-serve", PolicyName="own-group-lifecycle")["PolicyDocument"]
-    if isinstance(doc, str):
-        doc = json.loads(doc)
-    stmts = doc["Statement"] if isinstance(doc["Statement"], list) else [doc["Statement"]]
-    resources = {r for s in stmts for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])}
-    actions = {a for s in stmts for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-    check(resources == {out["asg_arn"]} and ":autoScalingGroupName/brs-moto-serve" in out["asg_arn"],
-          f"lifecycle permissions cover only this group ({sorted(resources)})")
-    check(actions == {"autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat", "autoscaling:SetInstanceProtection"},
-          "lifecycle permissions are exactly complete, heartbeat and protection")
+    # --- the queue workers --------------------------------------------------------------------------
+    wasg = check_group(out, asg_c, ec2, "worker", out["worker_asg_name"], out["worker_launch_template_id"], al2023, out["worker_serve_toml"])
+    if wasg:
+        check((wasg["MinSize"], wasg["MaxSize"]) == (0, 8) and not wasg.get("TargetGroupARNs"), "worker: 0 to 8 instances, outside the load balancer")
+    queue_name = out["jobs_queue_url"].rsplit("/", 1)[-1]
+    wpol = {p["PolicyName"]: p for p in asg_c.describe_policies(AutoScalingGroupName=out["worker_asg_name"])["ScalingPolicies"]}
+    backlog = wpol.get("brs-moto-worker-backlog", {}).get("TargetTrackingConfiguration", {})
+    metrics = {m["Id"]: m for m in backlog.get("CustomizedMetricSpecification", {}).get("Metrics", [])}
+    vis = metrics.get("visible", {}).get("MetricStat", {}).get("Metric", {})
+    ins = metrics.get("workers", {}).get("MetricStat", {}).get("Metric", {})
+    check(vis.get("MetricName") == "ApproximateNumberOfMessagesVisible" and vis.get("Dimensions") == [{"Name": "QueueName", "Value": queue_name}]
+          and ins.get("MetricName") == "GroupInServiceInstances" and ins.get("Dimensions") == [{"Name": "AutoScalingGroupName", "Value": out["worker_asg_name"]}],
+          f"worker: metric math reads this queue's visible messages and this group's in-service instances ({sorted(metrics)})")
+    check(metrics.get("backlog_per_worker", {}).get("Expression") == "visible / workers" and metrics["backlog_per_worker"].get("ReturnData") is True
+          and backlog.get("TargetValue") == 60.0, "worker: target tracking keeps visible / workers at 60")
+    alarms = cw.describe_alarms(AlarmNames=["brs-moto-worker-from-zero"])["MetricAlarms"]
+    step = wpol.get("brs-moto-worker-from-zero", {})
+    check(len(alarms) == 1 and step.get("PolicyARN") in alarms[0].get("AlarmActions", []) and step.get("AdjustmentType") == "ExactCapacity"
+          and any(m.get("Expression") == "IF(visible > 0 AND desired == 0, 1, 0)" for m in alarms[0].get("Metrics", [])),
+          "worker: an alarm starts the first worker when items wait and the group wants none")
 
-    if out.get("lambda_function_name"):
-        lam = client(endpoint, "lambda")
-        cfg = lam.get_function_configuration(FunctionName=out["lambda_function_name"])
-        check(cfg.get("PackageType") == "Image", "Lambda is a container image")
-        check(len(cfg.get("VpcConfig", {}).get("SubnetIds", [])) == 2, "Lambda is in the two private subnets")
-        # moto 5.2 drops FileSystemConfigs from CreateFunction (and the provider then reads back an empty
-        # list), so the mount is checked in the plan that was applied: the path, and an ARN taken from
-        # the module's access point. If a later moto keeps the config, moto's copy must agree too.
-        mount = planned(plan, "module.brs.aws_lambda_function.api[0]").get("file_system_config", [])
-        arn_refs = configured(plan, "brs", "aws_lambda_function.api").get("file_system_config", [{}])[0].get("arn", {}).get("references", [])
-        check(len(mount) == 1 and mount[0].get("local_mount_path") == "/mnt/brs" and "aws_efs_access_point.brs.arn" in arn_refs,
-              "Lambda mounts the brs access point at /mnt/brs (checked in the applied plan: moto does not keep FileSystemConfigs)")
-        if cfg.get("FileSystemConfigs"):
-            fsc = cfg["FileSystemConfigs"]
-            check(len(fsc) == 1 and fsc[0]["LocalMountPath"] == "/mnt/brs" and fsc[0]["Arn"].endswith(out["efs_access_point_id"]),
-                  "moto's FileSystemConfigs name the access point")
+    # --- S3 and SQS ---------------------------------------------------------------------------------
+    bucket = out["jobs_bucket"]
+    pab = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    check(all(pab.values()) and len(pab) == 4, f"jobs bucket blocks every kind of public access ({pab})")
+    enc = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]["ApplyServerSideEncryptionByDefault"]
+    check(enc.get("SSEAlgorithm") == "AES256", f"jobs bucket encrypts by default ({enc})")
+    rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
+    expiry = {i: (r.get("Filter", {}).get("Prefix"), r.get("Expiration", {}).get("Days")) for i, r in rules.items() if "Expiration" in r}
+    check(expiry == {"inputs": ("inputs/", 7), "results": ("results/", 30), "jobs": ("jobs/", 30)}, f"lifecycle: inputs/ 7 days, results/ and jobs/ 30 ({expiry})")
+    bpol = statements(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    check(any(s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false" for s in bpol), "jobs bucket policy denies non-TLS requests")
+    own = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"][0]["ObjectOwnership"]
+    check(own == "BucketOwnerEnforced", "jobs bucket has ACLs disabled (BucketOwnerEnforced)")
+
+    qa = sqs.get_queue_attributes(QueueUrl=out["jobs_queue_url"], AttributeNames=["All"])["Attributes"]
+    dlq = sqs.get_queue_attributes(QueueUrl=out["jobs_dlq_url"], AttributeNames=["All"])["Attributes"]
+    redrive = json.loads(qa.get("RedrivePolicy", "{}"))
+    check(redrive.get("deadLetterTargetArn") == dlq.get("QueueArn") and int(redrive.get("maxReceiveCount", 0)) == MAX_RECEIVES,
+          f"jobs queue redrives to the DLQ after max_receives = {MAX_RECEIVES} receives, the value serve.toml has ({redrive})")
+    check(qa.get("VisibilityTimeout") == "120" and qa.get("ReceiveMessageWaitTimeSeconds") == "20", "jobs queue: visibility 120 s, long polling 20 s")
+    check(qa.get("SqsManagedSseEnabled") == "true" and dlq.get("SqsManagedSseEnabled") == "true", "both queues are encrypted (SQS-managed SSE)")
+    qpol = statements(qa.get("Policy", '{"Statement": []}'))
+    check(any(s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false" for s in qpol), "queue policy denies non-TLS requests")
+    roles = out["role_arns"]
+    granted = {s["Principal"]["AWS"]: actions_of(s) for s in qpol if s["Effect"] == "Allow"}
+    check(granted == {roles["serve"]: WEB_SQS, roles["worker"]: WORKER_SQS, roles["lambda-api"]: {"sqs:SendMessage", "sqs:GetQueueAttributes"},
+                      roles["lambda-worker"]: WORKER_SQS}, "queue policy grants each brs role exactly its actions")
+
+    # --- IAM: least privilege -----------------------------------------------------------------------
+    secret_arn = out["secret_arn"]
+    models_ap_arn = efs.describe_access_points(AccessPointId=out["efs_access_point_ids"]["models"])["AccessPoints"][0]["AccessPointArn"]
+    for kind, asg_arn in (("serve", out["asg_arn"]), ("worker", out["worker_asg_arn"])):
+        st = by_sid(role_policy(iam, f"brs-moto-{kind}"))
+        check(actions_of(st.get("OwnGroupLifecycle", {})) == LIFECYCLE and resources_of(st["OwnGroupLifecycle"]) == {asg_arn},
+              f"{kind}: lifecycle actions only on its own group")
+        check(resources_of(st.get("ReadTheReleaseBundle", {})) == {BUNDLE_ARN} and actions_of(st["ReadTheReleaseBundle"]) == {"s3:GetObject"},
+              f"{kind}: reads exactly the bundle object")
+        check(resources_of(st.get("ReadTheDeploymentSecret", {})) == {secret_arn}, f"{kind}: reads exactly the deployment secret")
+        check(actions_of(st.get("EfsMountThroughAccessPoints", {})) == {"elasticfilesystem:ClientMount"} and "EfsWriteThroughAccessPoints" not in st,
+              f"{kind}: EFS ClientMount only (read-only), no ClientWrite")
+        jobs_prefix = re.compile(r"arn:aws:s3:::[^/*]+/(inputs|results|jobs)/\*")
+        check(all("*" not in r or jobs_prefix.fullmatch(r) for s in st.values() for r in resources_of(s)),
+              f"{kind}: no wildcard resources except the jobs bucket's three prefixes")
+        rw = {r.split(":::", 1)[1].split("/", 1)[1] for r in resources_of(st.get("JobsReadWrite", {}))}
+        check(rw == ({"inputs/*", "results/*", "jobs/*"} if kind == "serve" else {"results/*", "jobs/*"}), f"{kind}: S3 read-write prefixes ({sorted(rw)})")
+        check(("JobsDelete" in st) == (kind == "serve"), f"{kind}: DeleteObject only for the HTTP tier (DELETE /v1/jobs)")
+        check(actions_of(st.get("JobsQueue", {})) == (WEB_SQS if kind == "serve" else WORKER_SQS), f"{kind}: queue actions")
+    tst = by_sid(role_policy(iam, "brs-moto-training"))
+    check("EfsWriteThroughAccessPoints" in tst and "JobsQueue" not in tst and "ReadTheDeploymentSecret" not in tst,
+          "training: EFS read-write through its access point, no queue, no secret")
+    for kind in ("lambda-api", "lambda-worker"):
+        st = by_sid(role_policy(iam, f"brs-moto-{kind}"))
+        mount = st.get("EfsMountThroughAccessPoints", {})
+        check(actions_of(mount) == {"elasticfilesystem:ClientMount"} and "EfsWriteThroughAccessPoints" not in st
+              and as_list(mount.get("Condition", {}).get("StringEquals", {}).get("elasticfilesystem:AccessPointArn")) == [models_ap_arn],
+              f"{kind}: EFS ClientMount of the models access point only (read-only)")
+        check(all(r != "*" for sid, s in st.items() if sid != "VpcEnis" for r in resources_of(s)), f"{kind}: '*' only for the ENI actions")
+
+    # --- EFS ----------------------------------------------------------------------------------------
+    fs = efs.describe_file_systems(FileSystemId=out["efs_id"])["FileSystems"]
+    check(len(fs) == 1 and fs[0]["Encrypted"], "EFS file system exists and is encrypted")
+    mts = efs.describe_mount_targets(FileSystemId=out["efs_id"])["MountTargets"]
+    check(len(mts) == 2, f"one mount target per zone (2, got {len(mts)})")
+    aps = {ap["AccessPointId"]: ap for ap in efs.describe_access_points(FileSystemId=out["efs_id"])["AccessPoints"]}
+    paths = {k: aps.get(i, {}).get("RootDirectory", {}).get("Path") for k, i in out["efs_access_point_ids"].items()}
+    check(paths == {"models": "/brs/models", "training": "/brs"}, f"access points: models and training, no results with s3_sqs ({paths})")
+    check(all(ap["PosixUser"]["Uid"] == 5000 for ap in aps.values()), "access points force uid 5000")
+    fpol = statements(efs.describe_file_system_policy(FileSystemId=out["efs_id"])["Policy"])
+    fsid = by_sid(fpol)
+    check(fsid.get("DenyUnencryptedTransport", {}).get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false", "EFS policy denies non-TLS access")
+    deny = fsid.get("DenyServingWritesOutsideResults", {})
+    readers = {roles[k] for k in ("serve", "worker", "lambda-api", "lambda-worker")}
+    check(deny.get("Effect") == "Deny" and "elasticfilesystem:ClientWrite" in actions_of(deny) and set(as_list(deny["Principal"]["AWS"])) == readers,
+          "EFS policy denies ClientWrite to every serving role (explicit deny: identity policies cannot lift it)")
+    allow = fsid.get("ServingMountModelsReadOnly", {})
+    check(actions_of(allow) == {"elasticfilesystem:ClientMount"}
+          and as_list(allow.get("Condition", {}).get("StringEquals", {}).get("elasticfilesystem:AccessPointArn")) == [aps[out["efs_access_point_ids"]["models"]]["AccessPointArn"]],
+          "EFS policy lets the serving roles mount only the models access point")
+    if mts:
+        efs_sgs = efs.describe_mount_target_security_groups(MountTargetId=mts[0]["MountTargetId"])["SecurityGroups"]
+        sg = ec2.describe_security_groups(GroupIds=efs_sgs)["SecurityGroups"][0]
+        perms = sg["IpPermissions"]
+        check(bool(perms) and all(p["IpProtocol"] == "tcp" and p["FromPort"] == 2049 and p["ToPort"] == 2049 for p in perms), "EFS security group admits TCP 2049 only")
+        check(all(not p.get("IpRanges") and not p.get("Ipv6Ranges") for p in perms), "EFS security group admits no CIDR")
+        sources = {g["GroupId"] for p in perms for g in p.get("UserIdGroupPairs", [])}
+        check(len(sources) == 4, f"EFS admits exactly the serve, worker, lambda and training groups ({len(sources)})")
+
+    # --- WAF, the secret ----------------------------------------------------------------------------
+    acl = waf.get_web_acl_for_resource(ResourceArn=out["alb_arn"]).get("WebACL", {})
+    check(acl.get("ARN") == out["web_acl_arn"], "the WAF web ACL is associated with the load balancer")
+    rate = [r for r in acl.get("Rules", []) if "RateBasedStatement" in r.get("Statement", {})]
+    check(len(rate) == 1 and rate[0]["Statement"]["RateBasedStatement"]["Limit"] == 1000
+          and rate[0]["Statement"]["RateBasedStatement"]["AggregateKeyType"] == "IP" and "Block" in rate[0]["Action"],
+          "WAF blocks a client IP above 1000 requests per window")
+    logging = waf.get_logging_configuration(ResourceArn=out["web_acl_arn"])["LoggingConfiguration"]
+    redacted = {f.get("SingleHeader", {}).get("Name") for f in logging.get("RedactedFields", [])}
+    check(redacted == {"authorization", "x-api-key"}, f"WAF logs redact the API key headers ({redacted})")
+    secret = sm.get_secret_value(SecretId=secret_arn)["SecretString"]
+    check(len(secret) == 64 and secret.isalnum(), "the deployment secret is 64 random characters")
+
+    # --- Lambda -------------------------------------------------------------------------------------
+    lam = client(endpoint, "lambda")
+    fns = out["lambda_function_names"]
+    for kind, mode in (("lambda-api", "http"), ("lambda-worker", "sqs")):
+        cfg = lam.get_function_configuration(FunctionName=fns[kind])
         env = cfg.get("Environment", {}).get("Variables", {})
-        check(env == {"BRS_MODEL_DIR": "/mnt/brs/models/anime", "BRS_RESULTS_DIR": "/mnt/brs/results"},
-              f"Lambda serves the default style's run directory and shares the results ({env})")
-        url = lam.get_function_url_config(FunctionName=out["lambda_function_name"])
-        check(url.get("AuthType") == "AWS_IAM" and url.get("FunctionUrl", "").startswith("https://"), "Lambda has an IAM-authorised function URL")
+        check(cfg.get("PackageType") == "Image" and len(cfg.get("VpcConfig", {}).get("SubnetIds", [])) == 2, f"{kind}: container image in the private subnets")
+        check(env == {"BRS_LAMBDA_MODE": mode, "BRS_MODEL_DIR": "/mnt/models/anime", "BRS_SECRET": secret, "BRS_STORE_S3_BUCKET": bucket,
+                      "BRS_QUEUE_SQS_URL": out["jobs_queue_url"], "BRS_QUEUE_MAX_RECEIVES": str(MAX_RECEIVES)},
+              f"{kind}: environment per interface.md ({sorted(env)})")
+        mount = planned(plan, f'module.brs.aws_lambda_function.this["{kind}"]').get("file_system_config", [])
+        check(len(mount) == 1 and mount[0].get("local_mount_path") == "/mnt/models",
+              f"{kind}: mounts the models access point at /mnt/models (from the applied plan: moto drops FileSystemConfigs)")
+    url = lam.get_function_url_config(FunctionName=fns["lambda-api"])
+    check(url.get("AuthType") == "AWS_IAM", "lambda-api has an IAM-authorised function URL")
+    worker_arn = lam.get_function_configuration(FunctionName=fns["lambda-worker"])["FunctionArn"]
+    esm = [m for m in lam.list_event_source_mappings()["EventSourceMappings"] if m["FunctionArn"] == worker_arn]
+    check(len(esm) == 1 and esm[0]["EventSourceArn"] == qa.get("QueueArn") and esm[0].get("FunctionResponseTypes") == ["ReportBatchItemFailures"]
+          and esm[0].get("BatchSize") == 4 and esm[0].get("ScalingConfig", {}).get("MaximumConcurrency") == 10,
+          f"lambda-worker: fed by the jobs queue, batches of 4, at most 10 at once, partial batch failures ({esm[:1]})")
+    wcfg = lam.get_function_configuration(FunctionName=fns["lambda-worker"])
+    check(wcfg.get("Timeout", 0) <= 120, "lambda-worker: timeout within the queue's visibility timeout")
 
-    if out.get("training_instance_id"):
-        res = ec2.describe_instances(InstanceIds=[out["training_instance_id"]])["Reservations"]
-        inst = res[0]["Instances"][0] if res else {}
-        check(inst.get("MetadataOptions", {}).get("HttpTokens") == "required", "training instance requires IMDSv2")
+    # --- training -----------------------------------------------------------------------------------
+    res = ec2.describe_instances(InstanceIds=[out["training_instance_id"]])["Reservations"]
+    inst = res[0]["Instances"][0] if res else {}
+    check(inst.get("MetadataOptions", {}).get("HttpTokens") == "required", "training instance requires IMDSv2")
+    ud = ec2.describe_instance_attribute(InstanceId=out["training_instance_id"], Attribute="userData").get("UserData", {}).get("Value", "")
+    ud = base64.b64decode(ud).decode() if ud else ""
+    shell_clean(ud, "training")
+    tm = fstab_mounts(ud).get("/mnt/brs", {})
+    check("ro" not in tm.get("options", ["ro"]) and f"accesspoint={out['efs_access_point_ids']['training']}" in tm.get("options", []),
+          "training: mounts /brs read-write through the training access point")
 
 
 def check_gone(endpoint: str, out: dict) -> None:
-    groups = client(endpoint, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[out["asg_name"]])["AutoScalingGroups"]
-    check(not groups, "Auto Scaling group is gone after destroy")
+    asg_c = client(endpoint, "autoscaling")
+    groups = asg_c.describe_auto_scaling_groups(AutoScalingGroupNames=[out["asg_name"], out["worker_asg_name"]])["AutoScalingGroups"]
+    check(not groups, "Auto Scaling groups are gone after destroy")
     fs = client(endpoint, "efs").describe_file_systems()["FileSystems"]
     check(all(f["FileSystemId"] != out["efs_id"] for f in fs), "EFS file system is gone after destroy")
     lts = client(endpoint, "ec2").describe_launch_templates()["LaunchTemplates"]
-    check(all(t["LaunchTemplateId"] != out["launch_template_id"] for t in lts), "launch template is gone after destroy")
+    check(all(t["LaunchTemplateId"] not in (out["launch_template_id"], out["worker_launch_template_id"]) for t in lts), "launch templates are gone")
+    buckets = {b["Name"] for b in client(endpoint, "s3").list_buckets()["Buckets"]}
+    check(out["jobs_bucket"] not in buckets, "jobs bucket is gone after destroy")
+    queues = client(endpoint, "sqs").list_queues().get("QueueUrls", [])
+    check(out["jobs_queue_url"] not in queues and out["jobs_dlq_url"] not in queues, "queues are gone after destroy")
 
 
 def main() -> int:
@@ -233,20 +424,26 @@ def main() -> int:
     ap.add_argument("--endpoint", required=True, help="moto base URL (loopback)")
     ap.add_argument("--outputs", required=True, help="terraform output -json of the test root")
     ap.add_argument("--plan", help="terraform show -json of the applied plan (for what moto does not keep)")
+    ap.add_argument("--refresh-plan", help="terraform show -json of a plan with another bundle_sha256")
     ap.add_argument("--expect-gone", action="store_true", help="check that destroy removed the resources")
     args = ap.parse_args()
     if not re.fullmatch(r"http://127\.0\.0\.1:\d+", args.endpoint):
         print("refusing a non-loopback endpoint", file=sys.stderr)
         return 2
     with open(args.outputs) as f:
-        out = {k: v["value"] for k, v in json.load(f).items()}
+        out = json.load(f)["brs"]["value"]
     if args.expect_gone:
         check_gone(args.endpoint, out)
     else:
         if not args.plan:
             ap.error("--plan is required unless --expect-gone")
         with open(args.plan) as f:
-            check_present(args.endpoint, out, json.load(f))
+            plan = json.load(f)
+        refresh = None
+        if args.refresh_plan:
+            with open(args.refresh_plan) as f:
+                refresh = json.load(f)
+        check_present(args.endpoint, out, plan, refresh)
     if failures:
         print(f"{len(failures)} check(s) failed", file=sys.stderr)
         return 1

@@ -21,6 +21,12 @@ variable "moto_endpoint" {
   }
 }
 
+variable "bundle_sha256" {
+  description = "Hash of the (fictitious) bundle; the check plans a second value to see the groups roll."
+  type        = string
+  default     = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+}
+
 variable "enable_lambda" {
   description = "Also apply the Lambda variant (moto stores it; nothing is invoked)."
   type        = bool
@@ -41,6 +47,7 @@ provider "aws" {
   skip_metadata_api_check     = true
   skip_requesting_account_id  = true
   skip_region_validation      = true
+  s3_use_path_style           = true
 
   endpoints {
     autoscaling    = var.moto_endpoint
@@ -51,7 +58,12 @@ provider "aws" {
     elbv2          = var.moto_endpoint
     iam            = var.moto_endpoint
     lambda         = var.moto_endpoint
+    s3             = var.moto_endpoint
+    secretsmanager = var.moto_endpoint
+    sqs            = var.moto_endpoint
+    ssm            = var.moto_endpoint
     sts            = var.moto_endpoint
+    wafv2          = var.moto_endpoint
   }
 }
 
@@ -59,11 +71,21 @@ module "brs" {
   source = "../.."
 
   name          = "brs-moto"
-  ami_id        = "ami-760aaa0f" # an Amazon Linux AMI moto knows (aws_instance looks up its root device)
   instance_type = "c5.large"
   min_size      = 1
   max_size      = 3
   tags          = { Environment = "moto-test" }
+
+  # No ami_id: the groups boot the AL2023 AMI named by the public SSM parameter (moto serves it) and
+  # install this bundle at boot.
+  bundle_s3_uri = "s3://brs-moto-releases/v0.1.0/brs-0.1.0-linux-x86_64-cpu.tar.zst"
+  bundle_sha256 = var.bundle_sha256
+
+  # store_mode defaults to s3_sqs: bucket, queue + DLQ, workers and the worker Lambda are applied.
+  max_receives                = 4
+  s3_force_destroy            = true
+  secret_recovery_window_days = 0
+  enable_lambda_worker        = var.enable_lambda
 
   styles             = { anime = "anime", male = "runs/male" }
   default_style      = "anime"
@@ -76,46 +98,11 @@ module "brs" {
   lambda_image_uri = "123456789012.dkr.ecr.us-east-1.amazonaws.com/brs-lambda:test"
 
   enable_training  = var.enable_training
-  training_ami_id  = "ami-760aaa0f"
-  training_command = "/usr/local/bin/brs-train train --config /mnt/brs/data/train.toml"
+  training_ami_id  = "ami-760aaa0f" # an Amazon Linux AMI moto knows (aws_instance looks up its root device)
+  training_command = "/opt/brs/current/bin/brs-train train --config /mnt/brs/data/train.toml"
 }
 
-output "asg_name" {
-  value = module.brs.asg_name
-}
-
-output "lifecycle_hook_name" {
-  value = module.brs.lifecycle_hook_name
-}
-
-output "launch_template_id" {
-  value = module.brs.launch_template_id
-}
-
-output "efs_id" {
-  value = module.brs.efs_id
-}
-
-output "efs_access_point_id" {
-  value = module.brs.efs_access_point_id
-}
-
-output "target_group_arn" {
-  value = module.brs.target_group_arn
-}
-
-output "asg_arn" {
-  value = module.brs.asg_arn
-}
-
-output "serve_toml" {
-  value = module.brs.serve_toml
-}
-
-output "lambda_function_name" {
-  value = module.brs.lambda_function_name
-}
-
-output "training_instance_id" {
-  value = module.brs.training_instance_id
+# Every output of the module, for check_resources.py.
+output "brs" {
+  value = module.brs
 }

@@ -1,0 +1,116 @@
+"""Licences for a release bundle: of every wheel a bundled library came from, of named extra wheels,
+and of every Rust crate compiled into the binaries (from `cargo metadata`, offline).
+
+    bundle_licenses.py --site SITE --libs LIB... [--dist NAME...] --cargo-root DIR --out DIR
+"""
+
+import argparse
+import csv
+import importlib.metadata as md
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+LICENSE_PREFIXES = ("license", "licence", "notice", "copying", "thirdpartynotices", "third_party_notices")
+BINARY_PACKAGES = ("brs-serve", "brs-train", "brs-dataset", "brs-lambda")
+
+
+def owners(site: Path, libs: list[str]) -> dict[str, md.Distribution]:
+    """The installed distribution whose RECORD lists each library file name."""
+    wanted = set(libs)
+    found: dict[str, md.Distribution] = {}
+    for dist in md.distributions(path=[str(site)]):
+        for f in dist.files or []:
+            if f.name in wanted and f.name not in found:
+                found[f.name] = dist
+    return found
+
+
+def licence_files(dist: md.Distribution) -> list[Path]:
+    out = []
+    for f in dist.files or []:
+        name = f.name.lower()
+        if name.startswith(LICENSE_PREFIXES) or "/licenses/" in str(f).lower():
+            p = Path(dist.locate_file(f))
+            if p.is_file():
+                out.append(p)
+    return out
+
+
+def copy_dist(dist: md.Distribution, out: Path) -> int:
+    name = dist.metadata["Name"]
+    dest = out / f"{name}-{dist.version}"
+    dest.mkdir(parents=True, exist_ok=True)
+    files = licence_files(dist)
+    for p in files:
+        shutil.copyfile(p, dest / p.name)
+    (dest / "METADATA-license.txt").write_text(
+        f"{name} {dist.version}\nLicense: {dist.metadata.get('License') or dist.metadata.get('License-Expression') or 'see files'}\n")
+    return len(files)
+
+
+def rust_crates(cargo_root: Path) -> list[dict]:
+    meta = json.loads(subprocess.run(
+        ["cargo", "metadata", "--format-version", "1", "--locked", "--offline",
+         "--filter-platform", "x86_64-unknown-linux-gnu"],
+        cwd=cargo_root, check=True, capture_output=True, text=True).stdout)
+    pkgs = {p["id"]: p for p in meta["packages"]}
+    nodes = {n["id"]: n for n in meta["resolve"]["nodes"]}
+    todo = [p["id"] for p in meta["packages"] if p["name"] in BINARY_PACKAGES and p["source"] is None]
+    seen: set[str] = set()
+    while todo:
+        i = todo.pop()
+        if i in seen:
+            continue
+        seen.add(i)
+        for d in nodes[i]["deps"]:
+            # Normal dependencies only: build scripts and dev-dependencies are not in the binaries.
+            if any(k["kind"] is None for k in d["dep_kinds"]):
+                todo.append(d["pkg"])
+    return sorted((pkgs[i] for i in seen), key=lambda p: (p["name"], p["version"]))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--site", required=True)
+    ap.add_argument("--libs", nargs="+", required=True)
+    ap.add_argument("--dist", nargs="*", default=[])
+    ap.add_argument("--cargo-root", required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    site = Path(args.site)
+    names = [Path(l).name for l in args.libs]
+    found = owners(site, names)
+    missing = sorted(set(names) - set(found))
+    if missing:
+        print(f"bundle_licenses: no installed wheel lists {missing}", file=sys.stderr)
+        return 1
+    dists = {d.metadata["Name"]: d for d in found.values()}
+    for extra in args.dist:
+        dist = next(iter(md.distributions(name=extra, path=[str(site)])), None)
+        if dist is None:
+            print(f"bundle_licenses: {extra} is not installed in {site}", file=sys.stderr)
+            return 1
+        dists[dist.metadata["Name"]] = dist
+    for name, dist in sorted(dists.items()):
+        if copy_dist(dist, out) == 0:
+            print(f"bundle_licenses: warning: {name} ships no licence file; its metadata is recorded", file=sys.stderr)
+    with open(out / "libraries.tsv", "w", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(["library", "wheel", "version"])
+        for lib in sorted(found):
+            w.writerow([lib, found[lib].metadata["Name"], found[lib].version])
+    with open(out / "rust-crates.tsv", "w", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(["crate", "version", "license", "repository"])
+        for p in rust_crates(Path(args.cargo_root)):
+            w.writerow([p["name"], p["version"], p.get("license") or p.get("license_file") or "", p.get("repository") or ""])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
