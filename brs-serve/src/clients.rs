@@ -191,7 +191,7 @@ impl Clients {
         }
     }
 
-    fn charge(bucket: &Bucket, id: &ClientId, n: u32) -> Result<(), Refusal> {
+    fn charge(bucket: &Bucket, per_sec: f64, id: &ClientId, n: u32) -> Result<(), Refusal> {
         let Some(n) = NonZeroU32::new(n) else {
             return Ok(());
         };
@@ -203,7 +203,7 @@ impl Clients {
             // More than the whole burst at once: it can never pass; wait for a full bucket.
             Err(_) => Err(Refusal::RateLimited {
                 retry_after: Duration::from_secs_f64(
-                    f64::from(n.get()) / bucket_rate(bucket).max(1e-6),
+                    f64::from(n.get()) / per_sec.max(1e-6),
                 ),
             }),
         }
@@ -211,12 +211,12 @@ impl Clients {
 
     /// Takes `n` images from the client's image bucket.
     pub(crate) fn charge_images(&self, id: &ClientId, n: u32) -> Result<(), Refusal> {
-        Clients::charge(&self.images, id, n)
+        Clients::charge(&self.images, self.limits.images_per_sec, id, n)
     }
 
     /// Takes one call from the client's bucket of other calls.
     pub(crate) fn charge_read(&self, id: &ClientId) -> Result<(), Refusal> {
-        Clients::charge(&self.reads, id, 1)
+        Clients::charge(&self.reads, self.limits.reads_per_sec, id, 1)
     }
 
     /// Counts one work request in flight.
@@ -236,11 +236,6 @@ impl Clients {
             b.shrink_to_fit();
         }
     }
-}
-
-fn bucket_rate(_b: &Bucket) -> f64 {
-    // governor does not expose the quota back; the image bucket is the one that gets here.
-    1.0
 }
 
 #[cfg(test)]
