@@ -32,6 +32,13 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const LATEST: &str = "latest";
 /// The metadata file in a checkpoint directory.
 pub const META: &str = "meta.json";
+/// Prefix of training checkpoint directories in a run directory (brs-train's and imported ones
+/// alike, so pruning sees both).
+pub const CKPT_PREFIX: &str = "ckpt";
+/// The training checkpoint file holding both optimizers' moments and step counts.
+pub const OPTIM_FILE: &str = "optim.safetensors";
+/// The training checkpoint file holding the data stream's position.
+pub const RNG_FILE: &str = "rng.json";
 
 /// Whether a checkpoint holds everything to resume training or one generator for serving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

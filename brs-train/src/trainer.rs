@@ -29,8 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use brs_model::checkpoint::{
-    Checkpoint, CheckpointKind, CheckpointMeta, CheckpointWriter, checkpoint_name, prune,
-    read_latest,
+    CKPT_PREFIX, Checkpoint, CheckpointKind, CheckpointMeta, CheckpointWriter, OPTIM_FILE,
+    RNG_FILE, checkpoint_name, prune, read_latest,
 };
 use brs_model::precision::{channels_last, store_channels_last};
 use brs_model::{Discriminator, NetworkKind, Networks};
@@ -44,13 +44,6 @@ use crate::error::{Result, TrainError};
 use crate::losses::{Losses, bce_logits, l1, lsgan};
 use crate::optim::Adam;
 use crate::samples;
-
-/// The checkpoint file holding both optimizers' moments and step counts.
-pub(crate) const OPTIM_FILE: &str = "optim.safetensors";
-/// The checkpoint file holding the data stream's position.
-pub(crate) const RNG_FILE: &str = "rng.json";
-/// Prefix of training checkpoint directories in a run directory.
-pub(crate) const CKPT_PREFIX: &str = "ckpt";
 
 /// How to run `train`.
 #[derive(Debug, Clone)]

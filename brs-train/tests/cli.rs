@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use brs_model::checkpoint::{Checkpoint, CheckpointKind};
+use brs_model::checkpoint::{Checkpoint, CheckpointKind, OPTIM_FILE, RNG_FILE};
 use brs_model::{Direction, Translator};
 use common::{TINY, bin, config, run, synth_dataset, text};
 
@@ -60,8 +60,8 @@ fn a_run_writes_checkpoints_samples_metrics_and_plot_then_translates_and_exports
         (ckpt.meta.iteration, ckpt.meta.kind),
         (6, CheckpointKind::Training)
     );
-    assert!(ckpt.meta.files.contains_key("optim.safetensors"));
-    assert!(ckpt.meta.files.contains_key("rng.json"));
+    assert!(ckpt.meta.files.contains_key(OPTIM_FILE));
+    assert!(ckpt.meta.files.contains_key(RNG_FILE));
     assert_eq!(ckpt.meta.training.as_ref().unwrap()["iteration"], 6);
 
     // Sample grids at 3 and 6: 2 test images x (input | heatmap | translation | cycle).

@@ -10,7 +10,7 @@ mod common;
 use std::sync::atomic::AtomicBool;
 
 use brs_model::NetworkKind;
-use brs_model::checkpoint::Checkpoint;
+use brs_model::checkpoint::{CKPT_PREFIX, Checkpoint, OPTIM_FILE, RNG_FILE, checkpoint_name};
 use brs_train::{TrainConfig, TrainOptions, train};
 use common::{TINY, synth_dataset};
 
@@ -76,7 +76,7 @@ fn stop_and_resume_equals_a_straight_run() {
     let b = Checkpoint::open(&dir.path().join("split")).unwrap();
     assert_eq!((a.meta.iteration, b.meta.iteration), (n + m, n + m));
     let mut files: Vec<String> = NetworkKind::ALL.iter().map(|k| k.file_name()).collect();
-    files.push("optim.safetensors".into());
+    files.push(OPTIM_FILE.into());
     for file in &files {
         let diff = max_diff(&a, &b, file);
         assert!(
@@ -85,13 +85,13 @@ fn stop_and_resume_equals_a_straight_run() {
         );
     }
     assert_eq!(
-        a.read_file("rng.json").unwrap(),
-        b.read_file("rng.json").unwrap()
+        a.read_file(RNG_FILE).unwrap(),
+        b.read_file(RNG_FILE).unwrap()
     );
 
     // The weights did move: a resume that silently restarted would not match anyway, but a run
     // that never trained would match trivially.
-    let start = dir.path().join("split").join("ckpt-0000004");
+    let start = dir.path().join("split").join(checkpoint_name(CKPT_PREFIX, n));
     let mid = Checkpoint::open(&start).unwrap();
     let moved = max_diff(&mid, &b, "genA2B.safetensors");
     assert!(
