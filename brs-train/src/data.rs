@@ -206,7 +206,7 @@ impl Loader {
     pub(crate) fn restore(&mut self, state: &LoaderState) -> Result<()> {
         let counts = [self.domains[0].images.len(), self.domains[1].images.len()];
         if counts != state.counts {
-            return Err(TrainError::Config(format!(
+            return Err(TrainError::LoaderState(format!(
                 "the training folders now hold {counts:?} usable images (A, B), the run was \
                  checkpointed with {:?}: resuming would not continue the same data stream",
                 state.counts
@@ -215,10 +215,12 @@ impl Loader {
         let word_pos: u128 = state
             .word_pos
             .parse()
-            .map_err(|_| TrainError::Config(format!("bad word_pos {:?}", state.word_pos)))?;
+            .map_err(|_| TrainError::LoaderState(format!("bad word_pos {:?}", state.word_pos)))?;
         for ((order, &pos), &count) in state.order.iter().zip(&state.pos).zip(&counts) {
             if pos > order.len() || order.iter().any(|&i| i as usize >= count) {
-                return Err(TrainError::Config("loader state out of range".into()));
+                return Err(TrainError::LoaderState(
+                    "image indices out of range".into(),
+                ));
             }
         }
         self.rng = ChaCha20Rng::seed_from_u64(state.seed);

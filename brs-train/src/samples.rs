@@ -57,7 +57,10 @@ pub(crate) fn write_png(path: &Path, img: &RgbImage) -> Result<()> {
         &mut std::io::Cursor::new(&mut bytes),
         image::ImageFormat::Png,
     )
-    .map_err(|e| TrainError::Image(format!("{}: {e}", path.display())))?;
+    .map_err(|cause| TrainError::Png {
+        path: path.to_path_buf(),
+        cause,
+    })?;
     write_atomic(path, &bytes)
 }
 
@@ -99,7 +102,10 @@ pub(crate) fn write_metrics(path: &Path, lines: &[MetricsLine]) -> Result<()> {
     let mut text = String::new();
     for line in lines {
         let json = serde_json::to_string(line)
-            .map_err(|e| TrainError::Config(format!("cannot serialise metrics: {e}")))?;
+            .map_err(|cause| TrainError::Serialise {
+                what: "metrics",
+                cause,
+            })?;
         text.push_str(&json);
         text.push('\n');
     }
@@ -128,7 +134,7 @@ pub(crate) fn loss_plot(path: &Path, history: &[MetricsLine]) -> Result<()> {
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         let panels = root.split_evenly((2, 3));
-        let plot_err = |e: String| TrainError::Image(format!("loss plot: {e}"));
+        let plot_err = TrainError::Plot;
         for (i, panel) in panels.iter().enumerate() {
             let points: Vec<(f64, f64)> = history
                 .iter()
@@ -172,7 +178,7 @@ pub(crate) fn loss_plot(path: &Path, history: &[MetricsLine]) -> Result<()> {
         root.present().map_err(|e| plot_err(e.to_string()))?;
     }
     let mut img = RgbImage::from_raw(w, h, buf)
-        .ok_or_else(|| TrainError::Image("loss plot buffer".into()))?;
+        .ok_or_else(|| TrainError::Plot("the bitmap has the wrong size".into()))?;
     for (x, y, text, colour) in labels {
         let c = COLOURS
             .get(colour)

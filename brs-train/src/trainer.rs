@@ -33,7 +33,7 @@ use brs_model::checkpoint::{
     RNG_FILE, checkpoint_name, prune, read_latest,
 };
 use brs_model::precision::{channels_last, store_channels_last};
-use brs_model::{Discriminator, NetworkKind, Networks};
+use brs_model::{Discriminator, Generator, NetworkKind, Networks};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
@@ -173,37 +173,25 @@ impl Trainer {
         } else {
             None
         };
-        if existing.is_some() && !opts.resume {
-            return Err(TrainError::Config(format!(
-                "{} already holds a run (latest: {}); pass --resume to continue it or choose \
-                 another --out",
-                out.display(),
-                existing.unwrap_or_default()
-            )));
+        if let Some(latest) = existing.as_ref().filter(|_| !opts.resume) {
+            return Err(TrainError::RunExists {
+                out,
+                latest: latest.clone(),
+            });
         }
 
         let img = cfg.img_size as u32;
         let mut report = Vec::new();
-        let mut domains = Vec::new();
-        for (i, folder) in FOLDERS.iter().enumerate() {
-            let (side, limit) = if i < 2 {
-                (img + CROP_MARGIN, None)
-            } else {
-                (img, Some(cfg.sample_count))
-            };
+        let mut load = |folder: &str, side: u32, limit: Option<usize>| -> Result<Domain> {
             let domain = load_domain(&data.join(folder), side, limit)?;
             report.push(domain_report(folder, &domain));
-            domains.push(domain);
-        }
-        let mut domains = domains.into_iter();
-        let (Some(train_a), Some(train_b), Some(test_a), Some(test_b)) = (
-            domains.next(),
-            domains.next(),
-            domains.next(),
-            domains.next(),
-        ) else {
-            return Err(TrainError::Config("dataset folders".into()));
+            Ok(domain)
         };
+        let [train_a, train_b, test_a, test_b] = FOLDERS;
+        let train_a = load(train_a, img + CROP_MARGIN, None)?;
+        let train_b = load(train_b, img + CROP_MARGIN, None)?;
+        let test_a = load(test_a, img, Some(cfg.sample_count))?;
+        let test_b = load(test_b, img, Some(cfg.sample_count))?;
         let test_batch = |d: &Domain| to_batch(&d.images.iter().collect::<Vec<_>>());
         let tests = [test_batch(&test_a), test_batch(&test_b)];
         let loader = Loader::new([train_a, train_b], img, cfg.batch_size, cfg.seed);
@@ -423,11 +411,11 @@ impl Trainer {
         };
         self.iteration += 1;
         if !(losses.d_loss.is_finite() && losses.g_loss.is_finite()) {
-            return Err(TrainError::Config(format!(
-                "losses became non-finite at iteration {} (d_loss {}, g_loss {}); lower lr or \
-                 resume from the last checkpoint",
-                self.iteration, losses.d_loss, losses.g_loss
-            )));
+            return Err(TrainError::NonFiniteLoss {
+                iteration: self.iteration,
+                d_loss: losses.d_loss,
+                g_loss: losses.g_loss,
+            });
         }
         Ok(losses)
     }
@@ -454,7 +442,10 @@ impl Trainer {
         let rng = serde_json::to_vec_pretty(&RngFile {
             loader: self.loader.state(),
         })
-        .map_err(|e| TrainError::Config(format!("cannot serialise the loader state: {e}")))?;
+        .map_err(|cause| TrainError::Serialise {
+            what: "the data stream state",
+            cause,
+        })?;
         writer.add_file(RNG_FILE, &rng)?;
         let mut meta =
             CheckpointMeta::new(CheckpointKind::Training, &self.cfg.model(), self.iteration);
@@ -468,11 +459,7 @@ impl Trainer {
         let dir = self.out.join("samples");
         fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
         let nets = &self.nets;
-        let mut paths = Vec::new();
-        for (name, test, forward, back) in [
-            ("A2B", &self.tests[0], &nets.gen_a2b, &nets.gen_b2a),
-            ("B2A", &self.tests[1], &nets.gen_b2a, &nets.gen_a2b),
-        ] {
+        let grid = |name: &str, test: &Tensor, forward: &Generator, back: &Generator| {
             let mut rows = Vec::new();
             for chunk in test.split(4, 0) {
                 let x = self.input(chunk);
@@ -492,13 +479,12 @@ impl Trainer {
             }
             let path = dir.join(format!("{name}_{:07}.png", self.iteration));
             samples::write_png(&path, &samples::grid(&rows))?;
-            paths.push(path);
-        }
-        let mut paths = paths.into_iter();
-        match (paths.next(), paths.next()) {
-            (Some(a), Some(b)) => Ok([a, b]),
-            _ => Err(TrainError::Image("sample grids".into())),
-        }
+            Ok::<_, TrainError>(path)
+        };
+        Ok([
+            grid("A2B", &self.tests[0], &nets.gen_a2b, &nets.gen_b2a)?,
+            grid("B2A", &self.tests[1], &nets.gen_b2a, &nets.gen_a2b)?,
+        ])
     }
 
     /// Runs until `iteration` (or `stop_at`, or `stop` is raised), checkpointing on the way and
@@ -626,7 +612,10 @@ fn domain_report(folder: &str, d: &Domain) -> String {
 
 fn append_metrics(path: &Path, line: &MetricsLine) -> Result<()> {
     let json = serde_json::to_string(line)
-        .map_err(|e| TrainError::Config(format!("cannot serialise metrics: {e}")))?;
+        .map_err(|cause| TrainError::Serialise {
+            what: "metrics",
+            cause,
+        })?;
     let mut f = fs::OpenOptions::new()
         .create(true)
         .append(true)

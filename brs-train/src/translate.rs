@@ -69,9 +69,7 @@ pub fn translate(
     progress: bool,
 ) -> Result<TranslateSummary> {
     if batch == 0 || batch > 1024 {
-        return Err(TrainError::Config(format!(
-            "batch = {batch} (allowed: 1..=1024)"
-        )));
+        return Err(TrainError::Batch(batch));
     }
     let size = translator.config().img_size as u32;
     let files = inputs(input)?;
