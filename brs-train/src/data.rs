@@ -36,24 +36,30 @@ pub(crate) struct Domain {
     pub(crate) skipped: Vec<(PathBuf, String)>,
 }
 
-/// Decodes every file of `dir` (sorted by name; hidden files and subfolders ignored) and resizes
-/// it to `side` x `side`, keeping at most `limit` images. Unreadable files are skipped and listed;
-/// a missing folder or one without a single usable image is an error.
+/// The files directly in `dir` (not in subfolders), hidden ones left out, sorted by name.
+pub(crate) fn files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if !hidden && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Decodes every file of `dir` (`files_in`) and resizes it to `side` x `side`, keeping at most
+/// `limit` images. Unreadable files are skipped and listed; a missing folder or one without a
+/// single usable image is an error.
 pub(crate) fn load_domain(dir: &Path, side: u32, limit: Option<usize>) -> Result<Domain> {
-    let entries = std::fs::read_dir(dir).map_err(|e| TrainError::Data {
+    let files = files_in(dir).map_err(|e| TrainError::Data {
         path: dir.to_path_buf(),
         reason: format!("cannot read the image folder: {e}"),
     })?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| TrainError::io(dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || !entry.path().is_file() {
-            continue;
-        }
-        files.push(entry.path());
-    }
-    files.sort();
     let limits = brs_dataset::decode::DecodeLimits::default();
     let mut images = Vec::new();
     let mut skipped = Vec::new();

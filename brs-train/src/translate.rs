@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use brs_model::Translator;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::data::{resize, to_batch};
+use crate::data::{files_in, resize, to_batch};
 use crate::error::{Result, TrainError};
 use crate::samples::write_png;
 
@@ -24,20 +24,10 @@ fn inputs(input: &Path) -> Result<Vec<PathBuf>> {
     if input.is_file() {
         return Ok(vec![input.to_path_buf()]);
     }
-    let entries = std::fs::read_dir(input).map_err(|e| TrainError::Data {
+    files_in(input).map_err(|e| TrainError::Data {
         path: input.to_path_buf(),
         reason: format!("not an image file or a readable folder: {e}"),
-    })?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| TrainError::io(input, e))?;
-        let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if !hidden && entry.path().is_file() {
-            files.push(entry.path());
-        }
-    }
-    files.sort();
-    Ok(files)
+    })
 }
 
 /// `photo.jpg` -> `photo.png`; when two inputs share a stem, the later keeps its full name
