@@ -4,15 +4,20 @@
 //! duplicated generator passes, batched generator calls, no unneeded gradients).
 //!
 //! `config` holds the options, `data` the folders and augmentation, `losses` and `optim` the
-//! maths, `trainer` the step and the loop, `samples` the pictures, `translate` offline inference,
-//! `cli` the command line.
+//! maths, `trainer` the step and the loop, `metrics` the run's log, `samples` and `plot` the
+//! pictures (`font` their labels, `png` their files), `translate` offline inference, `cli` the
+//! command line.
 
 pub mod cli;
 pub mod config;
 mod data;
 pub mod error;
+mod font;
 pub mod losses;
+mod metrics;
 mod optim;
+mod plot;
+mod png;
 mod samples;
 pub mod trainer;
 pub mod translate;

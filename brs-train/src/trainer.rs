@@ -23,8 +23,7 @@
 //!   weights the G step does not update (the reference computes and then discards them).
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -42,7 +41,10 @@ use crate::config::TrainConfig;
 use crate::data::{CROP_MARGIN, Domain, FOLDERS, Loader, LoaderState, load_domain, to_batch};
 use crate::error::{Result, TrainError};
 use crate::losses::{Losses, bce_logits, l1, lsgan};
+use crate::metrics::{self, METRICS_FILE, MetricsLine};
 use crate::optim::Adam;
+use crate::plot::{PLOT_FILE, loss_plot};
+use crate::png::write_png;
 use crate::samples;
 
 /// How to run `train`.
@@ -80,16 +82,6 @@ pub struct RunSummary {
 #[serde(deny_unknown_fields)]
 struct RngFile {
     loader: LoaderState,
-}
-
-/// One line of metrics.jsonl.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct MetricsLine {
-    pub(crate) iteration: u64,
-    pub(crate) lr: f64,
-    pub(crate) sec_per_it: f64,
-    #[serde(flatten)]
-    pub(crate) losses: Losses,
 }
 
 /// The six networks, their optimizers and data, on one device.
@@ -285,9 +277,9 @@ impl Trainer {
                 .map_err(|e| fail(e.to_string()))?;
         }
         self.iteration = ckpt.meta.iteration;
-        self.history =
-            samples::read_metrics(&self.out.join(samples::METRICS_FILE), self.iteration)?;
-        samples::write_metrics(&self.out.join(samples::METRICS_FILE), &self.history)?;
+        let log = self.out.join(METRICS_FILE);
+        self.history = metrics::read(&log, self.iteration)?;
+        metrics::rewrite(&log, &self.history)?;
         self.report.push(format!(
             "resumed from {} at iteration {}",
             ckpt.dir.display(),
@@ -478,7 +470,7 @@ impl Trainer {
                 }
             }
             let path = dir.join(format!("{name}_{:07}.png", self.iteration));
-            samples::write_png(&path, &samples::grid(&rows))?;
+            write_png(&path, &samples::grid(&rows))?;
             Ok::<_, TrainError>(path)
         };
         Ok([
@@ -507,7 +499,7 @@ impl Trainer {
         );
         bar.set_position(self.iteration);
         bar.reset_eta();
-        let metrics_path = self.out.join(samples::METRICS_FILE);
+        let metrics_path = self.out.join(METRICS_FILE);
         fs::create_dir_all(&self.out).map_err(|e| TrainError::io(&self.out, e))?;
         let mut checkpoint = None;
         let mut saved_at = None;
@@ -538,12 +530,12 @@ impl Trainer {
                 };
                 window = Instant::now();
                 window_its = 0;
-                append_metrics(&metrics_path, &line)?;
+                metrics::append(&metrics_path, &line)?;
                 self.history.push(line);
             }
             if it.is_multiple_of(self.cfg.print_freq) {
                 self.write_samples()?;
-                samples::loss_plot(&self.out.join(samples::PLOT_FILE), &self.history)?;
+                loss_plot(&self.out.join(PLOT_FILE), &self.history)?;
                 let line = format!(
                     "[{it}/{total}] d_loss {:.4} g_loss {:.4} adv {:.4} cycle {:.4} identity {:.4} cam {:.4}",
                     losses.d_loss,
@@ -569,7 +561,7 @@ impl Trainer {
         if saved_at != Some(self.iteration) && self.iteration > start_iteration {
             checkpoint = Some(self.save()?);
             if !self.history.is_empty() {
-                samples::loss_plot(&self.out.join(samples::PLOT_FILE), &self.history)?;
+                loss_plot(&self.out.join(PLOT_FILE), &self.history)?;
             }
         }
         bar.finish_and_clear();
@@ -608,20 +600,6 @@ fn domain_report(folder: &str, d: &Domain) -> String {
         }
     }
     line
-}
-
-fn append_metrics(path: &Path, line: &MetricsLine) -> Result<()> {
-    let json = serde_json::to_string(line)
-        .map_err(|cause| TrainError::Serialise {
-            what: "metrics",
-            cause,
-        })?;
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| TrainError::io(path, e))?;
-    writeln!(f, "{json}").map_err(|e| TrainError::io(path, e))
 }
 
 /// Trains as `opts` says, stopping cleanly (with a checkpoint) when `stop` is raised.

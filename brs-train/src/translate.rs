@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::{files_in, resize, to_batch};
 use crate::error::{Result, TrainError};
-use crate::samples::write_png;
+use crate::png::write_png;
 
 /// What `translate` did.
 #[derive(Debug, Default)]
