@@ -1,4 +1,5 @@
-//! The command line: `train`, `translate`, `export`, `summary` and `import-pytorch`.
+//! The command line: `train`, `translate`, `export`, `summary` and `import-pytorch` (a module of
+//! the binary: it parses, calls the library and prints).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -10,19 +11,21 @@ use brs_model::checkpoint::Checkpoint;
 use brs_model::{Direction, Precision, Translator};
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::TrainConfig;
-use crate::trainer::{TrainOptions, train};
+use brs_train::config::TrainConfig;
+use brs_train::trainer::{TrainOptions, train};
+
+use crate::progress::{Progress, bar};
 
 /// Train U-GAT-IT, translate images with it, and package it for serving.
 #[derive(Debug, Parser)]
 #[command(name = "brs-train", version, about)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Train (or, with --resume, continue training) on DIR/{trainA,trainB,testA,testB}.
     Train(TrainArgs),
     /// Translate an image or a folder of images with a trained generator.
@@ -36,91 +39,91 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct TrainArgs {
+pub(crate) struct TrainArgs {
     /// TOML config (see configs/); keys are the reference's option names.
     #[arg(long)]
-    pub config: PathBuf,
+    pub(crate) config: PathBuf,
     /// Dataset root holding trainA, trainB, testA, testB.
     #[arg(long)]
-    pub data: Option<PathBuf>,
+    pub(crate) data: Option<PathBuf>,
     /// Run directory: checkpoints, samples, metrics.jsonl, losses.png.
     #[arg(long)]
-    pub out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
     /// Continue the run in --out from its latest checkpoint.
     #[arg(long)]
-    pub resume: bool,
+    pub(crate) resume: bool,
     /// auto, cpu, cuda or cuda:N (overrides the config's device).
     #[arg(long)]
-    pub device: Option<String>,
+    pub(crate) device: Option<String>,
     /// Override a config key, e.g. --set iteration=5000 --set light=true (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
+    pub(crate) set: Vec<String>,
     /// Stop with a checkpoint once this many iterations are done (e.g. a time-boxed job).
     #[arg(long)]
-    pub stop_at: Option<u64>,
+    pub(crate) stop_at: Option<u64>,
 }
 
 #[derive(Debug, Args)]
-pub struct TranslateArgs {
+pub(crate) struct TranslateArgs {
     /// Run, checkpoint or export directory.
     #[arg(long)]
-    pub checkpoint: PathBuf,
+    pub(crate) checkpoint: PathBuf,
     /// An image file or a folder of images.
     #[arg(long)]
-    pub input: PathBuf,
+    pub(crate) input: PathBuf,
     /// Folder for the PNGs (created if missing).
     #[arg(long)]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     #[arg(long, default_value = "a2b")]
-    pub direction: Direction,
+    pub(crate) direction: Direction,
     /// Images per forward pass.
     #[arg(long, default_value_t = 8)]
-    pub batch: usize,
+    pub(crate) batch: usize,
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub(crate) device: String,
     /// Number format: auto (bf16 on CPUs with AVX512-BF16, as brs-serve), f32 or bf16.
     #[arg(long, default_value = "auto")]
-    pub precision: Precision,
+    pub(crate) precision: Precision,
 }
 
 #[derive(Debug, Args)]
-pub struct ExportArgs {
+pub(crate) struct ExportArgs {
     /// Run or checkpoint directory.
     #[arg(long)]
-    pub checkpoint: PathBuf,
+    pub(crate) checkpoint: PathBuf,
     /// Run directory for the export (export-NNNNNNN/ plus `latest`, as brs-serve watches).
     #[arg(long)]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     #[arg(long, default_value = "a2b")]
-    pub direction: Direction,
+    pub(crate) direction: Direction,
     /// Store the weights in half precision (half the size).
     #[arg(long)]
-    pub half: bool,
+    pub(crate) half: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct SummaryArgs {
+pub(crate) struct SummaryArgs {
     #[arg(long)]
-    pub config: PathBuf,
+    pub(crate) config: PathBuf,
     #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
+    pub(crate) set: Vec<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct ImportArgs {
+pub(crate) struct ImportArgs {
     /// The official code's checkpoint (a dict of the six state_dicts).
     #[arg(long)]
-    pub input: PathBuf,
+    pub(crate) input: PathBuf,
     /// Run directory for the converted checkpoint.
     #[arg(long)]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     /// img_size of a light model (its shapes do not reveal it; a full model's do).
     #[arg(long, default_value_t = 256)]
-    pub img_size: i64,
+    pub(crate) img_size: i64,
 }
 
 /// Runs one subcommand.
-pub fn run(cli: Cli) -> Result<()> {
+pub(crate) fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => run_train(args),
         Command::Translate(args) => run_translate(args),
@@ -151,9 +154,11 @@ fn run_train(args: TrainArgs) -> Result<()> {
         out: args.out,
         resume: args.resume,
         stop_at: args.stop_at,
-        progress: std::io::stderr().is_terminal(),
     };
-    let summary = train(&opts, &stop)?;
+    let mut progress = Progress::new(std::io::stderr().is_terminal());
+    let summary = train(&opts, &stop, &mut progress);
+    progress.finish();
+    let summary = summary?;
     let ckpt = summary
         .checkpoint
         .as_ref()
@@ -176,13 +181,23 @@ fn run_translate(args: TranslateArgs) -> Result<()> {
     let device = brs_model::parse_device(&args.device)?;
     let translator =
         Translator::load(&args.checkpoint, args.direction, device)?.with_precision(args.precision);
-    let summary = crate::translate::translate(
+    let bar = bar(
+        std::io::stderr().is_terminal(),
+        0,
+        "[{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
+    );
+    let summary = brs_train::translate::translate(
         &translator,
         &args.input,
         &args.output,
         args.batch,
-        std::io::stderr().is_terminal(),
-    )?;
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    );
+    bar.finish_and_clear();
+    let summary = summary?;
     for (path, reason) in &summary.skipped {
         eprintln!("skipped {}: {reason}", path.display());
     }

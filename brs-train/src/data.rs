@@ -19,13 +19,15 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
+use crate::events::Notice;
 
 /// Extra pixels of the training resize before the random crop, as in the reference.
 pub(crate) const CROP_MARGIN: u32 = 30;
 
 /// The four folders of a dataset in the layout of selfie2anime and the reference.
-pub(crate) const FOLDERS: [&str; 4] = ["trainA", "trainB", "testA", "testB"];
+const FOLDERS: [&str; 4] = ["trainA", "trainB", "testA", "testB"];
 
 /// One folder's usable images, and what was skipped.
 #[derive(Debug)]
@@ -99,6 +101,43 @@ pub(crate) fn load_domain(dir: &Path, side: u32, limit: Option<usize>) -> Result
         dir: dir.to_path_buf(),
         images,
         skipped,
+    })
+}
+
+/// A dataset root loaded for training: the loader over trainA and trainB, and the first
+/// `sample_count` images of testA and testB as batches for the sample grids.
+pub(crate) struct Dataset {
+    pub(crate) loader: Loader,
+    pub(crate) tests: [Tensor; 2],
+}
+
+/// Loads the four folders of `root` for `cfg` (training images at img_size + CROP_MARGIN, test
+/// images at img_size), with a notice per folder saying what was read and skipped.
+pub(crate) fn load_dataset(
+    root: &Path,
+    cfg: &TrainConfig,
+    notices: &mut Vec<Notice>,
+) -> Result<Dataset> {
+    let img = cfg.img_size as u32;
+    let mut load = |folder: &str, side: u32, limit: Option<usize>| -> Result<Domain> {
+        let domain = load_domain(&root.join(folder), side, limit)?;
+        notices.push(Notice::Domain {
+            folder: folder.to_string(),
+            dir: domain.dir.clone(),
+            images: domain.images.len(),
+            skipped: domain.skipped.clone(),
+        });
+        Ok(domain)
+    };
+    let [train_a, train_b, test_a, test_b] = FOLDERS;
+    let train_a = load(train_a, img + CROP_MARGIN, None)?;
+    let train_b = load(train_b, img + CROP_MARGIN, None)?;
+    let test_a = load(test_a, img, Some(cfg.sample_count))?;
+    let test_b = load(test_b, img, Some(cfg.sample_count))?;
+    let batch = |d: &Domain| to_batch(&d.images.iter().collect::<Vec<_>>());
+    Ok(Dataset {
+        tests: [batch(&test_a), batch(&test_b)],
+        loader: Loader::new([train_a, train_b], img, cfg.batch_size, cfg.seed),
     })
 }
 

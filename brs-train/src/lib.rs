@@ -4,14 +4,16 @@
 //! duplicated generator passes, batched generator calls, no unneeded gradients).
 //!
 //! `config` holds the options, `data` the folders and augmentation, `losses` and `optim` the
-//! maths, `trainer` the step and the loop, `metrics` the run's log, `samples` and `plot` the
-//! pictures (`font` their labels, `png` their files), `translate` offline inference, `cli` the
-//! command line.
+//! maths, `step` the networks and one iteration, `trainer` the run and its loop, `checkpoint`
+//! what resume needs, `metrics` the run's log, `samples` and `plot` the pictures (`font` their
+//! labels, `png` their files), `events` what a run reports (the library never prints: the
+//! binary's `cli` renders the events), `translate` offline inference.
 
-pub mod cli;
+mod checkpoint;
 pub mod config;
 mod data;
 pub mod error;
+pub mod events;
 mod font;
 pub mod losses;
 mod metrics;
@@ -19,10 +21,12 @@ mod optim;
 mod plot;
 mod png;
 mod samples;
+mod step;
 pub mod trainer;
 pub mod translate;
 
 pub use config::TrainConfig;
 pub use error::{Result, TrainError};
+pub use events::{Notice, Observer, Quiet, TrainEvent};
 pub use losses::Losses;
 pub use trainer::{RunSummary, TrainOptions, Trainer, train};

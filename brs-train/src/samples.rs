@@ -1,7 +1,17 @@
 //! Sample grids, what a user looks at during training: one PNG per direction, a row per test
 //! image (input | attention heatmap | translation | cycle reconstruction).
 
+use std::path::{Path, PathBuf};
+
+use brs_model::{Generator, Networks};
 use image::{Rgb, RgbImage};
+use tch::Tensor;
+
+use crate::error::{Result, TrainError};
+use crate::png::write_png;
+
+/// The folder of sample grids in a run directory.
+pub(crate) const SAMPLES_DIR: &str = "samples";
 
 /// One test image's row of a sample grid.
 #[derive(Debug)]
@@ -32,6 +42,44 @@ pub(crate) fn grid(rows: &[SampleRow]) -> RgbImage {
         }
     }
     out
+}
+
+/// Writes the grids of iteration `iteration` into `dir` (`A2B_NNNNNNN.png`, `B2A_...`): the
+/// test batches `tests` (A, B) through both generators, without autograd. `input` moves a batch
+/// where the networks are; `img_size` scales the heatmaps.
+pub(crate) fn write_grids(
+    dir: &Path,
+    iteration: u64,
+    nets: &Networks,
+    tests: &[Tensor; 2],
+    img_size: i64,
+    input: impl Fn(Tensor) -> Tensor,
+) -> Result<[PathBuf; 2]> {
+    let _guard = tch::no_grad_guard();
+    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+    let grid = |name: &str, test: &Tensor, forward: &Generator, back: &Generator| {
+        let mut rows = Vec::new();
+        for chunk in test.split(4, 0) {
+            let x = input(chunk);
+            let o = forward.forward(&x);
+            let cycle = back.forward(&o.image).image;
+            for k in 0..x.size()[0] {
+                rows.push(SampleRow {
+                    input: brs_model::image::tensor_to_rgb(&x.get(k))?,
+                    heatmap: brs_model::image::heatmap_to_rgb(&o.heatmap.get(k), img_size)?,
+                    translation: brs_model::image::tensor_to_rgb(&o.image.get(k))?,
+                    cycle: brs_model::image::tensor_to_rgb(&cycle.get(k))?,
+                });
+            }
+        }
+        let path = dir.join(format!("{name}_{iteration:07}.png"));
+        write_png(&path, &grid(&rows))?;
+        Ok::<_, TrainError>(path)
+    };
+    Ok([
+        grid("A2B", &tests[0], &nets.gen_a2b, &nets.gen_b2a)?,
+        grid("B2A", &tests[1], &nets.gen_b2a, &nets.gen_a2b)?,
+    ])
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use brs_model::Translator;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::{files_in, resize, to_batch};
 use crate::error::{Result, TrainError};
@@ -50,13 +49,13 @@ fn output_name(path: &Path, taken: &mut BTreeSet<String>) -> String {
 }
 
 /// Translates `input` (file or folder) into PNGs in `output` with `translator`, `batch` images
-/// at a time.
+/// at a time; `progress(done, total)` hears how many inputs are done after each batch.
 pub fn translate(
     translator: &Translator,
     input: &Path,
     output: &Path,
     batch: usize,
-    progress: bool,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<TranslateSummary> {
     if batch == 0 || batch > 1024 {
         return Err(TrainError::Batch(batch));
@@ -64,19 +63,10 @@ pub fn translate(
     let size = translator.config().img_size as u32;
     let files = inputs(input)?;
     std::fs::create_dir_all(output).map_err(|e| TrainError::io(output, e))?;
-    let bar = if progress {
-        ProgressBar::new(files.len() as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("[{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
     let limits = brs_dataset::decode::DecodeLimits::default();
     let mut summary = TranslateSummary::default();
     let mut taken = BTreeSet::new();
+    let mut done = 0;
     for chunk in files.chunks(batch) {
         let mut images = Vec::new();
         let mut names = Vec::new();
@@ -99,9 +89,9 @@ pub fn translate(
                 summary.written.push(path);
             }
         }
-        bar.inc(chunk.len() as u64);
+        done += chunk.len();
+        progress(done, files.len());
     }
-    bar.finish_and_clear();
     Ok(summary)
 }
 

@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 
 use brs_model::NetworkKind;
 use brs_model::checkpoint::{CKPT_PREFIX, Checkpoint, OPTIM_FILE, RNG_FILE, checkpoint_name};
-use brs_train::{TrainConfig, TrainOptions, train};
+use brs_train::{Quiet, TrainConfig, TrainOptions, train};
 use common::{TINY, synth_dataset};
 
 fn max_diff(a: &Checkpoint, b: &Checkpoint, file: &str) -> f64 {
@@ -55,21 +55,20 @@ fn stop_and_resume_equals_a_straight_run() {
         out: Some(dir.path().join(out)),
         resume,
         stop_at,
-        progress: false,
     };
     let never = AtomicBool::new(false);
 
-    let straight = train(&opts("straight", false, None), &never).unwrap();
+    let straight = train(&opts("straight", false, None), &never, &mut Quiet).unwrap();
     assert_eq!((straight.iteration, straight.stopped_early), (n + m, false));
 
-    let first = train(&opts("split", false, Some(n)), &never).unwrap();
+    let first = train(&opts("split", false, Some(n)), &never, &mut Quiet).unwrap();
     assert_eq!((first.iteration, first.stopped_early), (n, true));
     // Without --resume an existing run is refused rather than overwritten.
-    let err = train(&opts("split", false, None), &never)
+    let err = train(&opts("split", false, None), &never, &mut Quiet)
         .unwrap_err()
         .to_string();
     assert!(err.contains("--resume"), "{err}");
-    let second = train(&opts("split", true, None), &never).unwrap();
+    let second = train(&opts("split", true, None), &never, &mut Quiet).unwrap();
     assert_eq!((second.iteration, second.ran), (n + m, m));
 
     let a = Checkpoint::open(&dir.path().join("straight")).unwrap();
