@@ -10,11 +10,7 @@ use std::time::{Duration, Instant};
 
 use brs_model::checkpoint::{Checkpoint, CheckpointKind, OPTIM_FILE, RNG_FILE};
 use brs_model::{Direction, Translator};
-use common::{TINY, bin, config, run, synth_dataset, text};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{TINY, bin, config, run, s, synth_dataset, text, train, train_args};
 
 #[test]
 fn a_run_writes_checkpoints_samples_metrics_and_plot_then_translates_and_exports() {
@@ -29,15 +25,7 @@ fn a_run_writes_checkpoints_samples_metrics_and_plot_then_translates_and_exports
         &format!("{TINY}iteration = 6\nprint_freq = 3\nsave_freq = 2\nkeep_last = 2\n"),
     );
     let runs = dir.path().join("run");
-    let out = run(&[
-        "train",
-        "--config",
-        s(&cfg),
-        "--data",
-        s(&data),
-        "--out",
-        s(&runs),
-    ]);
+    let out = train(&cfg, &data, &runs, &[]);
     assert!(out.status.success(), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -176,15 +164,7 @@ fn stop_with(signal: &str) {
     );
     let runs = dir.path().join("run");
     let child = Command::new(bin())
-        .args([
-            "train",
-            "--config",
-            s(&cfg),
-            "--data",
-            s(&data),
-            "--out",
-            s(&runs),
-        ])
+        .args(train_args(&cfg, &data, &runs, &[]))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -223,18 +203,7 @@ fn stop_with(signal: &str) {
     Translator::load(&runs, Direction::A2B, tch::Device::Cpu).unwrap();
 
     let next = (done + 1).to_string();
-    let out = run(&[
-        "train",
-        "--config",
-        s(&cfg),
-        "--data",
-        s(&data),
-        "--out",
-        s(&runs),
-        "--resume",
-        "--stop-at",
-        &next,
-    ]);
+    let out = train(&cfg, &data, &runs, &["--resume", "--stop-at", &next]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(&format!("at iteration {done}")),
@@ -283,16 +252,8 @@ fn a_write_failing_while_saving_leaves_the_previous_checkpoint_and_latest() {
     let body = format!("{TINY}iteration = 100\nsave_freq = 1\nprint_freq = 100000\n");
     let cfg = config(dir.path(), "c.toml", &body);
     let runs = dir.path().join("run");
-    let args = |stop: &str| {
-        let mut a = vec!["train", "--config", s(&cfg), "--data", s(&data)];
-        a.extend(
-            ["--out", s(&runs), "--resume", "--stop-at", stop]
-                .iter()
-                .copied(),
-        );
-        a.into_iter().map(String::from).collect::<Vec<_>>()
-    };
-    let out = run(&args("2").iter().map(String::as_str).collect::<Vec<_>>());
+    let args = |stop: &'static str| train_args(&cfg, &data, &runs, &["--resume", "--stop-at", stop]);
+    let out = run(&args("2"));
     assert!(out.status.success(), "{}", text(&out));
     let before = Checkpoint::open(&runs).unwrap();
     assert_eq!(before.meta.iteration, 2);
@@ -342,7 +303,7 @@ fn a_write_failing_while_saving_leaves_the_previous_checkpoint_and_latest() {
         "{names:?}"
     );
     // And the run goes on from it once there is room again.
-    let out = run(&args("3").iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run(&args("3"));
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(Checkpoint::open(&runs).unwrap().meta.iteration, 3);
 }
@@ -446,18 +407,7 @@ fn import_pytorch_converts_an_official_checkpoint_that_training_resumes_from() {
     let data = dir.path().join("data");
     synth_dataset(&data, 2, 1, 96, 6);
     let cfg = config(dir.path(), "c.toml", &format!("{TINY}iteration = 2000\n"));
-    let out = run(&[
-        "train",
-        "--config",
-        s(&cfg),
-        "--data",
-        s(&data),
-        "--out",
-        s(&runs),
-        "--resume",
-        "--stop-at",
-        "1001",
-    ]);
+    let out = train(&cfg, &data, &runs, &["--resume", "--stop-at", "1001"]);
     assert!(out.status.success(), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
