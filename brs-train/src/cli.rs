@@ -12,7 +12,7 @@ use brs_model::{Direction, Precision, Translator};
 use clap::{Args, Parser, Subcommand};
 
 use brs_train::config::TrainConfig;
-use brs_train::trainer::{TrainOptions, train};
+use brs_train::trainer::{EarlyStop, TrainOptions, train};
 
 use crate::progress::{Progress, bar};
 
@@ -30,6 +30,8 @@ pub(crate) enum Command {
     Train(TrainArgs),
     /// Translate an image or a folder of images with a trained generator.
     Translate(TranslateArgs),
+    /// Score translations of held-out inputs against known targets of the same file names.
+    Evaluate(EvaluateArgs),
     /// Write a serving artifact: one generator and its metadata.
     Export(ExportArgs),
     /// Print the parameter count of each network of a config.
@@ -61,6 +63,10 @@ pub(crate) struct TrainArgs {
     /// Stop with a checkpoint once this many iterations are done (e.g. a time-boxed job).
     #[arg(long)]
     pub(crate) stop_at: Option<u64>,
+    /// Stop with a checkpoint once this many minutes of training have passed (the loop's time,
+    /// not the data loading); --resume continues.
+    #[arg(long)]
+    pub(crate) max_minutes: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +90,31 @@ pub(crate) struct TranslateArgs {
     /// Number format: auto (bf16 on CPUs with AVX512-BF16, as brs-serve), f32 or bf16.
     #[arg(long, default_value = "auto")]
     pub(crate) precision: Precision,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EvaluateArgs {
+    /// Run, checkpoint or export directory.
+    #[arg(long)]
+    pub(crate) checkpoint: PathBuf,
+    /// Folder of inputs (e.g. DATA/testA).
+    #[arg(long)]
+    pub(crate) input: PathBuf,
+    /// Folder of what each input's translation should be, under the same file names (e.g.
+    /// DATA/testB of a set made by `brs-dataset photoset`).
+    #[arg(long)]
+    pub(crate) target: PathBuf,
+    #[arg(long, default_value = "a2b")]
+    pub(crate) direction: Direction,
+    #[arg(long, default_value_t = 8)]
+    pub(crate) batch: usize,
+    #[arg(long, default_value = "auto")]
+    pub(crate) device: String,
+    #[arg(long, default_value = "auto")]
+    pub(crate) precision: Precision,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +158,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => run_train(args),
         Command::Translate(args) => run_translate(args),
+        Command::Evaluate(args) => run_evaluate(args),
         Command::Export(args) => run_export(args),
         Command::Summary(args) => run_summary(args),
         Command::ImportPytorch(args) => run_import(args),
@@ -154,6 +186,7 @@ fn run_train(args: TrainArgs) -> Result<()> {
         out: args.out,
         resume: args.resume,
         stop_at: args.stop_at,
+        max_minutes: args.max_minutes,
     };
     let mut progress = Progress::new(std::io::stderr().is_terminal());
     let summary = train(&opts, &stop, &mut progress);
@@ -163,9 +196,18 @@ fn run_train(args: TrainArgs) -> Result<()> {
         .checkpoint
         .as_ref()
         .map_or_else(|| "none written".to_string(), |p| p.display().to_string());
-    if summary.stopped_early {
+    if let Some(why) = summary.early_stop {
+        let why = match why {
+            EarlyStop::Signal => "on a signal".to_string(),
+            EarlyStop::StopAt => "as --stop-at says".to_string(),
+            EarlyStop::TimeBudget => format!(
+                "at the time budget of {} min ({:.3} s/it)",
+                opts.max_minutes.unwrap_or_default(),
+                summary.sec_per_it
+            ),
+        };
         println!(
-            "stopped at iteration {}; checkpoint: {ckpt}; continue with --resume",
+            "stopped at iteration {} {why}; checkpoint: {ckpt}; continue with --resume",
             summary.iteration
         );
     } else {
@@ -210,6 +252,34 @@ fn run_translate(args: TranslateArgs) -> Result<()> {
     if summary.written.is_empty() {
         anyhow::bail!("no image in {} could be translated", args.input.display());
     }
+    Ok(())
+}
+
+fn run_evaluate(args: EvaluateArgs) -> Result<()> {
+    let device = brs_model::parse_device(&args.device)?;
+    let translator =
+        Translator::load(&args.checkpoint, args.direction, device)?.with_precision(args.precision);
+    let size = translator.config().img_size as u32;
+    let pairs = brs_train::evaluate::load_pairs(&args.input, &args.target, size)?;
+    let e = brs_train::evaluate::score(&pairs, args.batch, |x| {
+        Ok(translator.translate(&x.to_device(device))?)
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string(&e)?);
+        return Ok(());
+    }
+    for (path, reason) in &e.skipped {
+        eprintln!("skipped {}: {reason}", path.display());
+    }
+    println!(
+        "{} held-out pairs, mean L1 error against the target ([-1, 1] scale): translation {:.4},          identity {:.4}; ratio {:.2}",
+        e.pairs, e.translation_error, e.identity_error, e.ratio
+    );
+    println!(
+        "(the ratio is the translation's error over the error of returning the input unchanged:          0 would be the target exactly, 1 no better than a copy; {:.2} means the translation          is {:.0}% closer to the target than the input is)",
+        e.ratio,
+        (1.0 - e.ratio) * 100.0
+    );
     Ok(())
 }
 

@@ -7,12 +7,13 @@
 //! maths, `step` the networks and one iteration, `trainer` the run and its loop, `checkpoint`
 //! what resume needs, `metrics` the run's log, `samples` and `plot` the pictures (`font` their
 //! labels, `png` their files), `events` what a run reports (the library never prints: the
-//! binary's `cli` renders the events), `translate` offline inference.
+//! binary's `cli` renders the events), `translate` offline inference, `evaluate` scores it against known answers.
 
 mod checkpoint;
 pub mod config;
 mod data;
 pub mod error;
+pub mod evaluate;
 pub mod events;
 mod font;
 pub mod losses;
@@ -29,4 +30,4 @@ pub use config::TrainConfig;
 pub use error::{Result, TrainError};
 pub use events::{Notice, Observer, Quiet, TrainEvent};
 pub use losses::Losses;
-pub use trainer::{RunSummary, TrainOptions, Trainer, train};
+pub use trainer::{EarlyStop, RunSummary, TrainOptions, Trainer, train};

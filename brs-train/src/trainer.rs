@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use brs_model::Networks;
 use brs_model::checkpoint::read_latest;
@@ -34,6 +34,8 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Stop (with a checkpoint) once this many iterations are done, before `iteration`.
     pub stop_at: Option<u64>,
+    /// Stop (with a checkpoint) once the loop has run this many minutes.
+    pub max_minutes: Option<f64>,
 }
 
 /// Where a run reads and writes, and on what: the options with the config's defaults applied.
@@ -55,6 +57,13 @@ impl TrainOptions {
             TrainError::Config("no run directory: pass --out DIR or set `out` in the config".into())
         })?;
         let device = brs_model::parse_device(&cfg.device)?;
+        if let Some(m) = self.max_minutes
+            && !(m.is_finite() && m > 0.0)
+        {
+            return Err(TrainError::Config(format!(
+                "max minutes = {m} (allowed: more than 0)"
+            )));
+        }
         Ok(Resolved {
             cfg,
             data,
@@ -73,10 +82,21 @@ pub struct RunSummary {
     pub ran: u64,
     /// The last checkpoint written.
     pub checkpoint: Option<PathBuf>,
-    /// Stopped by a signal or `stop_at` before the configured iterations.
-    pub stopped_early: bool,
+    /// Why the run stopped before the configured iterations, if it did.
+    pub early_stop: Option<EarlyStop>,
     /// Seconds per iteration of this process (0 when it ran none).
     pub sec_per_it: f64,
+}
+
+/// What ended a run before its configured iterations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlyStop {
+    /// `stop` was raised (SIGINT or SIGTERM in the binary).
+    Signal,
+    /// `stop_at` was reached.
+    StopAt,
+    /// `max_minutes` ran out.
+    TimeBudget,
 }
 
 /// The models, their data and the run directory, on one device.
@@ -249,8 +269,15 @@ impl Trainer {
         let started = Instant::now();
         let mut window = Instant::now();
         let mut window_its = 0u64;
+        let budget = opts.max_minutes.map(|m| Duration::from_secs_f64(m * 60.0));
+        let mut early_stop = None;
         while self.iteration < end {
             if stop.load(Ordering::SeqCst) {
+                early_stop = Some(EarlyStop::Signal);
+                break;
+            }
+            if budget.is_some_and(|b| started.elapsed() >= b) {
+                early_stop = Some(EarlyStop::TimeBudget);
                 break;
             }
             let a = self.loader.next_batch(0);
@@ -296,8 +323,9 @@ impl Trainer {
                 saved_at = Some(it);
             }
         }
-        // A signal, or `stop_at` before the configured end.
-        let stopped_early = self.iteration < total;
+        if early_stop.is_none() && self.iteration < total {
+            early_stop = Some(EarlyStop::StopAt);
+        }
         if saved_at != Some(self.iteration) && self.iteration > start_iteration {
             let dir = self.save()?;
             observer.event(&TrainEvent::Checkpoint {
@@ -314,7 +342,7 @@ impl Trainer {
             iteration: self.iteration,
             ran,
             checkpoint,
-            stopped_early,
+            early_stop,
             sec_per_it: if ran > 0 {
                 started.elapsed().as_secs_f64() / ran as f64
             } else {

@@ -149,6 +149,79 @@ fn a_run_writes_checkpoints_samples_metrics_and_plot_then_translates_and_exports
         bytes(&ckpt)
     );
     Translator::load(&exports, Direction::A2B, tch::Device::Cpu).unwrap();
+
+    // evaluate: testB holds the known mapping of testA under the same names; the command scores
+    // the translation as the library does, and says what the ratio means.
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["evaluate", "--checkpoint", s(&runs)];
+        let (a, b) = (data.join("testA"), data.join("testB"));
+        args.extend(["--input", s(&a), "--target", s(&b), "--device", "cpu"]);
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let out = eval(&["--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let translator = Translator::load(&runs, Direction::A2B, tch::Device::Cpu).unwrap();
+    let pairs = brs_train::evaluate::load_pairs(&data.join("testA"), &data.join("testB"), 96)
+        .unwrap();
+    let want = brs_train::evaluate::score(&pairs, 8, |x| Ok(translator.translate(x)?)).unwrap();
+    assert_eq!(json["pairs"], 2);
+    for key in ["translation_error", "identity_error", "ratio"] {
+        let got = json[key].as_f64().unwrap();
+        let expected = serde_json::to_value(&want).unwrap()[key].as_f64().unwrap();
+        assert!((got - expected).abs() < 1e-9, "{key}: {got} vs {expected}");
+    }
+    assert!(want.identity_error > 0.05 && want.translation_error > 0.0, "{want:?}");
+    let out = eval(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("2 held-out pairs") && stdout.contains("closer"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_time_budget_stops_with_a_checkpoint_that_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synth_dataset(&data, 2, 1, 96, 8);
+    let cfg = config(
+        dir.path(),
+        "c.toml",
+        &format!("{TINY}iteration = 100000\nprint_freq = 100000\nsave_freq = 100000\n"),
+    );
+    let runs = dir.path().join("run");
+    let started = Instant::now();
+    let out = train(&cfg, &data, &runs, &["--max-minutes", "0.02"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("stopped at iteration") && stdout.contains("time budget of 0.02 min"),
+        "{}",
+        text(&out)
+    );
+    // 1.2 s of training plus start-up and one save, not 100000 iterations.
+    assert!(started.elapsed() < Duration::from_secs(120), "{:?}", started.elapsed());
+    let ckpt = Checkpoint::open(&runs).unwrap();
+    ckpt.verify().unwrap();
+    let done = ckpt.meta.iteration;
+    assert!((1..100_000).contains(&done), "{done}");
+    let metrics = std::fs::read_to_string(runs.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    assert_eq!(last["iteration"], done);
+
+    // Another budget continues the run from there.
+    let out = train(&cfg, &data, &runs, &["--resume", "--max-minutes", "0.01"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(Checkpoint::open(&runs).unwrap().meta.iteration > done);
+    // A budget that is not a positive number of minutes is refused.
+    for bad in ["0", "NaN"] {
+        let out = train(&cfg, &data, &runs, &["--resume", "--max-minutes", bad]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("max minutes"), "{bad}: {err}");
+    }
 }
 
 /// Spawns a long run, waits until it has trained an iteration, sends `signal`, and checks that

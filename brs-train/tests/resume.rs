@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 
 use brs_model::NetworkKind;
 use brs_model::checkpoint::{CKPT_PREFIX, Checkpoint, OPTIM_FILE, RNG_FILE, checkpoint_name};
-use brs_train::{Quiet, TrainConfig, TrainOptions, train};
+use brs_train::{EarlyStop, Quiet, TrainConfig, TrainOptions, train};
 use common::{TINY, synth_dataset};
 
 fn max_diff(a: &Checkpoint, b: &Checkpoint, file: &str) -> f64 {
@@ -55,14 +55,16 @@ fn stop_and_resume_equals_a_straight_run() {
         out: Some(dir.path().join(out)),
         resume,
         stop_at,
+        max_minutes: None,
     };
     let never = AtomicBool::new(false);
 
     let straight = train(&opts("straight", false, None), &never, &mut Quiet).unwrap();
-    assert_eq!((straight.iteration, straight.stopped_early), (n + m, false));
+    assert_eq!((straight.iteration, straight.early_stop), (n + m, None));
 
     let first = train(&opts("split", false, Some(n)), &never, &mut Quiet).unwrap();
-    assert_eq!((first.iteration, first.stopped_early), (n, true));
+    assert_eq!((first.iteration, first.early_stop),
+        (n, Some(EarlyStop::StopAt)));
     // Without --resume an existing run is refused rather than overwritten.
     let err = train(&opts("split", false, None), &never, &mut Quiet)
         .unwrap_err()
