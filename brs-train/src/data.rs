@@ -263,9 +263,7 @@ impl Loader {
             .map_err(|_| TrainError::LoaderState(format!("bad word_pos {:?}", state.word_pos)))?;
         for ((order, &pos), &count) in state.order.iter().zip(&state.pos).zip(&counts) {
             if pos > order.len() || order.iter().any(|&i| i as usize >= count) {
-                return Err(TrainError::LoaderState(
-                    "image indices out of range".into(),
-                ));
+                return Err(TrainError::LoaderState("image indices out of range".into()));
             }
         }
         self.rng = ChaCha20Rng::seed_from_u64(state.seed);
