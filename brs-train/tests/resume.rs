@@ -92,7 +92,10 @@ fn stop_and_resume_equals_a_straight_run() {
 
     // The weights did move: a resume that silently restarted would not match anyway, but a run
     // that never trained would match trivially.
-    let start = dir.path().join("split").join(checkpoint_name(CKPT_PREFIX, n));
+    let start = dir
+        .path()
+        .join("split")
+        .join(checkpoint_name(CKPT_PREFIX, n));
     let mid = Checkpoint::open(&start).unwrap();
     let moved = max_diff(&mid, &b, "genA2B.safetensors");
     assert!(
