@@ -78,7 +78,10 @@ impl fmt::Display for Notice {
 pub enum TrainEvent<'a> {
     Notice(&'a Notice),
     /// The loop starts at `iteration` (more than 0 after a resume) of `total`.
-    Started { iteration: u64, total: u64 },
+    Started {
+        iteration: u64,
+        total: u64,
+    },
     /// Iteration `iteration` of `total` finished with these losses.
     Iteration {
         iteration: u64,
@@ -93,7 +96,10 @@ pub enum TrainEvent<'a> {
         grids: &'a [PathBuf; 2],
     },
     /// A checkpoint was written.
-    Checkpoint { iteration: u64, dir: &'a Path },
+    Checkpoint {
+        iteration: u64,
+        dir: &'a Path,
+    },
 }
 
 /// Receives a run's events.
@@ -125,12 +131,17 @@ mod tests {
             skipped,
         };
         let text = domain.to_string();
-        assert!(text.starts_with("trainA: 4 images from /d; skipped 7 unreadable: bad0.jpg (corrupt);"));
+        assert!(
+            text.starts_with("trainA: 4 images from /d; skipped 7 unreadable: bad0.jpg (corrupt);")
+        );
         assert!(text.contains("bad4.jpg") && !text.contains("bad5.jpg") && text.ends_with(" ..."));
         let resumed = Notice::Resumed {
             checkpoint: "/r/ckpt-0000010".into(),
             iteration: 10,
         };
-        assert_eq!(resumed.to_string(), "resumed from /r/ckpt-0000010 at iteration 10");
+        assert_eq!(
+            resumed.to_string(),
+            "resumed from /r/ckpt-0000010 at iteration 10"
+        );
     }
 }

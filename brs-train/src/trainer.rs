@@ -50,12 +50,22 @@ impl TrainOptions {
     fn resolve(&self) -> Result<Resolved> {
         let cfg = self.config.clone();
         cfg.validate()?;
-        let data = self.data.clone().or_else(|| cfg.data.clone()).ok_or_else(|| {
-            TrainError::Config("no dataset: pass --data DIR or set `data` in the config".into())
-        })?;
-        let out = self.out.clone().or_else(|| cfg.out.clone()).ok_or_else(|| {
-            TrainError::Config("no run directory: pass --out DIR or set `out` in the config".into())
-        })?;
+        let data = self
+            .data
+            .clone()
+            .or_else(|| cfg.data.clone())
+            .ok_or_else(|| {
+                TrainError::Config("no dataset: pass --data DIR or set `data` in the config".into())
+            })?;
+        let out = self
+            .out
+            .clone()
+            .or_else(|| cfg.out.clone())
+            .ok_or_else(|| {
+                TrainError::Config(
+                    "no run directory: pass --out DIR or set `out` in the config".into(),
+                )
+            })?;
         let device = brs_model::parse_device(&cfg.device)?;
         if let Some(m) = self.max_minutes
             && !(m.is_finite() && m > 0.0)
