@@ -325,7 +325,8 @@ fn a_write_failing_while_saving_leaves_the_previous_checkpoint_and_latest() {
     let body = format!("{TINY}iteration = 100\nsave_freq = 1\nprint_freq = 100000\n");
     let cfg = config(dir.path(), "c.toml", &body);
     let runs = dir.path().join("run");
-    let args = |stop: &'static str| train_args(&cfg, &data, &runs, &["--resume", "--stop-at", stop]);
+    let args =
+        |stop: &'static str| train_args(&cfg, &data, &runs, &["--resume", "--stop-at", stop]);
     let out = run(&args("2"));
     assert!(out.status.success(), "{}", text(&out));
     let before = Checkpoint::open(&runs).unwrap();

@@ -32,7 +32,15 @@ pub(crate) fn train_args<'a>(
     out: &'a Path,
     extra: &[&'a str],
 ) -> Vec<&'a str> {
-    let mut args = vec!["train", "--config", s(cfg), "--data", s(data), "--out", s(out)];
+    let mut args = vec![
+        "train",
+        "--config",
+        s(cfg),
+        "--data",
+        s(data),
+        "--out",
+        s(out),
+    ];
     args.extend_from_slice(extra);
     args
 }
