@@ -163,8 +163,8 @@ fn a_run_writes_checkpoints_samples_metrics_and_plot_then_translates_and_exports
     assert!(out.status.success(), "{}", text(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let translator = Translator::load(&runs, Direction::A2B, tch::Device::Cpu).unwrap();
-    let pairs = brs_train::evaluate::load_pairs(&data.join("testA"), &data.join("testB"), 96)
-        .unwrap();
+    let pairs =
+        brs_train::evaluate::load_pairs(&data.join("testA"), &data.join("testB"), 96).unwrap();
     let want = brs_train::evaluate::score(&pairs, 8, |x| Ok(translator.translate(x)?)).unwrap();
     assert_eq!(json["pairs"], 2);
     for key in ["translation_error", "identity_error", "ratio"] {
@@ -172,7 +172,10 @@ fn a_run_writes_checkpoints_samples_metrics_and_plot_then_translates_and_exports
         let expected = serde_json::to_value(&want).unwrap()[key].as_f64().unwrap();
         assert!((got - expected).abs() < 1e-9, "{key}: {got} vs {expected}");
     }
-    assert!(want.identity_error > 0.05 && want.translation_error > 0.0, "{want:?}");
+    assert!(
+        want.identity_error > 0.05 && want.translation_error > 0.0,
+        "{want:?}"
+    );
     let out = eval(&[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -203,7 +206,11 @@ fn a_time_budget_stops_with_a_checkpoint_that_resumes() {
         text(&out)
     );
     // 1.2 s of training plus start-up and one save, not 100000 iterations.
-    assert!(started.elapsed() < Duration::from_secs(120), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "{:?}",
+        started.elapsed()
+    );
     let ckpt = Checkpoint::open(&runs).unwrap();
     ckpt.verify().unwrap();
     let done = ckpt.meta.iteration;
@@ -220,7 +227,10 @@ fn a_time_budget_stops_with_a_checkpoint_that_resumes() {
     for bad in ["0", "NaN"] {
         let out = train(&cfg, &data, &runs, &["--resume", "--max-minutes", bad]);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && err.contains("max minutes"), "{bad}: {err}");
+        assert!(
+            !out.status.success() && err.contains("max minutes"),
+            "{bad}: {err}"
+        );
     }
 }
 

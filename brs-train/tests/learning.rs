@@ -45,7 +45,9 @@ fn translation_error_falls_far_below_the_untrained_models() {
         // under the same names: what the model is scored on.
         let a = scene(i, held_out_seed(SEED), img);
         a.save(data.join(format!("testA/{i:04}.png"))).unwrap();
-        warm(&a).save(data.join(format!("testB/{i:04}.png"))).unwrap();
+        warm(&a)
+            .save(data.join(format!("testB/{i:04}.png")))
+            .unwrap();
     }
     let iterations = env_or("BRS_LEARN_ITERS", "1000");
     let body = format!(

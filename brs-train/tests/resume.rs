@@ -63,8 +63,10 @@ fn stop_and_resume_equals_a_straight_run() {
     assert_eq!((straight.iteration, straight.early_stop), (n + m, None));
 
     let first = train(&opts("split", false, Some(n)), &never, &mut Quiet).unwrap();
-    assert_eq!((first.iteration, first.early_stop),
-        (n, Some(EarlyStop::StopAt)));
+    assert_eq!(
+        (first.iteration, first.early_stop),
+        (n, Some(EarlyStop::StopAt))
+    );
     // Without --resume an existing run is refused rather than overwritten.
     let err = train(&opts("split", false, None), &never, &mut Quiet)
         .unwrap_err()
