@@ -272,11 +272,14 @@ fn run_evaluate(args: EvaluateArgs) -> Result<()> {
         eprintln!("skipped {}: {reason}", path.display());
     }
     println!(
-        "{} held-out pairs, mean L1 error against the target ([-1, 1] scale): translation {:.4},          identity {:.4}; ratio {:.2}",
+        "{} held-out pairs, mean L1 error against the target ([-1, 1] scale): translation \
+         {:.4}, identity {:.4}; ratio {:.2}",
         e.pairs, e.translation_error, e.identity_error, e.ratio
     );
     println!(
-        "(the ratio is the translation's error over the error of returning the input unchanged:          0 would be the target exactly, 1 no better than a copy; {:.2} means the translation          is {:.0}% closer to the target than the input is)",
+        "(the ratio is the translation's error over the error of returning the input unchanged: \
+         0 would be the target exactly, 1 no better than a copy; {:.2} means the translation is \
+         {:.0}% closer to the target than the input is)",
         e.ratio,
         (1.0 - e.ratio) * 100.0
     );
