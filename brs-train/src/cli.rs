@@ -276,12 +276,20 @@ fn run_evaluate(args: EvaluateArgs) -> Result<()> {
          {:.4}, identity {:.4}; ratio {:.2}",
         e.pairs, e.translation_error, e.identity_error, e.ratio
     );
+    let meaning = if e.ratio < 1.0 {
+        format!(
+            "the translation is {:.0}% closer to the target than the input is",
+            (1.0 - e.ratio) * 100.0
+        )
+    } else {
+        "the translation is no closer to the target than the input: the model has not learned \
+         the mapping yet"
+            .to_string()
+    };
     println!(
         "(the ratio is the translation's error over the error of returning the input unchanged: \
-         0 would be the target exactly, 1 no better than a copy; {:.2} means the translation is \
-         {:.0}% closer to the target than the input is)",
-        e.ratio,
-        (1.0 - e.ratio) * 100.0
+         0 would be the target exactly, 1 no better than a copy; {:.2} means {meaning})",
+        e.ratio
     );
     Ok(())
 }
