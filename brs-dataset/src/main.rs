@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use brs_dataset::filters::FilterConfig;
+use brs_dataset::mapping::Mapping;
+use brs_dataset::photoset::PhotoSetSpec;
 use brs_dataset::run::CropRun;
 use brs_image::crop::{CropConfig, Pad};
 use brs_image::detect::yolo::Layout;
@@ -35,6 +37,11 @@ enum Cmd {
     Preview(PreviewArgs),
     /// Generate the two synthetic domains (photo-like A, cartoon B) as trainA/trainB/testA/testB.
     Synth(SynthArgs),
+    /// Make an unpaired set from a few photos: A random crops, B a known rendering of other crops,
+    /// held-out photos as paired testA/testB.
+    Photoset(PhotosetArgs),
+    /// Render each image of a folder with a known mapping (e.g. the demo's cartoon style).
+    Render(RenderArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -242,6 +249,47 @@ struct SynthArgs {
     seed: u64,
 }
 
+#[derive(Args)]
+struct PhotosetArgs {
+    /// Folder of photos.
+    #[arg(long)]
+    input: PathBuf,
+    /// Dataset root; trainA, trainB, testA, testB are created inside.
+    #[arg(long)]
+    output: PathBuf,
+    /// A photo (file name in --input) kept out of training for the test folders (repeatable).
+    #[arg(long, required = true)]
+    holdout: Vec<String>,
+    /// The rendering that makes domain B: cartoon, warm, tone or blur.
+    #[arg(long, default_value = "cartoon")]
+    mapping: Mapping,
+    /// Training images per domain.
+    #[arg(long, default_value_t = 200)]
+    count: u64,
+    /// Test crops per held-out photo.
+    #[arg(long, default_value_t = 4)]
+    test_count: u64,
+    /// The model's image size: test images are this size, training images 30 pixels larger (the
+    /// margin brs-train's loader crops from).
+    #[arg(long, default_value_t = 128)]
+    size: u32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct RenderArgs {
+    #[arg(long)]
+    input: PathBuf,
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long, default_value = "cartoon")]
+    mapping: Mapping,
+    /// Resize to SIZE x SIZE before rendering (render at the size the model sees).
+    #[arg(long)]
+    size: Option<u32>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -317,6 +365,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let s =
                 brs_dataset::synth::write_dataset(&a.output, a.count, a.test_count, a.size, a.seed)
                     .with_context(|| format!("writing {}", a.output.display()))?;
+            print_json(&s)?;
+        }
+        Cmd::Photoset(a) => {
+            let s = brs_dataset::photoset::write_photoset(&PhotoSetSpec {
+                input: a.input,
+                output: a.output,
+                holdout: a.holdout,
+                mapping: a.mapping,
+                train_count: a.count,
+                test_per_photo: a.test_count,
+                train_size: a.size.saturating_add(30),
+                test_size: a.size,
+                seed: a.seed,
+            })?;
+            print_json(&s)?;
+        }
+        Cmd::Render(a) => {
+            if a.size.is_some_and(|s| !(8..=2048).contains(&s)) {
+                bail!("--size must be between 8 and 2048");
+            }
+            let s = brs_dataset::mapping::render_folder(&a.input, &a.output, a.mapping, a.size)
+                .with_context(|| {
+                    format!(
+                        "rendering {} into {}",
+                        a.input.display(),
+                        a.output.display()
+                    )
+                })?;
             print_json(&s)?;
         }
     }

@@ -36,6 +36,13 @@ pub const META: &str = "meta.json";
 /// The SHA-256 of meta.json, so the file that lists every other file's hash (and sizes the
 /// network a reader allocates) is covered by the same integrity check.
 pub const META_SHA256: &str = "meta.json.sha256";
+/// Prefix of training checkpoint directories in a run directory (brs-train's and imported ones
+/// alike, so pruning sees both).
+pub const CKPT_PREFIX: &str = "ckpt";
+/// The training checkpoint file holding both optimizers' moments and step counts.
+pub const OPTIM_FILE: &str = "optim.safetensors";
+/// The training checkpoint file holding the data stream's position.
+pub const RNG_FILE: &str = "rng.json";
 
 /// Whether a checkpoint holds everything to resume training or one generator for serving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

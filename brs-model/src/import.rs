@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor};
 
-use crate::checkpoint::{CheckpointKind, CheckpointMeta, CheckpointWriter, checkpoint_name};
+use crate::checkpoint::{
+    CKPT_PREFIX, CheckpointKind, CheckpointMeta, CheckpointWriter, checkpoint_name,
+};
 use crate::config::{GLOBAL_D_LAYERS, LOCAL_D_LAYERS, ModelConfig};
 use crate::error::{ImportError, ModelError, Result};
 use crate::networks::{NetworkKind, Networks};
@@ -250,7 +252,7 @@ pub fn import_pytorch(input: &Path, out: &Path, light_img_size: i64) -> Result<P
         .and_then(|s| s.rsplit('_').next())
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or(0);
-    let mut writer = CheckpointWriter::begin(out, &checkpoint_name("ckpt", iteration))?;
+    let mut writer = CheckpointWriter::begin(out, &checkpoint_name(CKPT_PREFIX, iteration))?;
     nets.add_to(&mut writer)?;
     let mut meta = CheckpointMeta::new(CheckpointKind::Training, &nets.config, iteration);
     meta.source = Some(format!("import-pytorch {}", input.display()));

@@ -1,4 +1,5 @@
-//! The command line: `train`, `translate`, `export`, `summary` and `import-pytorch`.
+//! The command line: `train`, `translate`, `export`, `summary` and `import-pytorch` (a module of
+//! the binary: it parses, calls the library and prints).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -10,23 +11,27 @@ use brs_model::checkpoint::Checkpoint;
 use brs_model::{Direction, Precision, Translator};
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::TrainConfig;
-use crate::trainer::{TrainOptions, train};
+use brs_train::config::TrainConfig;
+use brs_train::trainer::{EarlyStop, TrainOptions, train};
+
+use crate::progress::{Progress, bar};
 
 /// Train U-GAT-IT, translate images with it, and package it for serving.
 #[derive(Debug, Parser)]
 #[command(name = "brs-train", version, about)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Train (or, with --resume, continue training) on DIR/{trainA,trainB,testA,testB}.
     Train(TrainArgs),
     /// Translate an image or a folder of images with a trained generator.
     Translate(TranslateArgs),
+    /// Score translations of held-out inputs against known targets of the same file names.
+    Evaluate(EvaluateArgs),
     /// Write a serving artifact: one generator and its metadata.
     Export(ExportArgs),
     /// Print the parameter count of each network of a config.
@@ -36,94 +41,124 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct TrainArgs {
+pub(crate) struct TrainArgs {
     /// TOML config (see configs/); keys are the reference's option names.
     #[arg(long)]
-    pub config: PathBuf,
+    pub(crate) config: PathBuf,
     /// Dataset root holding trainA, trainB, testA, testB.
     #[arg(long)]
-    pub data: Option<PathBuf>,
+    pub(crate) data: Option<PathBuf>,
     /// Run directory: checkpoints, samples, metrics.jsonl, losses.png.
     #[arg(long)]
-    pub out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
     /// Continue the run in --out from its latest checkpoint.
     #[arg(long)]
-    pub resume: bool,
+    pub(crate) resume: bool,
     /// auto, cpu, cuda or cuda:N (overrides the config's device).
     #[arg(long)]
-    pub device: Option<String>,
+    pub(crate) device: Option<String>,
     /// Override a config key, e.g. --set iteration=5000 --set light=true (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
+    pub(crate) set: Vec<String>,
     /// Stop with a checkpoint once this many iterations are done (e.g. a time-boxed job).
     #[arg(long)]
-    pub stop_at: Option<u64>,
+    pub(crate) stop_at: Option<u64>,
+    /// Stop with a checkpoint once this many minutes of training have passed (the loop's time,
+    /// not the data loading); --resume continues.
+    #[arg(long)]
+    pub(crate) max_minutes: Option<f64>,
 }
 
 #[derive(Debug, Args)]
-pub struct TranslateArgs {
+pub(crate) struct TranslateArgs {
     /// Run, checkpoint or export directory.
     #[arg(long)]
-    pub checkpoint: PathBuf,
+    pub(crate) checkpoint: PathBuf,
     /// An image file or a folder of images.
     #[arg(long)]
-    pub input: PathBuf,
+    pub(crate) input: PathBuf,
     /// Folder for the PNGs (created if missing).
     #[arg(long)]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     #[arg(long, default_value = "a2b")]
-    pub direction: Direction,
+    pub(crate) direction: Direction,
     /// Images per forward pass.
     #[arg(long, default_value_t = 8)]
-    pub batch: usize,
+    pub(crate) batch: usize,
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub(crate) device: String,
     /// Number format: auto (bf16 on CPUs with AVX512-BF16, as brs-serve), f32 or bf16.
     #[arg(long, default_value = "auto")]
-    pub precision: Precision,
+    pub(crate) precision: Precision,
 }
 
 #[derive(Debug, Args)]
-pub struct ExportArgs {
+pub(crate) struct EvaluateArgs {
+    /// Run, checkpoint or export directory.
+    #[arg(long)]
+    pub(crate) checkpoint: PathBuf,
+    /// Folder of inputs (e.g. DATA/testA).
+    #[arg(long)]
+    pub(crate) input: PathBuf,
+    /// Folder of what each input's translation should be, under the same file names (e.g.
+    /// DATA/testB of a set made by `brs-dataset photoset`).
+    #[arg(long)]
+    pub(crate) target: PathBuf,
+    #[arg(long, default_value = "a2b")]
+    pub(crate) direction: Direction,
+    #[arg(long, default_value_t = 8)]
+    pub(crate) batch: usize,
+    #[arg(long, default_value = "auto")]
+    pub(crate) device: String,
+    #[arg(long, default_value = "auto")]
+    pub(crate) precision: Precision,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
     /// Run or checkpoint directory.
     #[arg(long)]
-    pub checkpoint: PathBuf,
+    pub(crate) checkpoint: PathBuf,
     /// Run directory for the export (export-NNNNNNN/ plus `latest`, as brs-serve watches).
     #[arg(long)]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     #[arg(long, default_value = "a2b")]
-    pub direction: Direction,
+    pub(crate) direction: Direction,
     /// Store the weights in half precision (half the size).
     #[arg(long)]
-    pub half: bool,
+    pub(crate) half: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct SummaryArgs {
+pub(crate) struct SummaryArgs {
     #[arg(long)]
-    pub config: PathBuf,
+    pub(crate) config: PathBuf,
     #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
+    pub(crate) set: Vec<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct ImportArgs {
+pub(crate) struct ImportArgs {
     /// The official code's checkpoint (a dict of the six state_dicts).
     #[arg(long)]
-    pub input: PathBuf,
+    pub(crate) input: PathBuf,
     /// Run directory for the converted checkpoint.
     #[arg(long)]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     /// img_size of a light model (its shapes do not reveal it; a full model's do).
     #[arg(long, default_value_t = 256)]
-    pub img_size: i64,
+    pub(crate) img_size: i64,
 }
 
 /// Runs one subcommand.
-pub fn run(cli: Cli) -> Result<()> {
+pub(crate) fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => run_train(args),
         Command::Translate(args) => run_translate(args),
+        Command::Evaluate(args) => run_evaluate(args),
         Command::Export(args) => run_export(args),
         Command::Summary(args) => run_summary(args),
         Command::ImportPytorch(args) => run_import(args),
@@ -151,16 +186,28 @@ fn run_train(args: TrainArgs) -> Result<()> {
         out: args.out,
         resume: args.resume,
         stop_at: args.stop_at,
-        progress: std::io::stderr().is_terminal(),
+        max_minutes: args.max_minutes,
     };
-    let summary = train(&opts, &stop)?;
+    let mut progress = Progress::new(std::io::stderr().is_terminal());
+    let summary = train(&opts, &stop, &mut progress);
+    progress.finish();
+    let summary = summary?;
     let ckpt = summary
         .checkpoint
         .as_ref()
         .map_or_else(|| "none written".to_string(), |p| p.display().to_string());
-    if summary.stopped_early {
+    if let Some(why) = summary.early_stop {
+        let why = match why {
+            EarlyStop::Signal => "on a signal".to_string(),
+            EarlyStop::StopAt => "as --stop-at says".to_string(),
+            EarlyStop::TimeBudget => format!(
+                "at the time budget of {} min ({:.3} s/it)",
+                opts.max_minutes.unwrap_or_default(),
+                summary.sec_per_it
+            ),
+        };
         println!(
-            "stopped at iteration {}; checkpoint: {ckpt}; continue with --resume",
+            "stopped at iteration {} {why}; checkpoint: {ckpt}; continue with --resume",
             summary.iteration
         );
     } else {
@@ -176,13 +223,23 @@ fn run_translate(args: TranslateArgs) -> Result<()> {
     let device = brs_model::parse_device(&args.device)?;
     let translator =
         Translator::load(&args.checkpoint, args.direction, device)?.with_precision(args.precision);
-    let summary = crate::translate::translate(
+    let bar = bar(
+        std::io::stderr().is_terminal(),
+        0,
+        "[{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
+    );
+    let summary = brs_train::translate::translate(
         &translator,
         &args.input,
         &args.output,
         args.batch,
-        std::io::stderr().is_terminal(),
-    )?;
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    );
+    bar.finish_and_clear();
+    let summary = summary?;
     for (path, reason) in &summary.skipped {
         eprintln!("skipped {}: {reason}", path.display());
     }
@@ -195,6 +252,45 @@ fn run_translate(args: TranslateArgs) -> Result<()> {
     if summary.written.is_empty() {
         anyhow::bail!("no image in {} could be translated", args.input.display());
     }
+    Ok(())
+}
+
+fn run_evaluate(args: EvaluateArgs) -> Result<()> {
+    let device = brs_model::parse_device(&args.device)?;
+    let translator =
+        Translator::load(&args.checkpoint, args.direction, device)?.with_precision(args.precision);
+    let size = translator.config().img_size as u32;
+    let pairs = brs_train::evaluate::load_pairs(&args.input, &args.target, size)?;
+    let e = brs_train::evaluate::score(&pairs, args.batch, |x| {
+        Ok(translator.translate(&x.to_device(device))?)
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string(&e)?);
+        return Ok(());
+    }
+    for (path, reason) in &e.skipped {
+        eprintln!("skipped {}: {reason}", path.display());
+    }
+    println!(
+        "{} held-out pairs, mean L1 error against the target ([-1, 1] scale): translation \
+         {:.4}, identity {:.4}; ratio {:.2}",
+        e.pairs, e.translation_error, e.identity_error, e.ratio
+    );
+    let meaning = if e.ratio < 1.0 {
+        format!(
+            "the translation is {:.0}% closer to the target than the input is",
+            (1.0 - e.ratio) * 100.0
+        )
+    } else {
+        "the translation is no closer to the target than the input: the model has not learned \
+         the mapping yet"
+            .to_string()
+    };
+    println!(
+        "(the ratio is the translation's error over the error of returning the input unchanged: \
+         0 would be the target exactly, 1 no better than a copy; {:.2} means {meaning})",
+        e.ratio
+    );
     Ok(())
 }
 

@@ -19,13 +19,15 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
+use crate::events::Notice;
 
 /// Extra pixels of the training resize before the random crop, as in the reference.
 pub(crate) const CROP_MARGIN: u32 = 30;
 
 /// The four folders of a dataset in the layout of selfie2anime and the reference.
-pub(crate) const FOLDERS: [&str; 4] = ["trainA", "trainB", "testA", "testB"];
+const FOLDERS: [&str; 4] = ["trainA", "trainB", "testA", "testB"];
 
 /// One folder's usable images, and what was skipped.
 #[derive(Debug)]
@@ -36,24 +38,30 @@ pub(crate) struct Domain {
     pub(crate) skipped: Vec<(PathBuf, String)>,
 }
 
-/// Decodes every file of `dir` (sorted by name; hidden files and subfolders ignored) and resizes
-/// it to `side` x `side`, keeping at most `limit` images. Unreadable files are skipped and listed;
-/// a missing folder or one without a single usable image is an error.
+/// The files directly in `dir` (not in subfolders), hidden ones left out, sorted by name.
+pub(crate) fn files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if !hidden && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Decodes every file of `dir` (`files_in`) and resizes it to `side` x `side`, keeping at most
+/// `limit` images. Unreadable files are skipped and listed; a missing folder or one without a
+/// single usable image is an error.
 pub(crate) fn load_domain(dir: &Path, side: u32, limit: Option<usize>) -> Result<Domain> {
-    let entries = std::fs::read_dir(dir).map_err(|e| TrainError::Data {
+    let files = files_in(dir).map_err(|e| TrainError::Data {
         path: dir.to_path_buf(),
         reason: format!("cannot read the image folder: {e}"),
     })?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| TrainError::io(dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || !entry.path().is_file() {
-            continue;
-        }
-        files.push(entry.path());
-    }
-    files.sort();
     let limits = brs_image::decode::DecodeLimits::default();
     let mut images = Vec::new();
     let mut skipped = Vec::new();
@@ -93,6 +101,43 @@ pub(crate) fn load_domain(dir: &Path, side: u32, limit: Option<usize>) -> Result
         dir: dir.to_path_buf(),
         images,
         skipped,
+    })
+}
+
+/// A dataset root loaded for training: the loader over trainA and trainB, and the first
+/// `sample_count` images of testA and testB as batches for the sample grids.
+pub(crate) struct Dataset {
+    pub(crate) loader: Loader,
+    pub(crate) tests: [Tensor; 2],
+}
+
+/// Loads the four folders of `root` for `cfg` (training images at img_size + CROP_MARGIN, test
+/// images at img_size), with a notice per folder saying what was read and skipped.
+pub(crate) fn load_dataset(
+    root: &Path,
+    cfg: &TrainConfig,
+    notices: &mut Vec<Notice>,
+) -> Result<Dataset> {
+    let img = cfg.img_size as u32;
+    let mut load = |folder: &str, side: u32, limit: Option<usize>| -> Result<Domain> {
+        let domain = load_domain(&root.join(folder), side, limit)?;
+        notices.push(Notice::Domain {
+            folder: folder.to_string(),
+            dir: domain.dir.clone(),
+            images: domain.images.len(),
+            skipped: domain.skipped.clone(),
+        });
+        Ok(domain)
+    };
+    let [train_a, train_b, test_a, test_b] = FOLDERS;
+    let train_a = load(train_a, img + CROP_MARGIN, None)?;
+    let train_b = load(train_b, img + CROP_MARGIN, None)?;
+    let test_a = load(test_a, img, Some(cfg.sample_count))?;
+    let test_b = load(test_b, img, Some(cfg.sample_count))?;
+    let batch = |d: &Domain| to_batch(&d.images.iter().collect::<Vec<_>>());
+    Ok(Dataset {
+        tests: [batch(&test_a), batch(&test_b)],
+        loader: Loader::new([train_a, train_b], img, cfg.batch_size, cfg.seed),
     })
 }
 
@@ -206,7 +251,7 @@ impl Loader {
     pub(crate) fn restore(&mut self, state: &LoaderState) -> Result<()> {
         let counts = [self.domains[0].images.len(), self.domains[1].images.len()];
         if counts != state.counts {
-            return Err(TrainError::Config(format!(
+            return Err(TrainError::LoaderState(format!(
                 "the training folders now hold {counts:?} usable images (A, B), the run was \
                  checkpointed with {:?}: resuming would not continue the same data stream",
                 state.counts
@@ -215,10 +260,10 @@ impl Loader {
         let word_pos: u128 = state
             .word_pos
             .parse()
-            .map_err(|_| TrainError::Config(format!("bad word_pos {:?}", state.word_pos)))?;
+            .map_err(|_| TrainError::LoaderState(format!("bad word_pos {:?}", state.word_pos)))?;
         for ((order, &pos), &count) in state.order.iter().zip(&state.pos).zip(&counts) {
             if pos > order.len() || order.iter().any(|&i| i as usize >= count) {
-                return Err(TrainError::Config("loader state out of range".into()));
+                return Err(TrainError::LoaderState("image indices out of range".into()));
             }
         }
         self.rng = ChaCha20Rng::seed_from_u64(state.seed);

@@ -4,20 +4,30 @@
 //! duplicated generator passes, batched generator calls, no unneeded gradients).
 //!
 //! `config` holds the options, `data` the folders and augmentation, `losses` and `optim` the
-//! maths, `trainer` the step and the loop, `samples` the pictures, `translate` offline inference,
-//! `cli` the command line.
+//! maths, `step` the networks and one iteration, `trainer` the run and its loop, `checkpoint`
+//! what resume needs, `metrics` the run's log, `samples` and `plot` the pictures (`font` their
+//! labels, `png` their files), `events` what a run reports (the library never prints: the
+//! binary's `cli` renders the events), `translate` offline inference, `evaluate` scores it against known answers.
 
-pub mod cli;
+mod checkpoint;
 pub mod config;
 mod data;
 pub mod error;
+pub mod evaluate;
+pub mod events;
+mod font;
 pub mod losses;
+mod metrics;
 mod optim;
+mod plot;
+mod png;
 mod samples;
+mod step;
 pub mod trainer;
 pub mod translate;
 
 pub use config::TrainConfig;
 pub use error::{Result, TrainError};
+pub use events::{Notice, Observer, Quiet, TrainEvent};
 pub use losses::Losses;
-pub use trainer::{RunSummary, TrainOptions, Trainer, train};
+pub use trainer::{EarlyStop, RunSummary, TrainOptions, Trainer, train};

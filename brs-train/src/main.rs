@@ -1,13 +1,17 @@
-//! The `brs-train` command: parses the arguments and hands them to the library.
+//! The `brs-train` command: parses the arguments (`cli`), hands them to the library and shows
+//! what it reports (`progress`).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
+mod cli;
+mod progress;
+
 fn main() -> ExitCode {
     brs_model::alloc::reexec_with_tuned_malloc(brs_model::alloc::Profile::Training);
-    let cli = brs_train::cli::Cli::parse();
-    match brs_train::cli::run(cli) {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -109,9 +109,9 @@ impl Adam {
         let get = |key: String, like: &Tensor| -> Result<Tensor> {
             let t = saved
                 .get(&key)
-                .ok_or_else(|| TrainError::Config(format!("optimizer state lacks {key}")))?;
+                .ok_or_else(|| TrainError::OptimizerState(format!("lacks {key}")))?;
             if t.size() != like.size() {
-                return Err(TrainError::Config(format!(
+                return Err(TrainError::OptimizerState(format!(
                     "optimizer state {key} has shape {:?}, the parameter {:?}",
                     t.size(),
                     like.size()
@@ -128,13 +128,13 @@ impl Adam {
         let step_key = format!("{prefix}/step");
         let step = saved
             .get(&step_key)
-            .ok_or_else(|| TrainError::Config(format!("optimizer state lacks {step_key}")))?
+            .ok_or_else(|| TrainError::OptimizerState(format!("lacks {step_key}")))?
             .to_kind(Kind::Int64)
             .int64_value(&[0]);
         self.m = m;
         self.v = v;
         self.step = u64::try_from(step)
-            .map_err(|_| TrainError::Config(format!("{step_key} is negative")))?;
+            .map_err(|_| TrainError::OptimizerState(format!("{step_key} is negative")))?;
         Ok(())
     }
 }

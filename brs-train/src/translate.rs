@@ -5,11 +5,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use brs_model::Translator;
-use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::data::{resize, to_batch};
+use crate::data::{files_in, resize, to_batch};
 use crate::error::{Result, TrainError};
-use crate::samples::write_png;
+use crate::png::write_png;
 
 /// What `translate` did.
 #[derive(Debug, Default)]
@@ -24,20 +23,10 @@ fn inputs(input: &Path) -> Result<Vec<PathBuf>> {
     if input.is_file() {
         return Ok(vec![input.to_path_buf()]);
     }
-    let entries = std::fs::read_dir(input).map_err(|e| TrainError::Data {
+    files_in(input).map_err(|e| TrainError::Data {
         path: input.to_path_buf(),
         reason: format!("not an image file or a readable folder: {e}"),
-    })?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| TrainError::io(input, e))?;
-        let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if !hidden && entry.path().is_file() {
-            files.push(entry.path());
-        }
-    }
-    files.sort();
-    Ok(files)
+    })
 }
 
 /// `photo.jpg` -> `photo.png`; when two inputs share a stem, the later keeps its full name
@@ -60,35 +49,24 @@ fn output_name(path: &Path, taken: &mut BTreeSet<String>) -> String {
 }
 
 /// Translates `input` (file or folder) into PNGs in `output` with `translator`, `batch` images
-/// at a time.
+/// at a time; `progress(done, total)` hears how many inputs are done after each batch.
 pub fn translate(
     translator: &Translator,
     input: &Path,
     output: &Path,
     batch: usize,
-    progress: bool,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<TranslateSummary> {
     if batch == 0 || batch > 1024 {
-        return Err(TrainError::Config(format!(
-            "batch = {batch} (allowed: 1..=1024)"
-        )));
+        return Err(TrainError::Batch(batch));
     }
     let size = translator.config().img_size as u32;
     let files = inputs(input)?;
     std::fs::create_dir_all(output).map_err(|e| TrainError::io(output, e))?;
-    let bar = if progress {
-        ProgressBar::new(files.len() as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("[{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
     let limits = brs_image::decode::DecodeLimits::default();
     let mut summary = TranslateSummary::default();
     let mut taken = BTreeSet::new();
+    let mut done = 0;
     for chunk in files.chunks(batch) {
         let mut images = Vec::new();
         let mut names = Vec::new();
@@ -111,9 +89,9 @@ pub fn translate(
                 summary.written.push(path);
             }
         }
-        bar.inc(chunk.len() as u64);
+        done += chunk.len();
+        progress(done, files.len());
     }
-    bar.finish_and_clear();
     Ok(summary)
 }
 

@@ -8,13 +8,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use brs_model::checkpoint::{Checkpoint, CheckpointKind};
+use brs_model::checkpoint::{Checkpoint, CheckpointKind, OPTIM_FILE, RNG_FILE};
 use brs_model::{Direction, Translator};
-use common::{TINY, bin, config, run, synth_dataset, text};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{TINY, bin, config, run, s, synth_dataset, text, train, train_args};
 
 #[test]
 fn a_run_writes_checkpoints_samples_metrics_and_plot_then_translates_and_exports() {
@@ -29,15 +25,7 @@ fn a_run_writes_checkpoints_samples_metrics_and_plot_then_translates_and_exports
         &format!("{TINY}iteration = 6\nprint_freq = 3\nsave_freq = 2\nkeep_last = 2\n"),
     );
     let runs = dir.path().join("run");
-    let out = run(&[
-        "train",
-        "--config",
-        s(&cfg),
-        "--data",
-        s(&data),
-        "--out",
-        s(&runs),
-    ]);
+    let out = train(&cfg, &data, &runs, &[]);
     assert!(out.status.success(), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -60,8 +48,8 @@ fn a_run_writes_checkpoints_samples_metrics_and_plot_then_translates_and_exports
         (ckpt.meta.iteration, ckpt.meta.kind),
         (6, CheckpointKind::Training)
     );
-    assert!(ckpt.meta.files.contains_key("optim.safetensors"));
-    assert!(ckpt.meta.files.contains_key("rng.json"));
+    assert!(ckpt.meta.files.contains_key(OPTIM_FILE));
+    assert!(ckpt.meta.files.contains_key(RNG_FILE));
     assert_eq!(ckpt.meta.training.as_ref().unwrap()["iteration"], 6);
 
     // Sample grids at 3 and 6: 2 test images x (input | heatmap | translation | cycle).
@@ -161,6 +149,89 @@ fn a_run_writes_checkpoints_samples_metrics_and_plot_then_translates_and_exports
         bytes(&ckpt)
     );
     Translator::load(&exports, Direction::A2B, tch::Device::Cpu).unwrap();
+
+    // evaluate: testB holds the known mapping of testA under the same names; the command scores
+    // the translation as the library does, and says what the ratio means.
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["evaluate", "--checkpoint", s(&runs)];
+        let (a, b) = (data.join("testA"), data.join("testB"));
+        args.extend(["--input", s(&a), "--target", s(&b), "--device", "cpu"]);
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let out = eval(&["--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let translator = Translator::load(&runs, Direction::A2B, tch::Device::Cpu).unwrap();
+    let pairs =
+        brs_train::evaluate::load_pairs(&data.join("testA"), &data.join("testB"), 96).unwrap();
+    let want = brs_train::evaluate::score(&pairs, 8, |x| Ok(translator.translate(x)?)).unwrap();
+    assert_eq!(json["pairs"], 2);
+    for key in ["translation_error", "identity_error", "ratio"] {
+        let got = json[key].as_f64().unwrap();
+        let expected = serde_json::to_value(&want).unwrap()[key].as_f64().unwrap();
+        assert!((got - expected).abs() < 1e-9, "{key}: {got} vs {expected}");
+    }
+    assert!(
+        want.identity_error > 0.05 && want.translation_error > 0.0,
+        "{want:?}"
+    );
+    let out = eval(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("2 held-out pairs") && stdout.contains("closer"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_time_budget_stops_with_a_checkpoint_that_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synth_dataset(&data, 2, 1, 96, 8);
+    let cfg = config(
+        dir.path(),
+        "c.toml",
+        &format!("{TINY}iteration = 100000\nprint_freq = 100000\nsave_freq = 100000\n"),
+    );
+    let runs = dir.path().join("run");
+    let started = Instant::now();
+    let out = train(&cfg, &data, &runs, &["--max-minutes", "0.02"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("stopped at iteration") && stdout.contains("time budget of 0.02 min"),
+        "{}",
+        text(&out)
+    );
+    // 1.2 s of training plus start-up and one save, not 100000 iterations.
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "{:?}",
+        started.elapsed()
+    );
+    let ckpt = Checkpoint::open(&runs).unwrap();
+    ckpt.verify().unwrap();
+    let done = ckpt.meta.iteration;
+    assert!((1..100_000).contains(&done), "{done}");
+    let metrics = std::fs::read_to_string(runs.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    assert_eq!(last["iteration"], done);
+
+    // Another budget continues the run from there.
+    let out = train(&cfg, &data, &runs, &["--resume", "--max-minutes", "0.01"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(Checkpoint::open(&runs).unwrap().meta.iteration > done);
+    // A budget that is not a positive number of minutes is refused.
+    for bad in ["0", "NaN"] {
+        let out = train(&cfg, &data, &runs, &["--resume", "--max-minutes", bad]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("max minutes"),
+            "{bad}: {err}"
+        );
+    }
 }
 
 /// Spawns a long run, waits until it has trained an iteration, sends `signal`, and checks that
@@ -176,15 +247,7 @@ fn stop_with(signal: &str) {
     );
     let runs = dir.path().join("run");
     let child = Command::new(bin())
-        .args([
-            "train",
-            "--config",
-            s(&cfg),
-            "--data",
-            s(&data),
-            "--out",
-            s(&runs),
-        ])
+        .args(train_args(&cfg, &data, &runs, &[]))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -223,18 +286,7 @@ fn stop_with(signal: &str) {
     Translator::load(&runs, Direction::A2B, tch::Device::Cpu).unwrap();
 
     let next = (done + 1).to_string();
-    let out = run(&[
-        "train",
-        "--config",
-        s(&cfg),
-        "--data",
-        s(&data),
-        "--out",
-        s(&runs),
-        "--resume",
-        "--stop-at",
-        &next,
-    ]);
+    let out = train(&cfg, &data, &runs, &["--resume", "--stop-at", &next]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(&format!("at iteration {done}")),
@@ -283,16 +335,9 @@ fn a_write_failing_while_saving_leaves_the_previous_checkpoint_and_latest() {
     let body = format!("{TINY}iteration = 100\nsave_freq = 1\nprint_freq = 100000\n");
     let cfg = config(dir.path(), "c.toml", &body);
     let runs = dir.path().join("run");
-    let args = |stop: &str| {
-        let mut a = vec!["train", "--config", s(&cfg), "--data", s(&data)];
-        a.extend(
-            ["--out", s(&runs), "--resume", "--stop-at", stop]
-                .iter()
-                .copied(),
-        );
-        a.into_iter().map(String::from).collect::<Vec<_>>()
-    };
-    let out = run(&args("2").iter().map(String::as_str).collect::<Vec<_>>());
+    let args =
+        |stop: &'static str| train_args(&cfg, &data, &runs, &["--resume", "--stop-at", stop]);
+    let out = run(&args("2"));
     assert!(out.status.success(), "{}", text(&out));
     let before = Checkpoint::open(&runs).unwrap();
     assert_eq!(before.meta.iteration, 2);
@@ -342,7 +387,7 @@ fn a_write_failing_while_saving_leaves_the_previous_checkpoint_and_latest() {
         "{names:?}"
     );
     // And the run goes on from it once there is room again.
-    let out = run(&args("3").iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run(&args("3"));
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(Checkpoint::open(&runs).unwrap().meta.iteration, 3);
 }
@@ -446,18 +491,7 @@ fn import_pytorch_converts_an_official_checkpoint_that_training_resumes_from() {
     let data = dir.path().join("data");
     synth_dataset(&data, 2, 1, 96, 6);
     let cfg = config(dir.path(), "c.toml", &format!("{TINY}iteration = 2000\n"));
-    let out = run(&[
-        "train",
-        "--config",
-        s(&cfg),
-        "--data",
-        s(&data),
-        "--out",
-        s(&runs),
-        "--resume",
-        "--stop-at",
-        "1001",
-    ]);
+    let out = train(&cfg, &data, &runs, &["--resume", "--stop-at", "1001"]);
     assert!(out.status.success(), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

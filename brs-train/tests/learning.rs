@@ -16,26 +16,15 @@ use std::time::Instant;
 
 use brs_dataset::synth::{scene, warm};
 use brs_model::{Direction, ModelConfig, Networks, Translator};
+use brs_train::evaluate::{load_pairs, score};
 use common::{config, held_out_seed, run, synth_dataset_mapped, text};
-use tch::{Device, Kind, Tensor};
+use tch::Device;
 
 const SEED: u64 = 5;
 const N_TEST: u64 = 8;
 
 fn env_or(key: &str, default: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| default.to_string())
-}
-
-/// Mean absolute error in [-1, 1] units between `translate(test A)` and `warm(test A)`.
-fn error_against_mapping(translate: impl Fn(&Tensor) -> Tensor, size: u32) -> f64 {
-    let mut total = 0.0;
-    for i in 0..N_TEST {
-        let a = scene(i, held_out_seed(SEED), size);
-        let want = brs_model::image::rgb_to_tensor(&warm(&a)).unsqueeze(0);
-        let got = translate(&brs_model::image::rgb_to_tensor(&a).unsqueeze(0));
-        total += (got - want).abs().mean(Kind::Float).double_value(&[]);
-    }
-    total / N_TEST as f64
 }
 
 // Budget: about 2 minutes on 2 cores. Measured (2026-11-30, this test as it stands): untrained
@@ -52,9 +41,13 @@ fn translation_error_falls_far_below_the_untrained_models() {
     // Training scenes at img + 30, the size the loader crops from, so no resize blurs them.
     synth_dataset_mapped(&data, 32, N_TEST, img + 30, SEED, warm);
     for i in 0..N_TEST {
-        // The samples' test folders hold held-out scenes at the model's size.
+        // The test folders hold held-out scenes at the model's size and their known mapping,
+        // under the same names: what the model is scored on.
         let a = scene(i, held_out_seed(SEED), img);
         a.save(data.join(format!("testA/{i:04}.png"))).unwrap();
+        warm(&a)
+            .save(data.join(format!("testB/{i:04}.png")))
+            .unwrap();
     }
     let iterations = env_or("BRS_LEARN_ITERS", "1000");
     let body = format!(
@@ -85,11 +78,15 @@ fn translation_error_falls_far_below_the_untrained_models() {
     tch::manual_seed(SEED as i64);
     let model: ModelConfig = trained.config().clone();
     let untrained = Networks::new(&model, Device::Cpu).unwrap();
-    let before =
-        error_against_mapping(|x| tch::no_grad(|| untrained.gen_a2b.forward(x).image), img);
-    let after = error_against_mapping(|x| trained.translate(x).unwrap(), img);
+    let pairs = load_pairs(&data.join("testA"), &data.join("testB"), img).unwrap();
+    assert_eq!(pairs.names.len(), N_TEST as usize);
+    let before = score(&pairs, 8, |x| Ok(untrained.gen_a2b.forward(x).image))
+        .unwrap()
+        .translation_error;
+    let scored = score(&pairs, 8, |x| Ok(trained.translate(x)?)).unwrap();
+    let after = scored.translation_error;
     // The identity map (output = input): what a model that only learned to copy would score.
-    let identity = error_against_mapping(|x| x.shallow_clone(), img);
+    let identity = scored.identity_error;
     println!(
         "mean L1 to the known mapping on {N_TEST} held-out images: untrained {before:.4}, \
          trained {after:.4} after {iterations} iterations (identity map {identity:.4}); \

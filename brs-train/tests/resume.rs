@@ -10,8 +10,8 @@ mod common;
 use std::sync::atomic::AtomicBool;
 
 use brs_model::NetworkKind;
-use brs_model::checkpoint::Checkpoint;
-use brs_train::{TrainConfig, TrainOptions, train};
+use brs_model::checkpoint::{CKPT_PREFIX, Checkpoint, OPTIM_FILE, RNG_FILE, checkpoint_name};
+use brs_train::{EarlyStop, Quiet, TrainConfig, TrainOptions, train};
 use common::{TINY, synth_dataset};
 
 fn max_diff(a: &Checkpoint, b: &Checkpoint, file: &str) -> f64 {
@@ -55,28 +55,31 @@ fn stop_and_resume_equals_a_straight_run() {
         out: Some(dir.path().join(out)),
         resume,
         stop_at,
-        progress: false,
+        max_minutes: None,
     };
     let never = AtomicBool::new(false);
 
-    let straight = train(&opts("straight", false, None), &never).unwrap();
-    assert_eq!((straight.iteration, straight.stopped_early), (n + m, false));
+    let straight = train(&opts("straight", false, None), &never, &mut Quiet).unwrap();
+    assert_eq!((straight.iteration, straight.early_stop), (n + m, None));
 
-    let first = train(&opts("split", false, Some(n)), &never).unwrap();
-    assert_eq!((first.iteration, first.stopped_early), (n, true));
+    let first = train(&opts("split", false, Some(n)), &never, &mut Quiet).unwrap();
+    assert_eq!(
+        (first.iteration, first.early_stop),
+        (n, Some(EarlyStop::StopAt))
+    );
     // Without --resume an existing run is refused rather than overwritten.
-    let err = train(&opts("split", false, None), &never)
+    let err = train(&opts("split", false, None), &never, &mut Quiet)
         .unwrap_err()
         .to_string();
     assert!(err.contains("--resume"), "{err}");
-    let second = train(&opts("split", true, None), &never).unwrap();
+    let second = train(&opts("split", true, None), &never, &mut Quiet).unwrap();
     assert_eq!((second.iteration, second.ran), (n + m, m));
 
     let a = Checkpoint::open(&dir.path().join("straight")).unwrap();
     let b = Checkpoint::open(&dir.path().join("split")).unwrap();
     assert_eq!((a.meta.iteration, b.meta.iteration), (n + m, n + m));
     let mut files: Vec<String> = NetworkKind::ALL.iter().map(|k| k.file_name()).collect();
-    files.push("optim.safetensors".into());
+    files.push(OPTIM_FILE.into());
     for file in &files {
         let diff = max_diff(&a, &b, file);
         assert!(
@@ -85,13 +88,16 @@ fn stop_and_resume_equals_a_straight_run() {
         );
     }
     assert_eq!(
-        a.read_file("rng.json").unwrap(),
-        b.read_file("rng.json").unwrap()
+        a.read_file(RNG_FILE).unwrap(),
+        b.read_file(RNG_FILE).unwrap()
     );
 
     // The weights did move: a resume that silently restarted would not match anyway, but a run
     // that never trained would match trivially.
-    let start = dir.path().join("split").join("ckpt-0000004");
+    let start = dir
+        .path()
+        .join("split")
+        .join(checkpoint_name(CKPT_PREFIX, n));
     let mid = Checkpoint::open(&start).unwrap();
     let moved = max_diff(&mid, &b, "genA2B.safetensors");
     assert!(

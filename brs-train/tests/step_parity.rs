@@ -61,7 +61,7 @@ fn check(img: i64, ch: i64, light: bool, batch: i64, steps: i64, flip_budget: f6
         out: Some(before.clone()),
         resume: true,
         stop_at: None,
-        progress: false,
+        max_minutes: None,
     };
     let mut trainer = Trainer::new(&opts).unwrap();
     let inputs =

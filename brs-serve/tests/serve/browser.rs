@@ -1,14 +1,18 @@
-//! The web page in headless Chromium (through chromedriver and WebDriver): pick a photo, see its
-//! translation appear with a before/after slider and a download link.
+//! The web page in headless Chromium (through chromedriver and WebDriver): the greeting draws the
+//! sample portrait with this server's model; a picked photo shows its progress, then its
+//! translation with a before/after slider and a download link; and a screenshot of the page.
+//!
+//! The screenshot goes to BRS_PAGE_SCREENSHOT when set (docs/page.png is made that way), else to
+//! a temp dir; BRS_PAGE_MODEL points the server at a trained run instead of the tests' random
+//! generator, so the screenshot shows a real translation (the README says how docs/page.png is made).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::common::{Server, fixture_path};
-
+use crate::common::{Server, client, fixture_path};
 struct Kill(Child);
 impl Drop for Kill {
     fn drop(&mut self) {
@@ -37,7 +41,13 @@ async fn page_translates_a_picked_photo_in_headless_chromium() {
         std::path::Path::new(&chromium).is_file(),
         "chromium not found at {chromium}: run scripts/setup"
     );
-    let s = Server::start(|_| {}).await;
+    let model = std::env::var_os("BRS_PAGE_MODEL").map(std::path::PathBuf::from);
+    let s = Server::start(|cfg| {
+        if let (Some(model), Some(style)) = (model, cfg.styles.get_mut("default")) {
+            style.path = model;
+        }
+    })
+    .await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -58,7 +68,7 @@ async fn page_translates_a_picked_photo_in_headless_chromium() {
             "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage",
+                "--disable-dev-shm-usage", "--window-size=1000,1200", "--hide-scrollbars",
                 format!("--user-data-dir={}", profile.path().display()),
             ]
         }
@@ -86,43 +96,80 @@ async fn page_translates_a_picked_photo_in_headless_chromium() {
     // and the chromedriver process dies with its guard.
     async {
         browser.goto(&s.url("/")).await.expect("open page");
+        // Translations come back at the model's size.
+        let models: serde_json::Value = client()
+            .get(s.url("/v1/models"))
+            .send()
+            .await
+            .expect("GET /v1/models")
+            .json()
+            .await
+            .expect("JSON");
+        let side = models["styles"][0]["model"]["img_size"].as_i64().expect("img_size");
+        // The greeting: the sample portrait drawn by this server's model, behind a slider.
+        wait_for(&browser, "the sample portrait's drawing",
+            "const i = document.querySelector('#hero img.after'); return i && i.complete ? i.naturalWidth : 0;",
+            side).await;
+        let status = script(&browser, "return document.getElementById('hero-status').textContent;").await;
+        assert!(status.as_str().is_some_and(|t| t.starts_with("Drawn by")), "{status}");
+
         let input = browser.find(Locator::Css("input#file")).await.expect("file input");
         let photo = fixture_path("astronaut.png");
         input
             .send_keys(photo.to_str().expect("utf8"))
             .await
             .expect("pick the photo");
-        let t = Instant::now();
-        loop {
-            let w = browser
-                .execute(
-                    "const i = document.querySelector('img.result'); return i && i.complete ? i.naturalWidth : 0;",
-                    vec![],
-                )
-                .await
-                .expect("script");
-            if w.as_u64() == Some(96) {
-                break;
-            }
-            let status = browser
-                .execute("const s = document.querySelector('.status'); return s ? s.textContent : '';", vec![])
-                .await
-                .expect("script");
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "no translation shown; status line: {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        // A card with a progress bar appears at once, then the translation replaces it.
+        let card = script(&browser, "return document.querySelectorAll('.card progress, .card input[type=range]').length;").await;
+        assert_eq!(card.as_u64(), Some(1), "no card for the picked photo");
+        wait_for(&browser, "the picked photo's translation",
+            "const i = document.querySelector('img.result'); return i && i.complete ? i.naturalWidth : 0;",
+            side).await;
         let slider = browser.find(Locator::Css(".card input[type=range]")).await.expect("slider");
         assert_eq!(slider.prop("value").await.expect("value").as_deref(), Some("50"));
-        let link = browser.find(Locator::Css(".status a")).await.expect("download link");
+        let link = browser.find(Locator::Css(".card .status a")).await.expect("download link");
         let href = link.attr("href").await.expect("href").unwrap_or_default();
-        assert!(href.starts_with("blob:"), "{href}");
+        assert!(href.contains("/v1/results/"), "{href}");
         let download = link.attr("download").await.expect("download").unwrap_or_default();
         assert_eq!(download, "astronaut-drawing.png");
+
+        // The page as a visitor sees it: greeting, drop zone, the translated portrait.
+        let png = browser.screenshot().await.expect("screenshot");
+        let shot = image::load_from_memory(&png).expect("a PNG screenshot").to_rgb8();
+        assert!(shot.width() >= 800 && shot.height() >= 800, "{:?}", shot.dimensions());
+        let distinct: std::collections::HashSet<[u8; 3]> = shot.pixels().map(|p| p.0).collect();
+        assert!(distinct.len() > 1000, "a blank screenshot ({} colours)", distinct.len());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = std::env::var_os("BRS_PAGE_SCREENSHOT")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| dir.path().join("page.png"));
+        std::fs::write(&path, &png).expect("write the screenshot");
     }
     .await;
     browser.close().await.expect("close browser");
     s.stop().await;
+}
+
+async fn script(browser: &Client, js: &str) -> serde_json::Value {
+    browser.execute(js, vec![]).await.expect("script")
+}
+
+/// Polls `js` (which returns a number) until it returns `want`, for at most 60 s.
+async fn wait_for(browser: &Client, what: &str, js: &str, want: i64) {
+    let t = Instant::now();
+    loop {
+        if script(browser, js).await.as_i64() == Some(want) {
+            return;
+        }
+        let status = script(
+            browser,
+            "return Array.from(document.querySelectorAll('.status')).map(s => s.textContent).join(' | ');",
+        )
+        .await;
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{what} never appeared; status lines: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -20,6 +20,36 @@ pub(crate) fn run(args: &[&str]) -> Output {
         .expect("spawning brs-train")
 }
 
+/// A path as the `&str` an argument list wants.
+pub(crate) fn s(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+/// The arguments of `train --config CFG --data DATA --out OUT`, then `extra`.
+pub(crate) fn train_args<'a>(
+    cfg: &'a Path,
+    data: &'a Path,
+    out: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "train",
+        "--config",
+        s(cfg),
+        "--data",
+        s(data),
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Runs `brs-train train` (see `train_args`).
+pub(crate) fn train(cfg: &Path, data: &Path, out: &Path, extra: &[&str]) -> Output {
+    run(&train_args(cfg, data, out, extra))
+}
+
 pub(crate) fn text(out: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
