@@ -18,9 +18,9 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::mapping::Mapping;
 use brs_image::decode::{DecodeLimits, decode_file};
 use brs_image::files::{list_files, png_bytes, write_atomic};
-use crate::mapping::Mapping;
 use brs_image::resize::{Quality, resize_rgb};
 
 /// What to build.

@@ -202,9 +202,7 @@ impl Clients {
             }),
             // More than the whole burst at once: it can never pass; wait for a full bucket.
             Err(_) => Err(Refusal::RateLimited {
-                retry_after: Duration::from_secs_f64(
-                    f64::from(n.get()) / per_sec.max(1e-6),
-                ),
+                retry_after: Duration::from_secs_f64(f64::from(n.get()) / per_sec.max(1e-6)),
             }),
         }
     }
