@@ -37,7 +37,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def http(port, method, path, body=None, headers=None, timeout=120):
+def call(port, method, path, body=None, headers=None, timeout=120):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         c.request(method, path, body=body, headers=headers or {})
@@ -51,7 +51,7 @@ def wait_ready(port, proc, limit=300):
     t = time.time()
     while True:
         try:
-            if http(port, "GET", "/readyz", timeout=2)[0] == 200:
+            if call(port, "GET", "/readyz", timeout=2)[0] == 200:
                 return
         except OSError:
             pass
@@ -62,7 +62,7 @@ def wait_ready(port, proc, limit=300):
 
 def inference_seconds(port):
     """Summed forward-pass seconds and batches, from /metrics."""
-    text = http(port, "GET", "/metrics")[1].decode()
+    text = call(port, "GET", "/metrics")[1].decode()
     total, count = 0.0, 0
     for line in text.splitlines():
         if line.startswith("brs_inference_seconds_sum{"):
@@ -95,13 +95,13 @@ def multipart(files):
 def run_job(port, n):
     body, ctype = multipart(photos(n))
     t0 = time.monotonic()
-    status, data = http(port, "POST", "/v1/jobs", body, {"content-type": ctype})
+    status, data = call(port, "POST", "/v1/jobs", body, {"content-type": ctype})
     if status != 202:
         sys.exit("bench-jobs: POST /v1/jobs answered %s: %s" % (status, data[:300]))
     job = json.loads(data)
     accepted = time.monotonic() - t0
     while True:
-        v = json.loads(http(port, "GET", "/v1/jobs/" + job["id"])[1])
+        v = json.loads(call(port, "GET", "/v1/jobs/" + job["id"])[1])
         if v["status"] == "done":
             break
         time.sleep(0.25)
