@@ -35,13 +35,14 @@ fn inline_hashes(html: &str, tag: &str) -> Vec<String> {
 }
 
 /// The policy of the page: its own inline code, images from here (and `extra_img` origins, e.g.
-/// an S3 store's presigned URLs), API calls to here.
+/// an S3 store's presigned URLs), API calls to here, and `data:` reads (the greeting sends its
+/// embedded sample portrait, which it can only read back with `fetch`).
 pub(crate) fn page_policy(html: &str, extra_img: &str) -> HeaderValue {
     let scripts = inline_hashes(html, "script").join(" ");
     let styles = inline_hashes(html, "style").join(" ");
     let policy = format!(
         "default-src 'none'; script-src {scripts}; style-src {styles}; \
-         img-src 'self' blob: data: {extra_img}; connect-src 'self' {extra_img}; \
+         img-src 'self' blob: data: {extra_img}; connect-src 'self' data: {extra_img}; \
          base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     );
     HeaderValue::from_str(policy.trim()).unwrap_or(HeaderValue::from_static(API_POLICY))
