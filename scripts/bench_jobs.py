@@ -154,11 +154,21 @@ def main():
 
     # s3 + sqs on moto: the HTTP instance (also consuming) and one worker process.
     moto_port = free_port()
-    moto = subprocess.Popen([os.path.join(PY, "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)],
+    moto_bin = os.path.join(PY, "moto_server")
+    moto = subprocess.Popen([moto_bin, "-H", "127.0.0.1", "-p", str(moto_port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs = [moto]
     try:
         endpoint = "http://127.0.0.1:%d" % moto_port
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", moto_port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline or moto.poll() is not None:
+                    sys.exit("moto_server did not start on port %d" % moto_port)
+                time.sleep(0.2)
         aws_env = dict(env, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                        AWS_REGION="eu-west-1", AWS_EC2_METADATA_DISABLED="true")
         queue_url = setup_aws(endpoint)
