@@ -13,19 +13,23 @@ use crate::http::request::Peer;
 use crate::http::routes::charge_read;
 use crate::results::ResultName;
 use crate::state::AppState;
+use crate::store::Key;
 
 /// How long a presigned result URL works.
 const PRESIGNED_TTL: Duration = Duration::from_secs(300);
 
-fn name(
+/// Charges the read, then the result `raw` names and its key in the store.
+fn locate(
     state: &AppState,
     peer: Peer,
     headers: &HeaderMap,
     raw: &str,
-) -> Result<ResultName, ApiError> {
+) -> Result<(ResultName, Key), ApiError> {
     charge_read(state, peer, headers)?;
-    ResultName::parse(raw)
-        .ok_or_else(|| ServeError::UnknownResult(raw.chars().take(80).collect()).into())
+    let unknown = || ServeError::UnknownResult(raw.chars().take(80).collect());
+    let name = ResultName::parse(raw).ok_or_else(unknown)?;
+    let key = name.key().ok_or_else(unknown)?;
+    Ok((name, key))
 }
 
 pub(crate) async fn get(
@@ -34,10 +38,7 @@ pub(crate) async fn get(
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
-    let name = name(&state, peer, &headers, &raw)?;
-    let key = name
-        .key()
-        .ok_or_else(|| ServeError::UnknownResult(raw.clone()))?;
+    let (name, key) = locate(&state, peer, &headers, &raw)?;
     if let Some(url) = state.store.presigned_get(&key, PRESIGNED_TTL).await {
         return Ok(Redirect::temporary(&url).into_response());
     }
@@ -67,10 +68,7 @@ pub(crate) async fn delete(
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
-    let name = name(&state, peer, &headers, &raw)?;
-    let key = name
-        .key()
-        .ok_or_else(|| ServeError::UnknownResult(raw.clone()))?;
+    let (_, key) = locate(&state, peer, &headers, &raw)?;
     if state
         .store
         .get(&key)
