@@ -19,8 +19,15 @@
 //! allocations of many threads from spreading over many heaps; and a heap's free top is trimmed
 //! above 32 MiB. The cost is the page faults of the mapped blocks, measured in docs/benchmarks.md.
 //!
-//! glibc reads these settings (`GLIBC_TUNABLES`) only at process start, so the binaries re-execute
-//! themselves once with them set, as the first thing in `main`. Safe Rust, no `mallopt` call:
+//! A server also tells libtorch's OpenMP threads to sleep when idle (`OMP_WAIT_POLICY=PASSIVE`,
+//! unless the operator set a policy): by default they spin for a while after each parallel
+//! region, which on a host shared with decoding threads, a second inference process (a web
+//! instance beside a queue worker) or anything else made forward passes many times slower
+//! (docs/benchmarks.md). The trainer keeps the spinning: it owns its cores, and there the spin
+//! saves a wake-up between the many small parallel regions of an iteration.
+//!
+//! glibc reads these settings (`GLIBC_TUNABLES`) and libgomp its own only at process start, so the
+//! binaries re-execute themselves once with them set, as the first thing in `main`. Safe Rust, no `mallopt` call:
 //! the workspace forbids `unsafe`.
 
 use std::ffi::OsString;
@@ -42,6 +49,14 @@ impl Profile {
             Profile::Serving => {
                 "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=262144:glibc.malloc.trim_threshold=33554432"
             }
+        }
+    }
+
+    /// Environment variables set for the process unless the operator set them.
+    pub fn defaults(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Profile::Training => &[],
+            Profile::Serving => &[("OMP_WAIT_POLICY", "PASSIVE")],
         }
     }
 }
@@ -86,7 +101,13 @@ pub fn reexec_with_tuned_malloc(profile: Profile) {
         };
         let mut args = std::env::args_os();
         let argv0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
-        let err = std::process::Command::new(&exe)
+        let mut command = std::process::Command::new(&exe);
+        for (key, value) in profile.defaults() {
+            if std::env::var_os(key).is_none() {
+                command.env(key, value);
+            }
+        }
+        let err = command
             .arg0(argv0)
             .args(args)
             .env(

@@ -1,11 +1,12 @@
 //! One inference worker per style: a dedicated OS thread that owns the generator and runs dynamic
 //! batches (up to `max_batch`, waiting at most `max_wait` for a batch to fill), so no tokio thread
-//! ever runs a forward pass. Two lanes feed it and interactive images always go before job images.
+//! ever runs a forward pass. Two lanes feed it and interactive images always go before job images;
+//! within a lane, clients take turns (round-robin by the slot's owner), so no client's backlog
+//! delays another's next image by more than one image per waiting client.
 //! How many images wait is bounded by admission (each holds a [`Slot`] until its batch is done),
 //! not here. A hot-reloaded generator is handed over through a slot the worker checks between
 //! batches, so a swap never interrupts a batch.
 
-use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -17,6 +18,7 @@ use tch::{Kind, Tensor};
 use tokio::sync::oneshot;
 
 use crate::admission::Slot;
+use crate::fair::RoundRobin;
 use crate::metrics::Metrics;
 
 /// What /v1/models shows about the generator a style serves.
@@ -92,16 +94,14 @@ struct Item {
 
 #[derive(Default)]
 struct Lanes {
-    interactive: VecDeque<Item>,
-    jobs: VecDeque<Item>,
+    interactive: RoundRobin<Item>,
+    jobs: RoundRobin<Item>,
     closed: bool,
 }
 
 impl Lanes {
     fn pop(&mut self) -> Option<Item> {
-        self.interactive
-            .pop_front()
-            .or_else(|| self.jobs.pop_front())
+        self.interactive.pop().or_else(|| self.jobs.pop())
     }
 
     fn is_empty(&self) -> bool {
@@ -202,6 +202,7 @@ impl Batcher {
         slot: Slot,
     ) -> oneshot::Receiver<Result<Inferred, String>> {
         let (reply, rx) = oneshot::channel();
+        let owner = slot.owner().clone();
         let item = Item {
             input,
             reply,
@@ -210,8 +211,8 @@ impl Batcher {
         };
         let mut lanes = self.queue.lock();
         match lane {
-            Lane::Interactive => lanes.interactive.push_back(item),
-            Lane::Job => lanes.jobs.push_back(item),
+            Lane::Interactive => lanes.interactive.push(&owner, item),
+            Lane::Job => lanes.jobs.push(&owner, item),
         }
         drop(lanes);
         self.queue.ready.notify_one();

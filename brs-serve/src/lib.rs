@@ -17,6 +17,7 @@ pub mod config;
 mod crop;
 pub mod drain;
 mod error;
+mod fair;
 mod health;
 pub mod http;
 mod ids;

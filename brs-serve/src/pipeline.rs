@@ -6,7 +6,7 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
-use brs_image::decode::{DecodeLimits, ImageFormat, decode_rgb_at_least, sniff};
+use brs_image::decode::{DecodeLimits, ImageFormat, decode_rgb_at_least, probe, sniff};
 use brs_image::resize::{Quality, resize_rgb};
 use bytes::Bytes;
 use image::{DynamicImage, RgbImage, imageops};
@@ -169,6 +169,33 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| ServeError::Task(e.to_string()))?
 }
 
+/// The decoder's limits under this server's config.
+fn decode_limits(state: &AppState) -> DecodeLimits {
+    DecodeLimits {
+        max_bytes: state.config.max_upload_bytes,
+        max_pixels: state.config.max_pixels,
+        max_side: state.config.max_side,
+    }
+}
+
+/// Pixels one token of a client's image rate pays for. Decoding costs time in proportion to the
+/// pixels, so a larger photo costs more tokens: a 12 MP phone photo two, `max_pixels` (24 M)
+/// three, and a client sending huge images is held to fewer of them.
+pub(crate) const PIXELS_PER_TOKEN: u64 = 8_000_000;
+
+/// Checks an upload's format and header (no pixel decoded) and says how many tokens of the
+/// client's image rate it costs.
+pub(crate) fn header_cost(state: &AppState, bytes: &[u8]) -> Result<u32, ServeError> {
+    accepted(bytes)?;
+    let header = probe(bytes, &decode_limits(state))?;
+    Ok(tokens_for(header.width, header.height))
+}
+
+fn tokens_for(width: u32, height: u32) -> u32 {
+    let pixels = u64::from(width) * u64::from(height);
+    u32::try_from(pixels.div_ceil(PIXELS_PER_TOKEN).max(1)).unwrap_or(u32::MAX)
+}
+
 /// Only these are taken from clients; the decoder reads GIF, BMP and TIFF for datasets only.
 pub(crate) fn accepted(bytes: &[u8]) -> Result<(), ServeError> {
     match sniff(bytes) {
@@ -198,11 +225,7 @@ pub(crate) async fn translate(
     let started = tokio::time::Instant::now();
     let model = style.batcher.model();
     let side = model.img_size as u32;
-    let limits = DecodeLimits {
-        max_bytes: state.config.max_upload_bytes,
-        max_pixels: state.config.max_pixels,
-        max_side: state.config.max_side,
-    };
+    let limits = decode_limits(state);
     // A face is found on the whole photo and then cut out: keep more pixels for it.
     let min_side = if p.crop_face {
         side.saturating_mul(3)
@@ -215,12 +238,7 @@ pub(crate) async fn translate(
         None
     };
     let framing = state.config.crop;
-    let permit = state
-        .decode_permits
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ServeError::Draining)?;
+    let permit = state.decode_permits.acquire(slot.owner()).await;
     let tensor = blocking(move || {
         let _permit = permit;
         accepted(&input)?;
@@ -235,9 +253,21 @@ pub(crate) async fn translate(
     .await?;
 
     let rx = style.batcher.submit(tensor, lane, slot);
-    let left = timeout.saturating_sub(started.elapsed());
+    // A client waits at most `request_timeout`. A job image has nobody waiting, and its time in
+    // the queue behind interactive images and other jobs' images is no fault of its own (counting
+    // it made a busy worker fail whole jobs with timeouts): it only gives up once the queue ahead
+    // of it (at most `queue_depth` images, each of which a client would wait `request_timeout`
+    // for) should long have drained, i.e. when the inference worker is wedged.
+    let (bound, left) = match lane {
+        Lane::Interactive => (timeout, timeout.saturating_sub(started.elapsed())),
+        Lane::Job => {
+            let depth = u32::try_from(state.config.queue_depth).unwrap_or(u32::MAX);
+            let bound = timeout.saturating_mul(depth.max(1));
+            (bound, bound)
+        }
+    };
     let inferred = match tokio::time::timeout(left, rx).await {
-        Err(_) => return Err(ServeError::Timeout(timeout)),
+        Err(_) => return Err(ServeError::Timeout(bound)),
         Ok(Err(_)) => {
             return Err(ServeError::Inference(
                 "the inference worker dropped the request".into(),
@@ -304,6 +334,16 @@ mod tests {
             sq.pixels().all(|p| p.0[0] > 200),
             "only the red centre remains"
         );
+    }
+
+    #[test]
+    fn larger_images_cost_more_tokens() {
+        assert_eq!(tokens_for(1, 1), 1);
+        assert_eq!(tokens_for(0, 0), 1, "nothing is free");
+        assert_eq!(tokens_for(4000, 2000), 1, "8 MP");
+        assert_eq!(tokens_for(4000, 3000), 2, "a 12 MP phone photo");
+        assert_eq!(tokens_for(4898, 4898), 3, "just under max_pixels");
+        assert_eq!(tokens_for(u32::MAX, u32::MAX), u32::MAX);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::clients::{ClientId, Clients};
 use crate::config::{Config, ConfigError, QueueConfig, StoreConfig};
 use crate::drain::Drain;
 use crate::error::ServeError;
+use crate::fair::FairGate;
 use crate::health::StoreHealth;
 use crate::jobs::Jobs;
 use crate::metrics::{Gauges, Metrics};
@@ -60,7 +61,8 @@ pub struct AppState {
     pub(crate) queue: Arc<Queue>,
     pub(crate) jobs: Arc<Jobs>,
     pub(crate) clients: Arc<Clients>,
-    pub(crate) decode_permits: Arc<Semaphore>,
+    /// Decodes at once, served in turns by client.
+    pub(crate) decode_permits: FairGate,
     pub(crate) upload_permits: Arc<Semaphore>,
     pub(crate) secret: Arc<Secret>,
     pub(crate) metrics: Arc<Metrics>,
@@ -141,7 +143,7 @@ impl AppState {
         spawn_forgetter(Arc::downgrade(&clients));
         let state = AppState {
             drain: Drain::new(config.drain_grace),
-            decode_permits: Arc::new(Semaphore::new(config.decode_permits())),
+            decode_permits: FairGate::new(config.decode_permits()),
             upload_permits: Arc::new(Semaphore::new(UPLOADS_AT_ONCE)),
             config: Arc::new(config),
             registry,
@@ -200,7 +202,8 @@ impl AppState {
         Ok(())
     }
 
-    /// A client's identity under the deployment's secret, as stored with its jobs.
+    /// The client's identity as jobs record it and as the fair queues serve it: a keyed hash,
+    /// so a manifest never holds the client's address or key.
     pub(crate) fn tenant(&self, client: &ClientId) -> String {
         self.secret
             .mac(&[b"brs-tenant", client.as_str().as_bytes()])

@@ -285,7 +285,11 @@ async fn translate_item(
             true
         }
         None => {
-            let slot = params.style.slots.job().await?;
+            let slot = params
+                .style
+                .slots
+                .job(manifest.tenant.as_str().into())
+                .await?;
             let out = pipeline::translate(state, input, &params, Lane::Job, slot).await?;
             results::save(&state.store, &name, out.bytes, Some(&mac)).await?;
             false

@@ -91,6 +91,8 @@ impl Queue {
 
     /// Keeps a delivery invisible to other consumers for another `for_` (the work is taking long).
     pub async fn extend(&self, receipt: &Receipt, for_: Duration) -> Result<(), QueueError> {
+        #[cfg(not(feature = "aws"))]
+        let _ = for_; // only SQS deliveries have a visibility to extend
         match (receipt, self) {
             (Receipt::Local, _) => Ok(()),
             #[cfg(feature = "aws")]

@@ -246,6 +246,61 @@ async fn each_client_has_its_own_rate_and_in_flight_limits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_within_its_limits_cannot_make_others_wait_behind_its_backlog() {
+    // One decode and one image per forward pass at a time, on a model slow enough (a few hundred
+    // ms per image) that a backlog builds: first come, first served would answer the late client
+    // after the whole flood; in turns, after at most the flood's images already under way.
+    let model = brs_model::ModelConfig {
+        img_size: 256,
+        img_ch: 3,
+        ch: 32,
+        n_res: 4,
+        light: true,
+    };
+    let s = Server::start_with(&model, |c| {
+        c.max_batch = 1;
+        c.decode_concurrency = 1;
+        c.clients.max_concurrent = 8;
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")];
+    })
+    .await;
+    let finished = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let send = |ip: &'static str, tag: String, seed: u8| {
+        let request = post_png(&s, {
+            let mut body = png(256, 256);
+            body.push(seed); // distinct bytes: no answer comes from the store
+            body
+        })
+        .header("x-forwarded-for", ip);
+        let finished = finished.clone();
+        tokio::spawn(async move {
+            let r = request.send().await.expect("send");
+            assert_eq!(r.status(), StatusCode::OK, "{tag}");
+            r.bytes().await.expect("body");
+            finished.lock().expect("lock").push(tag);
+        })
+    };
+    let mut tasks: Vec<_> = (0..8u8)
+        .map(|i| send("198.51.100.1", format!("flood{i}"), i))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    tasks.push(send("203.0.113.5", "late".into(), 100));
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let order = finished.lock().expect("lock").clone();
+    let late = order
+        .iter()
+        .position(|t| t == "late")
+        .expect("late finished");
+    assert!(
+        late <= 3,
+        "the late client waited behind the flood: {order:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys_guard_work_but_not_capability_reads() {
     let s = Server::start(|c| {
         c.auth = Some(brs_serve::config::AuthConfig {

@@ -1,5 +1,6 @@
 //! SIGTERM on the real binary under load: readiness fails at once, every in-flight request
-//! succeeds, new work is refused after the grace period, and the process exits cleanly.
+//! succeeds, new work is refused after the grace period, and the process exits cleanly. On the
+//! way, the process is checked to run with the serving settings (malloc, OpenMP wait policy).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -46,6 +47,9 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
             "--set",
             "clients.image_burst=1000",
         ])
+        .env_remove("OMP_WAIT_POLICY")
+        .env_remove("BRS_MALLOC")
+        .env_remove("GLIBC_TUNABLES")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -68,6 +72,25 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
             "brs-serve exited early"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // It re-executed itself (same pid) with the serving profile's environment.
+    let environ = std::fs::read(format!("/proc/{}/environ", child.0.id())).expect("environ");
+    let vars: Vec<String> = environ
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    let profile = brs_model::alloc::Profile::Serving;
+    // glibc parses GLIBC_TUNABLES in place at startup (its `:` may read back as NUL), so each
+    // tunable is looked for on its own.
+    for tunable in profile.tunables().split(':') {
+        assert!(
+            vars.iter().any(|v| v.contains(tunable)),
+            "{tunable}: {vars:?}"
+        );
+    }
+    for (key, value) in profile.defaults() {
+        assert!(vars.contains(&format!("{key}={value}")), "{key}: {vars:?}");
     }
 
     let mut in_flight = Vec::new();

@@ -53,6 +53,7 @@ pub(crate) async fn create(
     })?;
     let id = new_id().map_err(|e| ApiError::from(ServeError::Random(e.to_string())))?;
     let mut items = Vec::new();
+    let mut tokens = 0u32;
     // Each image goes to the store as it arrives: one part in memory at a time.
     let upload = async {
         let mut parts = 0;
@@ -81,6 +82,9 @@ pub(crate) async fn create(
             };
             let bytes = request::field_bytes(field, deadline, limit).await?;
             pipeline::accepted(&bytes)?;
+            // An image whose header does not read fails as its item, with its reason, later.
+            let cost = pipeline::header_cost(&state, &bytes).unwrap_or(1);
+            tokens = tokens.saturating_add(cost);
             let index = items.len();
             state.jobs.put_input(&id, index, bytes).await?;
             items.push(ItemSpec { index, filename });
@@ -94,8 +98,11 @@ pub(crate) async fn create(
     if items.is_empty() {
         return Err(ApiError::BadRequest("no `image` field in the job".into()));
     }
-    let extra = u32::try_from(items.len() - 1).unwrap_or(u32::MAX);
-    if let Err(refused) = state.clients.charge_images(client, extra) {
+    // Admission charged one token; the rest is the images' cost beyond it.
+    if let Err(refused) = state
+        .clients
+        .charge_images(client, tokens.saturating_sub(1))
+    {
         state.jobs.abort(&id, items.len()).await;
         return Err(refused.into());
     }

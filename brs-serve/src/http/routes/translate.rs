@@ -12,6 +12,7 @@ use crate::http::error::ApiError;
 use crate::http::request::{self, Peer, content_length, read_body};
 use crate::http::routes::{ImageQuery, admit};
 use crate::interactive;
+use crate::pipeline;
 use crate::state::AppState;
 
 /// Media types accepted as a raw request body.
@@ -25,10 +26,17 @@ pub(crate) async fn translate(
 ) -> Result<Response, ApiError> {
     // The slot before the body: a full queue costs the client nothing to learn.
     let (admitted, slot, req) = admit(&state, peer, q, req, |a| {
-        Ok(a.params.style.slots.try_interactive()?)
+        let owner = state.tenant(&a.client).into();
+        Ok(a.params.style.slots.try_interactive(owner)?)
     })?;
     let params = &admitted.params;
     let bytes = read_image(&state, req).await?;
+    // The header before the decode: a bad one is answered now, and a large image pays for its
+    // pixels (admission charged one token).
+    let cost = pipeline::header_cost(&state, &bytes)?;
+    state
+        .clients
+        .charge_images(&admitted.client, cost.saturating_sub(1))?;
     let out = interactive::translate(&state, &admitted.client, bytes, params, slot).await?;
     let mut resp = out.bytes.into_response();
     let h = resp.headers_mut();
