@@ -14,10 +14,11 @@ users on the internet. At the same time:
 - a request flood: small images as fast as one client can send them.
 
 Measured: RSS idle, peak (VmHWM) during the run, and 30 s after the abusers stop; the good
-clients' p50/p95 latency and failures; what the abusers got back (200/4xx/429/503...). Writes
+clients' p50/p95 latency and failures, alone (the first --alone seconds) and beside the abusers; what the abusers got back (200/4xx/429/503...). Writes
 out/bench-abuse/summary.json. Load goes to 127.0.0.0/8 only; every loop is bounded in time.
 
-Usage: scripts/bench-abuse [--seconds 120] [--out out/bench-abuse] [--malloc serving|training|default]
+Usage: scripts/bench-abuse [--seconds 120] [--alone 20] [--out out/bench-abuse]
+                          [--malloc serving|training|default]
 """
 
 import argparse
@@ -128,6 +129,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=120.0, help="how long the abusers run")
     ap.add_argument("--after", type=float, default=30.0, help="quiet seconds before the last RSS reading")
+    ap.add_argument("--alone", type=float, default=20.0,
+                    help="seconds the good clients run alone first (their latency without abusers)")
     ap.add_argument("--out", default=os.path.join(ROOT, "out", "bench-abuse"))
     ap.add_argument("--malloc", default="serving", choices=["serving", "training", "default"],
                     help="the server's malloc settings (brs-model's alloc profiles)")
@@ -187,18 +190,31 @@ def run(args, server, port):
                 peak[0] = max(peak[0], v)
             time.sleep(0.1)
 
-    def good(ip, i):
+    def good(ip, i, into, phase):
         n = [0]
 
         def one():
             n[0] += 1
-            photo = photos[(i + n[0]) % len(photos)] + bytes([n[0] % 256, i])
+            # Unique bytes, so the result store never answers a good client.
+            photo = photos[(i + n[0]) % len(photos)] + n[0].to_bytes(4, "big") + bytes([i, phase])
             ctype = "image/png" if photo.startswith(b"\x89PNG") else "image/jpeg"
             t = time.monotonic()
             status, body = request(ip, port, "POST", "/v1/translate", photo, ctype)
             ok = status == 200 and body.startswith(b"\x89PNG")
-            results.good_one(time.monotonic() - t, ok)
+            into.good_one(time.monotonic() - t, ok)
         return one
+
+    # The good clients alone first: their latency without abusers, to compare with.
+    alone = Results()
+    quiet = threading.Event()
+    alone_threads = [threading.Thread(target=loop_until, args=(quiet, good("127.0.0.%d" % (10 + i), i, alone, 0)),
+                                      daemon=True) for i in range(2)]
+    for t in alone_threads:
+        t.start()
+    time.sleep(args.alone)
+    quiet.set()
+    for t in alone_threads:
+        t.join(timeout=130)
 
     def abuse(ip, kind):
         def bombs():
@@ -248,7 +264,7 @@ def run(args, server, port):
 
     threads = [threading.Thread(target=sample, daemon=True)]
     for i in range(2):
-        threads.append(threading.Thread(target=loop_until, args=(stop, good("127.0.0.%d" % (10 + i), i)),
+        threads.append(threading.Thread(target=loop_until, args=(stop, good("127.0.0.%d" % (10 + i), i, results, 1)),
                                         daemon=True))
     kinds = ["bombs", "bombs", "profiles", "jobs", "jobs", "filenames", "flood", "flood", "slow", "slow"]
     for k, kind in enumerate(kinds):
@@ -270,7 +286,10 @@ def run(args, server, port):
 
     lat = sorted(s for s, _ in results.good)
     failures = sum(1 for _, ok in results.good if not ok)
-    pct = lambda q: round(1000 * lat[min(len(lat) - 1, int(q * len(lat)))], 1) if lat else None
+    lat_alone = sorted(s for s, _ in alone.good)
+
+    def pct(values, q):
+        return round(1000 * values[min(len(values) - 1, int(q * len(values)))], 1) if values else None
     metrics = request("127.0.0.1", port, "GET", "/metrics")[1].decode(errors="replace")
     rejected = {l.split("{")[1].split("}")[0]: float(l.split()[-1])
                 for l in metrics.splitlines() if l.startswith("brs_rejected_requests_total{")}
@@ -286,8 +305,12 @@ def run(args, server, port):
         "rss_after_minus_idle_mib": round((after - idle) / 1024, 1),
         "good_requests": len(lat),
         "good_failures": failures,
-        "good_p50_ms": pct(0.5),
-        "good_p95_ms": pct(0.95),
+        "good_p50_ms": pct(lat, 0.5),
+        "good_p95_ms": pct(lat, 0.95),
+        "good_alone_requests": len(lat_alone),
+        "good_alone_failures": sum(1 for _, ok in alone.good if not ok),
+        "good_alone_p50_ms": pct(lat_alone, 0.5),
+        "good_alone_p95_ms": pct(lat_alone, 0.95),
         "abusers": dict(sorted(results.abuse.items())),
         "rejected_by_reason": rejected,
         "targets": {"rss_peak_mib": 1536, "rss_after_minus_idle_mib": 150, "good_failures": 0},

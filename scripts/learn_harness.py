@@ -17,20 +17,30 @@ Every setting starts from --base (the demo's config: its model sizes are what th
 and overrides some of its keys. A run is identified by the config it trains with, so a result is
 reused exactly when the same config would be trained again.
 
+With --minutes, every run trains to that time budget instead (brs-train --max-minutes, as the demo
+does), so settings that cost more per iteration are compared at equal wall time: what the demo,
+which has minutes rather than iterations, needs to know. Results then also give the iterations
+each run reached.
+
 usage: learn_harness.py --bin DIR --photos DIR --out DIR --base CONFIG.toml
        [--setting NAME=KEY=VALUE;KEY=VALUE]... [--mappings cartoon,warm,tone,blur] [--seeds 7,11,12]
-       [--iterations 400] [--jobs 2]
+       [--iterations 400 | --minutes 3.5] [--jobs 2]
 """
 import argparse
 import concurrent.futures
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 import tomllib
+
+# Not a config key: a run's time budget (passed to brs-train as --max-minutes) and how the cores
+# were shared, which decides how far a run gets in that time; part of a run's identity.
+BUDGET = "budget"
 
 # Keys that change what is written, not what is learned: set for the harness, left out of a run's
 # identity (so results stay valid when only these differ).
@@ -78,9 +88,13 @@ def dataset(args, mapping):
     return root
 
 
-def resolved(base, overrides, iterations, seed):
-    """The config a run trains with: the base config, the setting's keys, the run's length and seed."""
-    return dict(base, **overrides, iteration=iterations, seed=seed)
+def resolved(base, overrides, args, seed):
+    """What a run trains with: the base config, the setting's keys, the run's length and seed (with
+    a time budget, the iteration count stays the setting's: it shapes the learning-rate decay)."""
+    if args.minutes is not None:
+        budget = {"minutes": args.minutes, "jobs": args.jobs, "threads": args.threads}
+        return dict(base, **overrides, seed=seed, **{BUDGET: budget})
+    return dict(base, **overrides, iteration=args.iterations, seed=seed)
 
 
 def identity(config):
@@ -93,13 +107,14 @@ def train_and_score(args, setting, config, mapping, data):
     shutil.rmtree(run_dir, ignore_errors=True)
     cfg_path = run_dir + ".toml"
     os.makedirs(os.path.dirname(cfg_path), exist_ok=True)
+    keys = {k: v for k, v in config.items() if k != BUDGET}
     with open(cfg_path, "w") as f:
-        f.writelines(f"{k} = {toml_value(v)}\n" for k, v in dict(config, **QUIET, threads=args.threads).items())
+        f.writelines(f"{k} = {toml_value(v)}\n" for k, v in dict(keys, **QUIET, threads=args.threads).items())
+    cmd = [os.path.join(args.bin, "brs-train"), "train", "--config", cfg_path, "--data", data, "--out", run_dir]
+    if BUDGET in config:
+        cmd += ["--max-minutes", str(config[BUDGET]["minutes"])]
     started = time.monotonic()
-    train = subprocess.run(
-        [os.path.join(args.bin, "brs-train"), "train", "--config", cfg_path, "--data", data, "--out", run_dir],
-        capture_output=True, text=True,
-    )
+    train = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.monotonic() - started
     if train.returncode != 0:
         return {"error": train.stderr.strip().splitlines()[-1:] or ["training failed"]}
@@ -116,24 +131,30 @@ def train_and_score(args, setting, config, mapping, data):
     result = json.loads(scored.stdout)
     result.pop("skipped", None)
     result["seconds"] = round(seconds, 1)
+    reached = re.search(r"(?:stopped at iteration|done:) (\d+)", train.stdout)
+    if reached:
+        result["iterations"] = int(reached.group(1))
     return result
 
 
 def table(results, settings, mappings):
     """Markdown: one row per setting, mean ± spread (runs) per mapping, then over all mappings."""
     lines = [
-        "| setting | " + " | ".join(mappings) + " | all mappings | s/run |",
-        "|---|" + "---|" * (len(mappings) + 2),
+        "| setting | " + " | ".join(mappings) + " | all mappings | s/run | iterations/run |",
+        "|---|" + "---|" * (len(mappings) + 3),
     ]
     for name in settings:
-        cells, every, seconds = [], [], []
+        cells, every, seconds, iterations = [], [], [], []
         for m in mappings:
-            ratios = [r["ratio"] for r in results if r["setting"] == name and r["mapping"] == m and "ratio" in r]
-            seconds += [r["seconds"] for r in results if r["setting"] == name and r["mapping"] == m and "ratio" in r]
+            runs = [r for r in results if r["setting"] == name and r["mapping"] == m and "ratio" in r]
+            ratios = [r["ratio"] for r in runs]
+            seconds += [r["seconds"] for r in runs]
+            iterations += [r["iterations"] for r in runs if "iterations" in r]
             every += ratios
             cells.append(fmt(ratios))
         mean_s = f"{statistics.mean(seconds):.0f}" if seconds else "-"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {fmt(every)} | {mean_s} |")
+        mean_i = f"{statistics.mean(iterations):.0f}" if iterations else "-"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {fmt(every)} | {mean_s} | {mean_i} |")
     return "\n".join(lines)
 
 
@@ -153,7 +174,9 @@ def main():
     ap.add_argument("--setting", action="append", default=[], help="NAME=KEY=VALUE;KEY=VALUE (repeatable)")
     ap.add_argument("--mappings", default="cartoon,warm,tone,blur")
     ap.add_argument("--seeds", default="7,11,12")
-    ap.add_argument("--iterations", type=int, default=400)
+    length = ap.add_mutually_exclusive_group()
+    length.add_argument("--iterations", type=int, default=400)
+    length.add_argument("--minutes", type=float, help="train each run to this time budget instead")
     ap.add_argument("--count", type=int, default=200, help="training images per domain")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
@@ -173,7 +196,7 @@ def main():
     done = {(r["mapping"], r["config"]) for r in results if "ratio" in r}
     data = {m: dataset(args, m) for m in mappings}
     runs = {
-        (name, m, seed): resolved(base, overrides, args.iterations, seed)
+        (name, m, seed): resolved(base, overrides, args, seed)
         for name, overrides in settings.items()
         for m in mappings
         for seed in seeds
@@ -196,7 +219,9 @@ def main():
     wanted = {(m, identity(c)): name for (name, m, _), c in runs.items()}
     here = [dict(r, setting=wanted[(r["mapping"], r["config"])]) for r in results
             if (r["mapping"], r["config"]) in wanted]
-    print(f"\n{args.base} with each setting's keys, {args.iterations} iterations, seeds {args.seeds}; "
+    length = f"{args.minutes} minutes" if args.minutes is not None else f"{args.iterations} iterations"
+    print(f"\n{args.base} with each setting's keys, {length} per run ({args.jobs} at a time, "
+          f"{args.threads} thread(s) each), seeds {args.seeds}; "
           "held-out error / identity error, mean ± sample sd (runs):\n")
     print(table(here, list(settings), mappings))
 

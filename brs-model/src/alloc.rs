@@ -17,7 +17,9 @@
 //! and are never returned): every block over 256 KiB (decoded photos, activation maps) is mapped
 //! on its own and unmapped when freed; two arenas instead of eight per core keep the small
 //! allocations of many threads from spreading over many heaps; and a heap's free top is trimmed
-//! above 32 MiB. The cost is the page faults of the mapped blocks, measured in docs/benchmarks.md.
+//! above 4 MiB. Measured with `scripts/bench-abuse` (docs/benchmarks.md): 30 s after the abusers
+//! stopped, a 32 MiB threshold left the server 157 MiB above its idle RSS, 4 MiB left 21 MiB. The
+//! cost is the page faults of the mapped blocks and of heap tops given back and taken again.
 //!
 //! A server also tells libtorch's OpenMP threads to sleep when idle (`OMP_WAIT_POLICY=PASSIVE`,
 //! unless the operator set a policy): by default they spin for a while after each parallel
@@ -47,7 +49,7 @@ impl Profile {
                 "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824"
             }
             Profile::Serving => {
-                "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=262144:glibc.malloc.trim_threshold=33554432"
+                "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=262144:glibc.malloc.trim_threshold=4194304"
             }
         }
     }

@@ -70,11 +70,6 @@ impl DeviceSpec {
     }
 }
 
-/// Turns a user's device string into a device, checking that a requested GPU exists.
-pub fn parse_device(spec: &str) -> Result<Device> {
-    spec.parse::<DeviceSpec>()?.resolve()
-}
-
 fn cuda(index: usize, spec: &str, available: usize) -> Result<Device> {
     if index < available {
         Ok(Device::Cuda(index))
@@ -97,6 +92,10 @@ pub fn device_name(device: Device) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn parse_device(spec: &str) -> Result<Device> {
+        spec.parse::<DeviceSpec>()?.resolve()
+    }
 
     #[test]
     fn parses_devices() {

@@ -29,7 +29,7 @@ pub mod tensors;
 pub mod translator;
 
 pub use config::ModelConfig;
-pub use device::{DeviceSpec, parse_device};
+pub use device::DeviceSpec;
 pub use discriminator::{Discriminator, DiscriminatorOutput};
 pub use error::{ModelError, Result};
 pub use generator::{Generator, GeneratorOutput};

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
 use brs_model::checkpoint::Checkpoint;
-use brs_model::{Direction, Precision, Translator};
+use brs_model::{DeviceSpec, Direction, Precision, Translator};
 use clap::{Args, Parser, Subcommand};
 
 use brs_train::config::TrainConfig;
@@ -56,7 +56,7 @@ pub(crate) struct TrainArgs {
     pub(crate) resume: bool,
     /// auto, cpu, cuda or cuda:N (overrides the config's device).
     #[arg(long)]
-    pub(crate) device: Option<String>,
+    pub(crate) device: Option<DeviceSpec>,
     /// Override a config key, e.g. --set iteration=5000 --set light=true (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub(crate) set: Vec<String>,
@@ -69,34 +69,50 @@ pub(crate) struct TrainArgs {
     pub(crate) max_minutes: Option<f64>,
 }
 
+/// The generator a command runs, and how: shared by `translate` and `evaluate`.
 #[derive(Debug, Args)]
-pub(crate) struct TranslateArgs {
+pub(crate) struct GeneratorArgs {
     /// Run, checkpoint or export directory.
     #[arg(long)]
     pub(crate) checkpoint: PathBuf,
+    #[arg(long, default_value = "a2b")]
+    pub(crate) direction: Direction,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) batch: usize,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub(crate) device: DeviceSpec,
+    /// Number format: auto (bf16 on CPUs with AVX512-BF16, as brs-serve), f32 or bf16.
+    #[arg(long, default_value = "auto")]
+    pub(crate) precision: Precision,
+}
+
+impl GeneratorArgs {
+    fn load(&self) -> Result<(Translator, tch::Device)> {
+        let device = self.device.resolve()?;
+        let translator = Translator::load(&self.checkpoint, self.direction, device)?
+            .with_precision(self.precision);
+        Ok((translator, device))
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TranslateArgs {
+    #[command(flatten)]
+    pub(crate) generator: GeneratorArgs,
     /// An image file or a folder of images.
     #[arg(long)]
     pub(crate) input: PathBuf,
     /// Folder for the PNGs (created if missing).
     #[arg(long)]
     pub(crate) output: PathBuf,
-    #[arg(long, default_value = "a2b")]
-    pub(crate) direction: Direction,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 8)]
-    pub(crate) batch: usize,
-    #[arg(long, default_value = "auto")]
-    pub(crate) device: String,
-    /// Number format: auto (bf16 on CPUs with AVX512-BF16, as brs-serve), f32 or bf16.
-    #[arg(long, default_value = "auto")]
-    pub(crate) precision: Precision,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct EvaluateArgs {
-    /// Run, checkpoint or export directory.
-    #[arg(long)]
-    pub(crate) checkpoint: PathBuf,
+    #[command(flatten)]
+    pub(crate) generator: GeneratorArgs,
     /// Folder of inputs (e.g. DATA/testA).
     #[arg(long)]
     pub(crate) input: PathBuf,
@@ -104,14 +120,6 @@ pub(crate) struct EvaluateArgs {
     /// DATA/testB of a set made by `brs-dataset photoset`).
     #[arg(long)]
     pub(crate) target: PathBuf,
-    #[arg(long, default_value = "a2b")]
-    pub(crate) direction: Direction,
-    #[arg(long, default_value_t = 8)]
-    pub(crate) batch: usize,
-    #[arg(long, default_value = "auto")]
-    pub(crate) device: String,
-    #[arg(long, default_value = "auto")]
-    pub(crate) precision: Precision,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub(crate) json: bool,
@@ -168,7 +176,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
 fn run_train(args: TrainArgs) -> Result<()> {
     let mut sets = args.set;
     if let Some(device) = args.device {
-        sets.push(format!("device={device:?}"));
+        sets.push(format!("device={:?}", device.to_string()));
     }
     let config = TrainConfig::load(&args.config, &sets)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -220,9 +228,7 @@ fn run_train(args: TrainArgs) -> Result<()> {
 }
 
 fn run_translate(args: TranslateArgs) -> Result<()> {
-    let device = brs_model::parse_device(&args.device)?;
-    let translator =
-        Translator::load(&args.checkpoint, args.direction, device)?.with_precision(args.precision);
+    let (translator, _) = args.generator.load()?;
     let bar = bar(
         std::io::stderr().is_terminal(),
         0,
@@ -232,7 +238,7 @@ fn run_translate(args: TranslateArgs) -> Result<()> {
         &translator,
         &args.input,
         &args.output,
-        args.batch,
+        args.generator.batch,
         &mut |done, total| {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
@@ -256,12 +262,10 @@ fn run_translate(args: TranslateArgs) -> Result<()> {
 }
 
 fn run_evaluate(args: EvaluateArgs) -> Result<()> {
-    let device = brs_model::parse_device(&args.device)?;
-    let translator =
-        Translator::load(&args.checkpoint, args.direction, device)?.with_precision(args.precision);
+    let (translator, device) = args.generator.load()?;
     let size = translator.config().img_size as u32;
     let pairs = brs_train::evaluate::load_pairs(&args.input, &args.target, size)?;
-    let e = brs_train::evaluate::score(&pairs, args.batch, |x| {
+    let e = brs_train::evaluate::score(&pairs, args.generator.batch, |x| {
         Ok(translator.translate(&x.to_device(device))?)
     })?;
     if args.json {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use brs_model::ModelConfig;
+use brs_model::{DeviceSpec, ModelConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -50,7 +50,7 @@ pub struct TrainConfig {
     /// Seeds the initial weights (torch) and all data randomness (ChaCha20) (default 0).
     pub seed: u64,
     /// auto, cpu, cuda or cuda:N (default auto).
-    pub device: String,
+    pub device: DeviceSpec,
     /// Checkpoints kept in the run directory; `latest` is never removed (default 3).
     pub keep_last: usize,
     /// Test images per direction in each sample grid (default 5).
@@ -88,7 +88,7 @@ impl Default for TrainConfig {
             save_freq: 100_000,
             log_freq: 10,
             seed: 0,
-            device: "auto".into(),
+            device: DeviceSpec::Auto,
             keep_last: 3,
             sample_count: 5,
             threads: 0,
@@ -188,8 +188,6 @@ impl TrainConfig {
         if self.threads > 1024 {
             return Err(bad("threads", self.threads, "0 (libtorch default)..=1024"));
         }
-        brs_model::parse_device(&self.device)
-            .map_err(|e| TrainError::Config(format!("device = {:?}: {e}", self.device)))?;
         Ok(())
     }
 
@@ -253,8 +251,8 @@ mod tests {
         let cfg = TrainConfig::from_toml("img_size = 128\nch = 16\n", &sets).unwrap();
         assert_eq!((cfg.iteration, cfg.light, cfg.lr), (20, true, 2e-4));
         assert_eq!(
-            (cfg.img_size, cfg.ch, cfg.device.as_str()),
-            (128, 16, "cpu")
+            (cfg.img_size, cfg.ch, cfg.device),
+            (128, 16, DeviceSpec::Cpu)
         );
     }
 
@@ -270,7 +268,7 @@ mod tests {
             ("img_size = 64", vec![], "img_size = 64"),
             ("cam_weight = 1e9", vec![], "cam_weight"),
             ("save_freq = 0", vec![], "save_freq = 0"),
-            ("device = \"tpu\"", vec![], "device = \"tpu\""),
+            ("device = \"tpu\"", vec![], "invalid device \"tpu\""),
             (
                 "",
                 vec!["sample_count=100"],

@@ -66,7 +66,7 @@ impl TrainOptions {
                     "no run directory: pass --out DIR or set `out` in the config".into(),
                 )
             })?;
-        let device = brs_model::parse_device(&cfg.device)?;
+        let device = cfg.device.resolve()?;
         if let Some(m) = self.max_minutes
             && !(m.is_finite() && m > 0.0)
         {

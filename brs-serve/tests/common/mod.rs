@@ -16,6 +16,18 @@ pub(crate) use brs_testkit::model::{publish, tiny_config};
 pub(crate) use brs_testkit::setup::fixture as fixture_path;
 pub(crate) use brs_testkit::setup::fixture_bytes;
 
+/// A light 256 px generator `ch` wide with `n_res` blocks: slow enough (tens to hundreds of ms
+/// an image) that requests queue up behind it, unlike `tiny_config`.
+pub(crate) fn slow_model(ch: i64, n_res: i64) -> ModelConfig {
+    ModelConfig {
+        img_size: 256,
+        img_ch: 3,
+        ch,
+        n_res,
+        light: true,
+    }
+}
+
 /// The config every test server starts from: the store in `dir`, quick reloads and drains.
 pub(crate) fn test_config(dir: &Path, run_dir: &Path) -> Config {
     let mut cfg = Config {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 
-use crate::common::{Server, client, error_code, fixture_bytes, png};
+use crate::common::{Server, client, error_code, fixture_bytes, png, slow_model};
 
 /// A PNG whose header says `w` x `h` 16-bit RGBA, all zero: tiny on the wire, huge decoded.
 fn flat_png16(w: u32, h: u32) -> Vec<u8> {
@@ -250,13 +250,7 @@ async fn a_client_within_its_limits_cannot_make_others_wait_behind_its_backlog()
     // One decode and one image per forward pass at a time, on a model slow enough (a few hundred
     // ms per image) that a backlog builds: first come, first served would answer the late client
     // after the whole flood; in turns, after at most the flood's images already under way.
-    let model = brs_model::ModelConfig {
-        img_size: 256,
-        img_ch: 3,
-        ch: 32,
-        n_res: 4,
-        light: true,
-    };
+    let model = slow_model(32, 4);
     let s = Server::start_with(&model, |c| {
         c.max_batch = 1;
         c.decode_concurrency = 1;

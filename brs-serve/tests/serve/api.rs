@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 
-use crate::common::{Server, client, decode, error_code, fixture_bytes, png};
+use crate::common::{Server, client, decode, error_code, fixture_bytes, png, slow_model};
 use brs_testkit::images::png_bomb;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,12 +103,6 @@ async fn every_error_has_its_status_and_json_code() {
     })
     .await;
     let c = client();
-    let post = |ct: &'static str, body: Vec<u8>, q: &'static str| {
-        c.post(s.url(&format!("/v1/translate{q}")))
-            .header("content-type", ct)
-            .body(body)
-            .send()
-    };
     let check = |r: reqwest::Response, status: StatusCode, code: &'static str| async move {
         assert_eq!(r.status(), status, "expected {code}");
         assert_eq!(error_code(r).await, code);
@@ -117,155 +111,114 @@ async fn every_error_has_its_status_and_json_code() {
     // and closes the connection, so a body much larger than the socket buffers would make the
     // client's own write fail before it reads the answer (a flake seen in CI with 790 kB).
     let oversized = vec![0u8; 300_000 + 1024];
-    check(
-        post("image/png", oversized.clone(), "")
-            .await
-            .expect("send"),
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-    )
-    .await;
-    let form = Form::new().part("image", Part::bytes(oversized));
-    let r = c
-        .post(s.url("/v1/translate"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("send");
-    check(r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
-    // Types.
-    check(
-        post("text/plain", b"hi".to_vec(), "").await.expect("send"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
-    )
-    .await;
-    check(
-        post(
+    let mut cut = png(64, 64);
+    cut.truncate(cut.len() - 30);
+    let (unprocessable, bad) = (StatusCode::UNPROCESSABLE_ENTITY, StatusCode::BAD_REQUEST);
+    // (content type, body, query): status, code.
+    let posts: Vec<(&str, Vec<u8>, &str, StatusCode, &str)> = vec![
+        (
+            "image/png",
+            oversized.clone(),
+            "",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        // Types.
+        (
+            "text/plain",
+            b"hi".to_vec(),
+            "",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
             "image/png",
             b"GIF89a\x01\x00\x01\x00\x00\x00\x00".to_vec(),
             "",
-        )
-        .await
-        .expect("send"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
-    )
-    .await;
-    // Undecodable content.
-    check(
-        post("image/png", Vec::new(), "").await.expect("send"),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "empty",
-    )
-    .await;
-    check(
-        post("image/jpeg", b"definitely not a jpeg".to_vec(), "")
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        // Undecodable content.
+        ("image/png", Vec::new(), "", unprocessable, "empty"),
+        (
+            "image/jpeg",
+            b"definitely not a jpeg".to_vec(),
+            "",
+            unprocessable,
+            "undecodable",
+        ),
+        ("image/png", cut, "", unprocessable, "corrupt"),
+        // 600 x 600 = 360,000 pixels > 250,000: refused from the header (a decompression bomb).
+        (
+            "image/png",
+            png_bomb(600, 600),
+            "",
+            unprocessable,
+            "too_many_pixels",
+        ),
+        // Parameters.
+        (
+            "image/png",
+            png(32, 32),
+            "?style=nope",
+            StatusCode::NOT_FOUND,
+            "unknown_style",
+        ),
+        ("image/png", png(32, 32), "?format=gif", bad, "bad_request"),
+        ("image/png", png(32, 32), "?size=5", bad, "bad_request"),
+        ("image/png", png(32, 32), "?colour=red", bad, "bad_request"),
+        ("image/png", png(32, 32), "?crop=face", bad, "bad_request"),
+    ];
+    for (ct, body, q, status, code) in posts {
+        let r = c
+            .post(s.url(&format!("/v1/translate{q}")))
+            .header("content-type", ct)
+            .body(body)
+            .send()
             .await
-            .expect("send"),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "undecodable",
-    )
-    .await;
-    let mut cut = png(64, 64);
-    cut.truncate(cut.len() - 30);
-    check(
-        post("image/png", cut, "").await.expect("send"),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "corrupt",
-    )
-    .await;
-    // 600 x 600 = 360,000 pixels > 250,000: refused from the header (a decompression bomb).
-    check(
-        post("image/png", png_bomb(600, 600), "")
+            .expect("send");
+        check(r, status, code).await;
+    }
+    // Multipart: too large, or without an `image` field.
+    for (form, status, code) in [
+        (
+            Form::new().part("image", Part::bytes(oversized)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            Form::new().part("photo", Part::bytes(png(8, 8))),
+            bad,
+            "bad_request",
+        ),
+    ] {
+        let r = c
+            .post(s.url("/v1/translate"))
+            .multipart(form)
+            .send()
             .await
-            .expect("send"),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "too_many_pixels",
-    )
-    .await;
-    // Parameters.
-    check(
-        post("image/png", png(32, 32), "?style=nope")
-            .await
-            .expect("send"),
-        StatusCode::NOT_FOUND,
-        "unknown_style",
-    )
-    .await;
-    check(
-        post("image/png", png(32, 32), "?format=gif")
-            .await
-            .expect("send"),
-        StatusCode::BAD_REQUEST,
-        "bad_request",
-    )
-    .await;
-    check(
-        post("image/png", png(32, 32), "?size=5")
-            .await
-            .expect("send"),
-        StatusCode::BAD_REQUEST,
-        "bad_request",
-    )
-    .await;
-    check(
-        post("image/png", png(32, 32), "?colour=red")
-            .await
-            .expect("send"),
-        StatusCode::BAD_REQUEST,
-        "bad_request",
-    )
-    .await;
-    check(
-        post("image/png", png(32, 32), "?crop=face")
-            .await
-            .expect("send"),
-        StatusCode::BAD_REQUEST,
-        "bad_request",
-    )
-    .await;
-    let form = Form::new().part("photo", Part::bytes(png(8, 8)));
+            .expect("send");
+        check(r, status, code).await;
+    }
+    // Unknown things.
+    let zeros = format!("/v1/results/{}.png", "0".repeat(64));
+    for (path, code) in [
+        ("/v2/nothing", "no_route"),
+        ("/v1/results/abc.png", "unknown_result"),
+        (zeros.as_str(), "unknown_result"),
+        ("/v1/jobs/nope", "unknown_job"),
+    ] {
+        let r = c.get(s.url(path)).send().await.expect("send");
+        check(r, StatusCode::NOT_FOUND, code).await;
+    }
+    // Still healthy after all that.
     let r = c
         .post(s.url("/v1/translate"))
-        .multipart(form)
+        .header("content-type", "image/png")
+        .body(png(100, 80))
         .send()
         .await
         .expect("send");
-    check(r, StatusCode::BAD_REQUEST, "bad_request").await;
-    // Unknown things.
-    check(
-        c.get(s.url("/v2/nothing")).send().await.expect("send"),
-        StatusCode::NOT_FOUND,
-        "no_route",
-    )
-    .await;
-    check(
-        c.get(s.url("/v1/results/abc.png"))
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::NOT_FOUND,
-        "unknown_result",
-    )
-    .await;
-    check(
-        c.get(s.url(&format!("/v1/results/{}.png", "0".repeat(64))))
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::NOT_FOUND,
-        "unknown_result",
-    )
-    .await;
-    check(
-        c.get(s.url("/v1/jobs/nope")).send().await.expect("send"),
-        StatusCode::NOT_FOUND,
-        "unknown_job",
-    )
-    .await;
-    // Still healthy after all that.
-    let r = post("image/png", png(100, 80), "").await.expect("send");
     assert_eq!(r.status(), StatusCode::OK);
     assert!(
         s.metric("brs_http_requests_total{route=\"/v1/translate\",status=\"422\"}")
@@ -278,13 +231,7 @@ async fn every_error_has_its_status_and_json_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_queue_answers_503_with_retry_after_and_slow_answers_504() {
     // A bigger generator so requests pile up behind it.
-    let model = brs_model::ModelConfig {
-        img_size: 256,
-        img_ch: 3,
-        ch: 8,
-        n_res: 2,
-        light: true,
-    };
+    let model = slow_model(8, 2);
     let s = Server::start_with(&model, |c| {
         c.queue_depth = 1;
         c.max_batch = 1;

@@ -3,7 +3,9 @@
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 
-use crate::common::{Server, client, decode, error_code, fixture_bytes, get_json, get_text, png};
+use crate::common::{
+    Server, client, decode, error_code, fixture_bytes, get_json, get_text, png, slow_model,
+};
 
 fn form(images: &[(&str, Vec<u8>)]) -> Form {
     images.iter().fold(Form::new(), |f, (name, b)| {
@@ -185,13 +187,7 @@ async fn a_job_is_visible_from_every_instance_sharing_the_results_dir() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_flood_leaves_room_for_interactive_requests() {
     // A generator slow enough that job images pile up behind it.
-    let model = brs_model::ModelConfig {
-        img_size: 256,
-        img_ch: 3,
-        ch: 8,
-        n_res: 2,
-        light: true,
-    };
+    let model = slow_model(8, 2);
     let s = Server::start_with(&model, |c| {
         c.queue_depth = 4;
         c.job_queue_share = 0.5;

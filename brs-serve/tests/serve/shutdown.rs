@@ -7,20 +7,14 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::common::{Kill, client, free_port, png, publish};
+use crate::common::{Kill, client, free_port, png, publish, slow_model};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_then_exits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = dir.path().join("run");
     // Slow enough (tens of ms per image) that requests are still queued when SIGTERM lands.
-    let model = brs_model::ModelConfig {
-        img_size: 256,
-        img_ch: 3,
-        ch: 8,
-        n_res: 2,
-        light: true,
-    };
+    let model = slow_model(8, 2);
     publish(&run, &model, 1, 1);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");

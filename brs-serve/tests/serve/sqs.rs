@@ -9,18 +9,7 @@ use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 
 use crate::common::aws::{Flaky, LocalAws};
-use crate::common::{Kill, Server, client, error_code, get_json, png};
-
-/// Slow enough that a worker is surely mid-image when it is killed.
-fn slow_model() -> brs_model::ModelConfig {
-    brs_model::ModelConfig {
-        img_size: 256,
-        img_ch: 3,
-        ch: 16,
-        n_res: 2,
-        light: true,
-    }
-}
+use crate::common::{Kill, Server, client, error_code, get_json, png, slow_model};
 
 async fn submit(s: &Server, n: u8) -> String {
     let form = (0..n).fold(Form::new(), |f, i| {
@@ -121,7 +110,8 @@ async fn a_worker_killed_mid_job_loses_nothing() {
     let endpoint = aws.moto.endpoint();
     // The web tier only: it takes the job, the workers translate it.
     let api = Server::start_on(
-        &slow_model(),
+        // Slow enough that a worker is surely mid-image when it is killed.
+        &slow_model(16, 2),
         |c| aws.configure(c, &endpoint, false),
         Some(aws.backends(&endpoint)),
     )
