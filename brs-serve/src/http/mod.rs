@@ -121,7 +121,11 @@ pub fn app(state: AppState) -> Router {
                     tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
                 })
                 .on_request(DefaultOnRequest::new().level(Level::DEBUG))
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                .on_response(DefaultOnResponse::new().level(Level::INFO))
+                // Every response is in the access log above with its status, and `ApiError` logs
+                // each failure once at its own level with its reason; the default would log every
+                // 5xx again at ERROR, a draining instance's /readyz 503 included.
+                .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
