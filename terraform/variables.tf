@@ -343,7 +343,8 @@ variable "serve_config_extra" {
   default     = ""
 
   validation {
-    condition     = !can(regex("(?m)^\\s*\\[(aws|styles|store|queue)[].]", var.serve_config_extra)) && !can(regex("(?m)^\\s*(bind|drain_timeout|default_style|secret_file|trusted_proxies)\\s*=", var.serve_config_extra))
+    # Tables as headers ([store], [styles.x]) or as dotted keys (store.kind = ...), bare or quoted.
+    condition     = !can(regex("(?m)^\\s*\\[\\s*\"?(aws|styles|store|queue)\"?\\s*[].]", var.serve_config_extra)) && !can(regex("(?m)^\\s*\"?(aws|styles|store|queue)\"?\\s*\\.", var.serve_config_extra)) && !can(regex("(?m)^\\s*\"?(bind|drain_timeout|default_style|secret_file|trusted_proxies)\"?\\s*=", var.serve_config_extra))
     error_message = "serve_config_extra must not set what terraform writes: bind, drain_timeout, default_style, secret_file, trusted_proxies, [styles.*], [store], [queue] or [aws] (use serve_port, styles, default_style, drain_timeout_secs, store_mode and the queue_* variables)."
   }
 
