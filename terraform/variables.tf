@@ -453,8 +453,8 @@ variable "lifecycle_heartbeat_timeout_secs" {
   default     = 300
 
   validation {
-    condition     = var.lifecycle_heartbeat_timeout_secs >= 120 && var.lifecycle_heartbeat_timeout_secs <= 7200
-    error_message = "lifecycle_heartbeat_timeout_secs must be from 120 to 7200 (the Auto Scaling limit); brs-aws heartbeats every third of it."
+    condition     = var.lifecycle_heartbeat_timeout_secs >= 30 && var.lifecycle_heartbeat_timeout_secs <= 7200 && floor(var.lifecycle_heartbeat_timeout_secs) == var.lifecycle_heartbeat_timeout_secs
+    error_message = "lifecycle_heartbeat_timeout_secs must be a whole number from 30 to 7200 (the Auto Scaling limits); brs-aws heartbeats every third of it."
   }
 }
 
