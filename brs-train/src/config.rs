@@ -122,9 +122,12 @@ impl TrainConfig {
             let (key, value) = parse_override(item)?;
             table.insert(key, value);
         }
-        let cfg: TrainConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| TrainError::Config(e.message().to_string()))?;
+        // Deserialized from text, not from the table, so an error has a span: the message then
+        // names the line at fault (`device = "tpu": invalid device ...`), key and value.
+        let text = toml::to_string(&table)
+            .map_err(|e| TrainError::Config(format!("config overrides: {e}")))?;
+        let cfg: TrainConfig =
+            toml::from_str(&text).map_err(|e| TrainError::Config(at_line(&text, &e)))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -224,6 +227,18 @@ fn parse_override(item: &str) -> Result<(String, toml::Value)> {
     Ok((key.to_string(), value))
 }
 
+/// A deserialization error with the line it points at: `KEY = VALUE: what is wrong`.
+fn at_line(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_string();
+    };
+    let start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[span.start..]
+        .find('\n')
+        .map_or(text.len(), |i| span.start + i);
+    format!("{}: {}", text[start..end].trim(), e.message())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -268,7 +283,7 @@ mod tests {
             ("img_size = 64", vec![], "img_size = 64"),
             ("cam_weight = 1e9", vec![], "cam_weight"),
             ("save_freq = 0", vec![], "save_freq = 0"),
-            ("device = \"tpu\"", vec![], "invalid device \"tpu\""),
+            ("device = \"tpu\"", vec![], "device = \"tpu\""),
             (
                 "",
                 vec!["sample_count=100"],
