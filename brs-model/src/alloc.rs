@@ -29,8 +29,8 @@
 //! saves a wake-up between the many small parallel regions of an iteration.
 //!
 //! glibc reads these settings (`GLIBC_TUNABLES`) and libgomp its own only at process start, so the
-//! binaries re-execute themselves once with them set, as the first thing in `main`. Safe Rust, no `mallopt` call:
-//! the workspace forbids `unsafe`.
+//! binaries re-execute themselves once with them set, as the first thing in `main`. Safe Rust, no
+//! `mallopt` call: the workspace forbids `unsafe`.
 
 use std::ffi::OsString;
 

@@ -7,7 +7,6 @@ use bytes::Bytes;
 
 use crate::admission::Slot;
 use crate::batcher::Lane;
-use crate::clients::ClientId;
 use crate::error::ServeError;
 use crate::ids::new_id;
 use crate::pipeline::{self, Params};
@@ -26,15 +25,14 @@ pub(crate) struct Output {
 
 pub(crate) async fn translate(
     state: &AppState,
-    client: &ClientId,
     input: Bytes,
     params: &Params,
     slot: Slot,
 ) -> Result<Output, ServeError> {
     let model = params.style.batcher.model();
-    let tenant = state.tenant(client);
+    // The slot's owner is the client's tenant id, computed once at admission.
     let mac = DedupParts {
-        tenant: &tenant,
+        tenant: slot.owner(),
         input_sha256: results::input_sha256(input.clone()).await,
         version: &model.version,
         precision: &model.precision,

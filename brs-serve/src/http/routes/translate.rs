@@ -37,7 +37,7 @@ pub(crate) async fn translate(
     state
         .clients
         .charge_images(&admitted.client, cost.saturating_sub(1))?;
-    let out = interactive::translate(&state, &admitted.client, bytes, params, slot).await?;
+    let out = interactive::translate(&state, bytes, params, slot).await?;
     let mut resp = out.bytes.into_response();
     let h = resp.headers_mut();
     h.insert(
