@@ -3,10 +3,13 @@
 //! deadline that grows with its size (a minimum rate), so a slow sender cannot hold a slot.
 
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 
-use axum::body::{Body, Bytes};
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::multipart::{Field, Multipart};
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use http_body_util::{BodyExt, Limited};
@@ -82,6 +85,47 @@ pub(crate) fn linger(body: Body, config: &crate::config::Config) {
         };
         let _ = tokio::time::timeout(grace, drain).await;
     });
+}
+
+/// The unread rest of a request body, kept where a reader that gives up mid-body cannot take it
+/// along (axum's `Multipart` owns the body it parses and drops it on the first error): the route
+/// then lingers the rest, so the client reads the refusal instead of a broken pipe.
+pub(crate) struct Unread(Arc<Mutex<Option<Body>>>);
+
+impl Unread {
+    /// `req` with a body that reads through the shared slot, and the slot.
+    pub(crate) fn split(req: Request) -> (Request, Unread) {
+        let (head, body) = req.into_parts();
+        let slot = Arc::new(Mutex::new(Some(body)));
+        let reader = Arc::clone(&slot);
+        let stream = futures::stream::poll_fn(move |cx| {
+            let mut guard = reader.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(body) = guard.as_mut() else {
+                return Poll::Ready(None);
+            };
+            loop {
+                let frame = match Pin::new(&mut *body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => frame,
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                    Poll::Ready(None) => return Poll::Ready(None),
+                    Poll::Pending => return Poll::Pending,
+                };
+                // Trailers carry nothing a route reads.
+                if let Ok(data) = frame.into_data() {
+                    return Poll::Ready(Some(Ok(data)));
+                }
+            }
+        });
+        (Request::from_parts(head, Body::from_stream(stream)), Unread(slot))
+    }
+
+    /// Takes the rest back from the reader and [`linger`]s it.
+    pub(crate) fn linger(self, config: &crate::config::Config) {
+        let rest = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(body) = rest {
+            linger(body, config);
+        }
+    }
 }
 
 /// Reads a whole body of at most `limit` bytes within the deadline its size allows.

@@ -139,6 +139,30 @@ async fn multipart_names_parts_and_counts_are_capped() {
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_refused_halfway_is_answered_not_cut_off() {
+    // Refused at its first part with 8 MiB still to send: the client must read the 400, not a
+    // broken pipe from a server that stopped reading (the rest is drained, as for admission).
+    let s = Server::start(|_| {}).await;
+    let c = client();
+    for path in ["/v1/jobs", "/v1/translate"] {
+        for _ in 0..3 {
+            let form = Form::new()
+                .text("colour", "red")
+                .part("image", Part::bytes(vec![7u8; 8 << 20]).file_name("big.png"));
+            let r = c
+                .post(s.url(path))
+                .multipart(form)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{path}: the refusal was not read: {e:?}"));
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
+            assert_eq!(error_code(r).await, "bad_request", "{path}");
+        }
+    }
+    s.stop().await;
+}
+
 /// Reads from a raw socket until the server closes it; returns what it sent.
 fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<String> {
     stream.set_read_timeout(Some(limit)).expect("timeout");

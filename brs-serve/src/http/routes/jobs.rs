@@ -36,62 +36,12 @@ pub(crate) async fn create(
             .map_err(|_| ApiError::Overloaded)
     })?;
     let (client, params) = (&admitted.client, &admitted.params);
-    let limit = state.config.max_upload_bytes;
-    let max_images = state.config.max_job_images;
-    let http = &state.config.http;
-    let whole = crate::http::job_body_limit(&state.config);
-    let declared = content_length(req.headers());
-    if declared.is_some_and(|n| n > whole) {
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
-    let deadline = tokio::time::Instant::now() + http.body_deadline(declared.unwrap_or(whole));
-    let mut mp = Multipart::from_request(req, &()).await.map_err(|e| {
-        ApiError::UnsupportedMediaType(format!(
-            "POST /v1/jobs takes multipart/form-data with one or more `image` fields ({})",
-            e.body_text()
-        ))
-    })?;
     let id = new_id().map_err(|e| ApiError::from(ServeError::Random(e.to_string())))?;
+    let (req, unread) = request::Unread::split(req);
     let mut items = Vec::new();
     let mut tokens = 0u32;
-    // Each image goes to the store as it arrives: one part in memory at a time.
-    let upload = async {
-        let mut parts = 0;
-        while let Some(field) = request::next_field(&mut mp, deadline, limit).await? {
-            parts += 1;
-            if parts > http.max_parts {
-                return Err(ApiError::BadRequest(format!(
-                    "more than {} multipart parts",
-                    http.max_parts
-                )));
-            }
-            if field.name() != Some("image") {
-                let name: String = field.name().unwrap_or("").chars().take(64).collect();
-                return Err(ApiError::BadRequest(format!(
-                    "unexpected multipart field {name:?}; send each picture as `image`"
-                )));
-            }
-            if items.len() == max_images {
-                return Err(ApiError::BadRequest(format!(
-                    "more than {max_images} images in one job"
-                )));
-            }
-            let filename = match field.file_name() {
-                Some(f) => clean_filename(f)?,
-                None => None,
-            };
-            let bytes = request::field_bytes(field, deadline, limit).await?;
-            pipeline::accepted(&bytes)?;
-            // An image whose header does not read fails as its item, with its reason, later.
-            let cost = pipeline::header_cost(&state, &bytes).unwrap_or(1);
-            tokens = tokens.saturating_add(cost);
-            let index = items.len();
-            state.jobs.put_input(&id, index, bytes).await?;
-            items.push(ItemSpec { index, filename });
-        }
-        Ok::<_, ApiError>(())
-    };
-    if let Err(e) = upload.await {
+    if let Err(e) = upload(&state, req, &id, &mut items, &mut tokens).await {
+        unread.linger(&state.config);
         state.jobs.abort(&id, items.len()).await;
         return Err(e);
     }
@@ -133,6 +83,66 @@ pub(crate) async fn create(
         resp.headers_mut().insert(header::LOCATION, v);
     }
     Ok(resp)
+}
+
+/// Stores each image of a job's multipart body as it arrives (one part in memory at a time),
+/// adding it to `items` and its cost to `tokens`.
+async fn upload(
+    state: &AppState,
+    req: Request,
+    id: &str,
+    items: &mut Vec<ItemSpec>,
+    tokens: &mut u32,
+) -> Result<(), ApiError> {
+    let limit = state.config.max_upload_bytes;
+    let max_images = state.config.max_job_images;
+    let http = &state.config.http;
+    let whole = crate::http::job_body_limit(&state.config);
+    let declared = content_length(req.headers());
+    if declared.is_some_and(|n| n > whole) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let deadline = tokio::time::Instant::now() + http.body_deadline(declared.unwrap_or(whole));
+    let mut mp = Multipart::from_request(req, &()).await.map_err(|e| {
+        ApiError::UnsupportedMediaType(format!(
+            "POST /v1/jobs takes multipart/form-data with one or more `image` fields ({})",
+            e.body_text()
+        ))
+    })?;
+    let mut parts = 0;
+    while let Some(field) = request::next_field(&mut mp, deadline, limit).await? {
+        parts += 1;
+        if parts > http.max_parts {
+            return Err(ApiError::BadRequest(format!(
+                "more than {} multipart parts",
+                http.max_parts
+            )));
+        }
+        if field.name() != Some("image") {
+            let name: String = field.name().unwrap_or("").chars().take(64).collect();
+            return Err(ApiError::BadRequest(format!(
+                "unexpected multipart field {name:?}; send each picture as `image`"
+            )));
+        }
+        if items.len() == max_images {
+            return Err(ApiError::BadRequest(format!(
+                "more than {max_images} images in one job"
+            )));
+        }
+        let filename = match field.file_name() {
+            Some(f) => clean_filename(f)?,
+            None => None,
+        };
+        let bytes = request::field_bytes(field, deadline, limit).await?;
+        pipeline::accepted(&bytes)?;
+        // An image whose header does not read fails as its item, with its reason, later.
+        let cost = pipeline::header_cost(state, &bytes).unwrap_or(1);
+        *tokens = tokens.saturating_add(cost);
+        let index = items.len();
+        state.jobs.put_input(id, index, bytes).await?;
+        items.push(ItemSpec { index, filename });
+    }
+    Ok(())
 }
 
 pub(crate) async fn status(

@@ -30,7 +30,14 @@ pub(crate) async fn translate(
         Ok(a.params.style.slots.try_interactive(owner)?)
     })?;
     let params = &admitted.params;
-    let bytes = read_image(&state, req).await?;
+    let (req, unread) = request::Unread::split(req);
+    let bytes = match read_image(&state, req).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            unread.linger(&state.config);
+            return Err(e);
+        }
+    };
     // The header before the decode: a bad one is answered now, and a large image pays for its
     // pixels (admission charged one token).
     let cost = pipeline::header_cost(&state, &bytes)?;
