@@ -116,7 +116,10 @@ impl Unread {
                 }
             }
         });
-        (Request::from_parts(head, Body::from_stream(stream)), Unread(slot))
+        (
+            Request::from_parts(head, Body::from_stream(stream)),
+            Unread(slot),
+        )
     }
 
     /// Takes the rest back from the reader and [`linger`]s it.

@@ -147,9 +147,10 @@ async fn a_body_refused_halfway_is_answered_not_cut_off() {
     let c = client();
     for path in ["/v1/jobs", "/v1/translate"] {
         for _ in 0..3 {
-            let form = Form::new()
-                .text("colour", "red")
-                .part("image", Part::bytes(vec![7u8; 8 << 20]).file_name("big.png"));
+            let form = Form::new().text("colour", "red").part(
+                "image",
+                Part::bytes(vec![7u8; 8 << 20]).file_name("big.png"),
+            );
             let r = c
                 .post(s.url(path))
                 .multipart(form)
