@@ -156,16 +156,55 @@ pub(crate) async fn read_body(
     }
 }
 
-/// The next multipart field, within the body's deadline.
-pub(crate) async fn next_field<'a>(
-    mp: &'a mut Multipart,
+/// A multipart body read one field at a time, each within the body's deadline, and refused past
+/// `http.max_parts` parts (every route that takes multipart shares the cap).
+pub(crate) struct Fields {
+    mp: Multipart,
     deadline: tokio::time::Instant,
     limit: usize,
-) -> Result<Option<Field<'a>>, ApiError> {
-    match tokio::time::timeout_at(deadline, mp.next_field()).await {
-        Err(_) => Err(ApiError::BodyTimeout),
-        Ok(r) => r.map_err(|e| multipart_error(e.status(), e.body_text(), limit)),
+    max_parts: usize,
+    seen: usize,
+}
+
+impl Fields {
+    pub(crate) fn new(
+        mp: Multipart,
+        deadline: tokio::time::Instant,
+        limit: usize,
+        http: &HttpLimits,
+    ) -> Self {
+        Fields {
+            mp,
+            deadline,
+            limit,
+            max_parts: http.max_parts,
+            seen: 0,
+        }
     }
+
+    /// The next field, or the refusal of one part too many.
+    pub(crate) async fn next(&mut self) -> Result<Option<Field<'_>>, ApiError> {
+        let limit = self.limit;
+        let field = match tokio::time::timeout_at(self.deadline, self.mp.next_field()).await {
+            Err(_) => return Err(ApiError::BodyTimeout),
+            Ok(r) => r.map_err(|e| multipart_error(e.status(), e.body_text(), limit))?,
+        };
+        if field.is_some() {
+            self.seen += 1;
+            if self.seen > self.max_parts {
+                return Err(ApiError::BadRequest(format!(
+                    "more than {} multipart parts",
+                    self.max_parts
+                )));
+            }
+        }
+        Ok(field)
+    }
+}
+
+/// A field's name as an error message may quote it (at most 64 characters).
+pub(crate) fn shown_name(name: Option<&str>) -> String {
+    name.unwrap_or("").chars().take(64).collect()
 }
 
 /// A field's bytes (at most `limit`), within the body's deadline.

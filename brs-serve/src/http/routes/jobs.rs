@@ -103,23 +103,16 @@ async fn upload(
         return Err(ApiError::PayloadTooLarge { limit });
     }
     let deadline = tokio::time::Instant::now() + http.body_deadline(declared.unwrap_or(whole));
-    let mut mp = Multipart::from_request(req, &()).await.map_err(|e| {
+    let mp = Multipart::from_request(req, &()).await.map_err(|e| {
         ApiError::UnsupportedMediaType(format!(
             "POST /v1/jobs takes multipart/form-data with one or more `image` fields ({})",
             e.body_text()
         ))
     })?;
-    let mut parts = 0;
-    while let Some(field) = request::next_field(&mut mp, deadline, limit).await? {
-        parts += 1;
-        if parts > http.max_parts {
-            return Err(ApiError::BadRequest(format!(
-                "more than {} multipart parts",
-                http.max_parts
-            )));
-        }
+    let mut fields = request::Fields::new(mp, deadline, limit, http);
+    while let Some(field) = fields.next().await? {
         if field.name() != Some("image") {
-            let name: String = field.name().unwrap_or("").chars().take(64).collect();
+            let name = request::shown_name(field.name());
             return Err(ApiError::BadRequest(format!(
                 "unexpected multipart field {name:?}; send each picture as `image`"
             )));

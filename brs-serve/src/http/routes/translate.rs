@@ -119,19 +119,12 @@ async fn read_image(state: &AppState, req: Request) -> Result<Bytes, ApiError> {
         return Err(ApiError::PayloadTooLarge { limit });
     }
     let deadline = tokio::time::Instant::now() + http.body_deadline(declared.unwrap_or(whole));
-    let mut mp = Multipart::from_request(req, &())
+    let mp = Multipart::from_request(req, &())
         .await
         .map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let mut image = None;
-    let mut parts = 0;
-    while let Some(field) = request::next_field(&mut mp, deadline, limit).await? {
-        parts += 1;
-        if parts > http.max_parts {
-            return Err(ApiError::BadRequest(format!(
-                "more than {} multipart parts",
-                http.max_parts
-            )));
-        }
+    let mut fields = request::Fields::new(mp, deadline, limit, http);
+    while let Some(field) = fields.next().await? {
         match field.name() {
             Some("image") if image.is_none() => {
                 image = Some(request::field_bytes(field, deadline, limit).await?);
@@ -142,7 +135,7 @@ async fn read_image(state: &AppState, req: Request) -> Result<Bytes, ApiError> {
                 ));
             }
             other => {
-                let name: String = other.unwrap_or("").chars().take(64).collect();
+                let name = request::shown_name(other);
                 return Err(ApiError::BadRequest(format!(
                     "unexpected multipart field {name:?}; send the picture as `image`"
                 )));
