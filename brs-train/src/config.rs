@@ -55,8 +55,13 @@ pub struct TrainConfig {
     pub keep_last: usize,
     /// Test images per direction in each sample grid (default 5).
     pub sample_count: usize,
-    /// Intra-op CPU threads for libtorch; 0 keeps libtorch's default, one per core (default 0).
+    /// Intra-op CPU threads for libtorch; 0 keeps libtorch's default, one per core, or with
+    /// `replicas` above 1 one per replica (default 0).
     pub threads: usize,
+    /// Copies of the networks that each train on a part of every batch on their own CPU thread
+    /// (data parallelism; gradients are summed, so training is the same up to float rounding);
+    /// 1 = none. Pays off when per-operation overhead dominates, as at the demo's sizes (default 1).
+    pub replicas: usize,
     /// Keep image tensors and conv weights channels-last (NHWC) (default false).
     pub channels_last: bool,
     /// Run forward passes under libtorch's CUDA autocast; no effect on the CPU (default false).
@@ -92,6 +97,7 @@ impl Default for TrainConfig {
             keep_last: 3,
             sample_count: 5,
             threads: 0,
+            replicas: 1,
             channels_last: false,
             autocast: false,
             data: None,
@@ -191,7 +197,19 @@ impl TrainConfig {
         if self.threads > 1024 {
             return Err(bad("threads", self.threads, "0 (libtorch default)..=1024"));
         }
+        if !(1..=64).contains(&self.replicas) {
+            return Err(bad("replicas", self.replicas, "1..=64"));
+        }
         Ok(())
+    }
+
+    /// The intra-op thread count each training thread sets, if not libtorch's default.
+    pub(crate) fn intra_op_threads(&self) -> Option<i32> {
+        match (self.threads, self.replicas) {
+            (0, 1) => None,
+            (0, _) => Some(1),
+            (n, _) => Some(n as i32),
+        }
     }
 
     /// The learning rate at 1-based iteration `step`: constant, then (with decay_flag) linear to
@@ -289,6 +307,7 @@ mod tests {
                 vec!["sample_count=100"],
                 "sample_count = 100 (allowed: 1..=64)",
             ),
+            ("replicas = 0", vec![], "replicas = 0 (allowed: 1..=64)"),
             ("", vec!["nonsense"], "expected key=value"),
         ] {
             let sets: Vec<String> = sets.into_iter().map(String::from).collect();
@@ -328,6 +347,19 @@ mod tests {
         );
         let demo = load("demo.toml");
         assert!(demo.light && demo.img_size < full.img_size && demo.iteration < 10_000);
+    }
+
+    #[test]
+    fn replicas_take_one_thread_each_unless_told() {
+        let cfg = |threads, replicas| TrainConfig {
+            threads,
+            replicas,
+            ..TrainConfig::default()
+        };
+        assert_eq!(cfg(0, 1).intra_op_threads(), None);
+        assert_eq!(cfg(0, 2).intra_op_threads(), Some(1));
+        assert_eq!(cfg(3, 2).intra_op_threads(), Some(3));
+        assert_eq!(cfg(2, 1).intra_op_threads(), Some(2));
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub enum TrainError {
     },
     #[error("drawing the loss plot: {0}")]
     Plot(String),
+    /// A replica's worker thread failed (its panic message) or disagreed with the networks here.
+    #[error("replica {index}: {reason}")]
+    Replica { index: usize, reason: String },
     #[error("batch = {0} (allowed: 1..=1024)")]
     Batch(usize),
 }

@@ -21,6 +21,7 @@ mod metrics;
 mod optim;
 mod plot;
 mod png;
+mod replica;
 mod samples;
 mod step;
 pub mod trainer;

@@ -38,6 +38,18 @@ pub struct Losses {
 }
 
 impl Losses {
+    /// The sum of two parts of a batch's losses, each already weighted by its share.
+    pub(crate) fn plus(&self, other: &Losses) -> Losses {
+        Losses {
+            d_loss: self.d_loss + other.d_loss,
+            g_loss: self.g_loss + other.g_loss,
+            g_adv: self.g_adv + other.g_adv,
+            g_cycle: self.g_cycle + other.g_cycle,
+            g_identity: self.g_identity + other.g_identity,
+            g_cam: self.g_cam + other.g_cam,
+        }
+    }
+
     /// Names and values in plotting order.
     pub fn series(&self) -> [(&'static str, f64); 6] {
         [

@@ -46,6 +46,11 @@ impl Adam {
         self.step
     }
 
+    /// The parameters, in the order they were given.
+    pub(crate) fn params(&self) -> impl Iterator<Item = &Tensor> {
+        self.params.iter().map(|(_, p)| p)
+    }
+
     /// Clears the gradients of every parameter.
     pub(crate) fn zero_grad(&mut self) {
         for (_, p) in &mut self.params {

@@ -20,26 +20,35 @@
 //!   same D, because the power iteration updates u and v in place.
 //! - In the G step the discriminators' parameters are frozen, so no gradients are computed for
 //!   weights the G step does not update (the reference computes and then discards them).
+//!
+//! With `replicas > 1` the batch is split between the networks here and copies of them on worker
+//! threads (`replica`): each computes its part's losses, weighted by its share of the batch, and
+//! their gradients, which add up to the whole batch's (every layer works per sample, above).
+//! The passes below are therefore written for a share of a batch: `Shares` weights every loss
+//! term by the part of A or of B it averages over (1 and 1 for a whole batch, an exact no-op).
 
 use brs_model::precision::store_channels_last;
-use brs_model::{Discriminator, NetworkKind, Networks};
+use brs_model::{Discriminator, GeneratorOutput, NetworkKind, Networks};
 use tch::{Device, Tensor};
 
 use crate::config::TrainConfig;
 use crate::error::Result;
 use crate::losses::{Losses, bce_logits, l1, lsgan};
 use crate::optim::Adam;
+use crate::replica::Replica;
 
-/// The networks, an optimizer for the generators and one for the discriminators.
+/// The networks, an optimizer for the generators and one for the discriminators, and the
+/// replicas that share each batch with them.
 pub(crate) struct Models {
     pub(crate) nets: Networks,
     pub(crate) g_opt: Adam,
     pub(crate) d_opt: Adam,
     d_params: Vec<Tensor>,
+    replicas: Vec<Replica>,
 }
 
 /// Trainable variables of some networks, named `<network>.<variable>`, sorted.
-fn trainable(nets: &Networks, kinds: &[NetworkKind]) -> Vec<(String, Tensor)> {
+pub(crate) fn trainable(nets: &Networks, kinds: &[NetworkKind]) -> Vec<(String, Tensor)> {
     let mut out = Vec::new();
     for &kind in kinds {
         let mut vars: Vec<(String, Tensor)> = nets
@@ -55,13 +64,177 @@ fn trainable(nets: &Networks, kinds: &[NetworkKind]) -> Vec<(String, Tensor)> {
     out
 }
 
-const GENERATORS: [NetworkKind; 2] = [NetworkKind::GenA2B, NetworkKind::GenB2A];
-const DISCRIMINATORS: [NetworkKind; 4] = [
+pub(crate) const GENERATORS: [NetworkKind; 2] = [NetworkKind::GenA2B, NetworkKind::GenB2A];
+pub(crate) const DISCRIMINATORS: [NetworkKind; 4] = [
     NetworkKind::DisGA,
     NetworkKind::DisGB,
     NetworkKind::DisLA,
     NetworkKind::DisLB,
 ];
+
+/// The fraction of the batch's A images and of its B images a pass works on: the weight of the
+/// loss terms that average over A images, and of those that average over B images.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Shares {
+    pub(crate) a: f64,
+    pub(crate) b: f64,
+}
+
+/// `loss * weight`, without an operation when the weight is 1 (a whole batch).
+fn weighted(loss: Tensor, weight: f64) -> Tensor {
+    if weight == 1.0 { loss } else { loss * weight }
+}
+
+/// The generators' outputs the G step needs after the D step.
+pub(crate) struct Generated {
+    a2b: GeneratorOutput,
+    b2a: GeneratorOutput,
+    fake_b2a2b: Tensor,
+    na: i64,
+    nb: i64,
+}
+
+/// The generators' three batched calls, then the D step's losses on `real_a` and `real_b`
+/// backpropagated into the discriminators' gradients (which the caller zeroes and applies).
+/// Returns the generated images and the (weighted) D loss.
+pub(crate) fn generate_and_judge(
+    nets: &Networks,
+    cfg: &TrainConfig,
+    real_a: &Tensor,
+    real_b: &Tensor,
+    shares: Shares,
+) -> (Generated, f64) {
+    let na = real_a.size()[0];
+    let nb = real_b.size()[0];
+    let autocast = cfg.autocast;
+    // Generators: three batched calls give every image both steps need.
+    let (a2b, b2a, fake_b2a2b) = tch::autocast(autocast, || {
+        let a2b = nets.gen_a2b.forward(&Tensor::cat(&[real_a, real_b], 0));
+        let fake_a2b = a2b.image.narrow(0, 0, na);
+        let b2a = nets
+            .gen_b2a
+            .forward(&Tensor::cat(&[real_b, real_a, &fake_a2b], 0));
+        let fake_b2a = b2a.image.narrow(0, 0, nb);
+        let b2a2b = nets.gen_a2b.forward(&fake_b2a).image;
+        (a2b, b2a, b2a2b)
+    });
+    let detached_a2b = a2b.image.narrow(0, 0, na).detach();
+    let detached_b2a = b2a.image.narrow(0, 0, nb).detach();
+    // (discriminator, real images, their share, fake images, their share)
+    let pairs: [(&Discriminator, &Tensor, f64, &Tensor, f64); 4] = [
+        (&nets.dis_ga, real_a, shares.a, &detached_b2a, shares.b),
+        (&nets.dis_la, real_a, shares.a, &detached_b2a, shares.b),
+        (&nets.dis_gb, real_b, shares.b, &detached_a2b, shares.a),
+        (&nets.dis_lb, real_b, shares.b, &detached_a2b, shares.a),
+    ];
+    let mut d_loss = 0.0;
+    for (d, real, real_share, fake, fake_share) in pairs {
+        for (x, target, share) in [(real, 1.0, real_share), (fake, 0.0, fake_share)] {
+            let loss = tch::autocast(autocast, || {
+                let o = d.forward(x, true);
+                let loss = (lsgan(&o.logit, target) + lsgan(&o.cam_logit, target)) * cfg.adv_weight;
+                weighted(loss, share)
+            });
+            d_loss += loss.double_value(&[]);
+            loss.backward();
+        }
+    }
+    (
+        Generated {
+            a2b,
+            b2a,
+            fake_b2a2b,
+            na,
+            nb,
+        },
+        d_loss,
+    )
+}
+
+/// The G step's losses through the (updated) discriminators, whose trainable weights
+/// `d_params` are frozen meanwhile, backpropagated into the generators' gradients (which the
+/// caller zeroes and applies). Returns the (weighted) losses; `d_loss` is left 0.
+pub(crate) fn backpropagate_generators(
+    nets: &Networks,
+    d_params: &[Tensor],
+    cfg: &TrainConfig,
+    generated: &Generated,
+    real_a: &Tensor,
+    real_b: &Tensor,
+    shares: Shares,
+) -> Result<Losses> {
+    let Generated {
+        a2b,
+        b2a,
+        fake_b2a2b,
+        na,
+        nb,
+    } = generated;
+    let (na, nb) = (*na, *nb);
+    let fake_a2b = a2b.image.narrow(0, 0, na);
+    let fake_b2b = a2b.image.narrow(0, na, nb);
+    let cam_a2b = a2b.cam_logit.narrow(0, 0, na);
+    let cam_b2b = a2b.cam_logit.narrow(0, na, nb);
+    let fake_b2a = b2a.image.narrow(0, 0, nb);
+    let fake_a2a = b2a.image.narrow(0, nb, na);
+    let fake_a2b2a = b2a.image.narrow(0, nb + na, na);
+    let cam_b2a = b2a.cam_logit.narrow(0, 0, nb);
+    let cam_a2a = b2a.cam_logit.narrow(0, nb, na);
+    let (wa, wb) = (shares.a, shares.b);
+
+    let set_frozen = |frozen: bool| {
+        for p in d_params {
+            let _ = p.set_requires_grad(!frozen);
+        }
+    };
+    set_frozen(true);
+    let adv = |d: &Discriminator, fake: &Tensor, share: f64| {
+        tch::autocast(cfg.autocast, || {
+            let o = d.forward(fake, true);
+            weighted(lsgan(&o.logit, 1.0) + lsgan(&o.cam_logit, 1.0), share)
+        })
+    };
+    let g_adv = adv(&nets.dis_ga, &fake_b2a, wb)
+        + adv(&nets.dis_la, &fake_b2a, wb)
+        + adv(&nets.dis_gb, &fake_a2b, wa)
+        + adv(&nets.dis_lb, &fake_a2b, wa);
+    let g_cycle = weighted(l1(&fake_a2b2a, real_a), wa) + weighted(l1(fake_b2a2b, real_b), wb);
+    let g_identity = weighted(l1(&fake_a2a, real_a), wa) + weighted(l1(&fake_b2b, real_b), wb);
+    let g_cam = weighted(bce_logits(&cam_b2a, 1.0), wb)
+        + weighted(bce_logits(&cam_a2a, 0.0), wa)
+        + weighted(bce_logits(&cam_a2b, 1.0), wa)
+        + weighted(bce_logits(&cam_b2b, 0.0), wb);
+    let g_loss = &g_adv * cfg.adv_weight
+        + &g_cycle * cfg.cycle_weight
+        + &g_identity * cfg.identity_weight
+        + &g_cam * cfg.cam_weight;
+    let backward = g_loss.f_backward();
+    set_frozen(false);
+    backward?;
+    Ok(Losses {
+        d_loss: 0.0,
+        g_loss: g_loss.double_value(&[]),
+        g_adv: g_adv.double_value(&[]),
+        g_cycle: g_cycle.double_value(&[]),
+        g_identity: g_identity.double_value(&[]),
+        g_cam: g_cam.double_value(&[]),
+    })
+}
+
+/// Splits `n` images into at most `parts` nearly equal runs of at least one: (start, length).
+fn split(n: i64, parts: usize) -> Vec<(i64, i64)> {
+    let parts = (parts as i64).min(n).max(1);
+    let (base, extra) = (n / parts, n % parts);
+    let mut start = 0;
+    (0..parts)
+        .map(|k| {
+            let len = base + i64::from(k < extra);
+            let run = (start, len);
+            start += len;
+            run
+        })
+        .collect()
+}
 
 impl Models {
     /// Fresh networks initialised from torch's generator seeded with `cfg.seed`, on `device`.
@@ -79,6 +252,7 @@ impl Models {
             g_opt,
             d_opt,
             d_params,
+            replicas: Vec::new(),
         })
     }
 
@@ -89,10 +263,14 @@ impl Models {
         }
     }
 
-    fn set_discriminators_trainable(&self, on: bool) {
-        for p in &self.d_params {
-            let _ = p.set_requires_grad(on);
+    /// Starts `cfg.replicas - 1` worker threads, each with a copy of the networks as they are
+    /// now (after any resume and layout change), to share every batch with this thread.
+    pub(crate) fn start_replicas(&mut self, cfg: &TrainConfig, device: Device) -> Result<()> {
+        for index in 1..cfg.replicas {
+            self.replicas
+                .push(Replica::start(index, cfg, device, &self.nets)?);
         }
+        Ok(())
     }
 
     /// One training iteration (D step, G step, rho clipping) at learning rate `lr` on a batch of
@@ -104,92 +282,70 @@ impl Models {
         real_a: &Tensor,
         real_b: &Tensor,
     ) -> Result<Losses> {
-        let na = real_a.size()[0];
-        let nb = real_b.size()[0];
-        let nets = &self.nets;
-        let autocast = cfg.autocast;
+        let (na, nb) = (real_a.size()[0], real_b.size()[0]);
+        // Every pass needs at least one image of each domain.
+        let passes = (self.replicas.len() + 1).min(na.min(nb).max(1) as usize);
+        let runs_a = split(na, passes);
+        let runs_b = split(nb, passes);
+        let part = |k: usize| {
+            let ((sa, la), (sb, lb)) = (runs_a[k], runs_b[k]);
+            let shares = Shares {
+                a: la as f64 / na as f64,
+                b: lb as f64 / nb as f64,
+            };
+            (real_a.narrow(0, sa, la), real_b.narrow(0, sb, lb), shares)
+        };
+        let used = passes - 1;
 
-        // Generators: three batched calls give every image both steps need.
-        let (a2b, b2a, fake_b2a2b) = tch::autocast(autocast, || {
-            let a2b = nets.gen_a2b.forward(&Tensor::cat(&[real_a, real_b], 0));
-            let fake_a2b = a2b.image.narrow(0, 0, na);
-            let b2a = nets
-                .gen_b2a
-                .forward(&Tensor::cat(&[real_b, real_a, &fake_a2b], 0));
-            let fake_b2a = b2a.image.narrow(0, 0, nb);
-            let b2a2b = nets.gen_a2b.forward(&fake_b2a).image;
-            (a2b, b2a, b2a2b)
-        });
-        let fake_a2b = a2b.image.narrow(0, 0, na);
-        let fake_b2b = a2b.image.narrow(0, na, nb);
-        let cam_a2b = a2b.cam_logit.narrow(0, 0, na);
-        let cam_b2b = a2b.cam_logit.narrow(0, na, nb);
-        let fake_b2a = b2a.image.narrow(0, 0, nb);
-        let fake_a2a = b2a.image.narrow(0, nb, na);
-        let fake_a2b2a = b2a.image.narrow(0, nb + na, na);
-        let cam_b2a = b2a.cam_logit.narrow(0, 0, nb);
-        let cam_a2a = b2a.cam_logit.narrow(0, nb, na);
-
-        // D step.
+        // D step: every pass adds its share's gradients; this thread's pass runs meanwhile.
         self.d_opt.zero_grad();
-        let detached_a2b = fake_a2b.detach();
-        let detached_b2a = fake_b2a.detach();
-        let pairs: [(&Discriminator, &Tensor, &Tensor); 4] = [
-            (&nets.dis_ga, real_a, &detached_b2a),
-            (&nets.dis_la, real_a, &detached_b2a),
-            (&nets.dis_gb, real_b, &detached_a2b),
-            (&nets.dis_lb, real_b, &detached_a2b),
-        ];
-        let mut d_loss = 0.0;
-        for (d, real, fake) in pairs {
-            for (x, target) in [(real, 1.0), (fake, 0.0)] {
-                let loss = tch::autocast(autocast, || {
-                    let o = d.forward(x, true);
-                    (lsgan(&o.logit, target) + lsgan(&o.cam_logit, target)) * cfg.adv_weight
-                });
-                d_loss += loss.double_value(&[]);
-                loss.backward();
-            }
+        for (k, replica) in self.replicas[..used].iter_mut().enumerate() {
+            let (a, b, shares) = part(k + 1);
+            replica.generate_and_judge(a, b, shares)?;
+        }
+        let (a, b, shares) = part(0);
+        let (generated, mut d_loss) = generate_and_judge(&self.nets, cfg, &a, &b, shares);
+        for replica in &mut self.replicas[..used] {
+            d_loss += replica.wait_d_loss()?;
+            replica.add_discriminator_grads(self.d_opt.params())?;
         }
         self.d_opt.step(lr);
+        for replica in &self.replicas {
+            replica.copy_discriminators();
+        }
 
-        // G step, through the updated discriminators (their weights frozen).
-        self.set_discriminators_trainable(false);
-        let adv = |d: &Discriminator, fake: &Tensor| {
-            tch::autocast(autocast, || {
-                let o = d.forward(fake, true);
-                lsgan(&o.logit, 1.0) + lsgan(&o.cam_logit, 1.0)
-            })
-        };
-        let g_adv = adv(&nets.dis_ga, &fake_b2a)
-            + adv(&nets.dis_la, &fake_b2a)
-            + adv(&nets.dis_gb, &fake_a2b)
-            + adv(&nets.dis_lb, &fake_a2b);
-        let g_cycle = l1(&fake_a2b2a, real_a) + l1(&fake_b2a2b, real_b);
-        let g_identity = l1(&fake_a2a, real_a) + l1(&fake_b2b, real_b);
-        let g_cam = bce_logits(&cam_b2a, 1.0)
-            + bce_logits(&cam_a2a, 0.0)
-            + bce_logits(&cam_a2b, 1.0)
-            + bce_logits(&cam_b2b, 0.0);
-        let g_loss = &g_adv * cfg.adv_weight
-            + &g_cycle * cfg.cycle_weight
-            + &g_identity * cfg.identity_weight
-            + &g_cam * cfg.cam_weight;
+        // G step, through the updated discriminators.
         self.g_opt.zero_grad();
-        let backward = g_loss.f_backward();
-        self.set_discriminators_trainable(true);
-        backward?;
+        for replica in &mut self.replicas[..used] {
+            replica.backpropagate_generators()?;
+        }
+        let mut losses =
+            backpropagate_generators(&self.nets, &self.d_params, cfg, &generated, &a, &b, shares)?;
+        for replica in &mut self.replicas[..used] {
+            losses = losses.plus(&replica.wait_losses()?);
+            replica.add_generator_grads(self.g_opt.params())?;
+        }
+        losses.d_loss = d_loss;
         self.g_opt.step(lr);
         self.nets.gen_a2b.clip_rho();
         self.nets.gen_b2a.clip_rho();
+        for replica in &self.replicas {
+            replica.copy_generators();
+        }
+        Ok(losses)
+    }
+}
 
-        Ok(Losses {
-            d_loss,
-            g_loss: g_loss.double_value(&[]),
-            g_adv: g_adv.double_value(&[]),
-            g_cycle: g_cycle.double_value(&[]),
-            g_identity: g_identity.double_value(&[]),
-            g_cam: g_cam.double_value(&[]),
-        })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_split_into_nearly_equal_runs_of_at_least_one() {
+        assert_eq!(split(4, 2), vec![(0, 2), (2, 2)]);
+        assert_eq!(split(5, 2), vec![(0, 3), (3, 2)]);
+        assert_eq!(split(1, 2), vec![(0, 1)]);
+        assert_eq!(split(3, 1), vec![(0, 3)]);
+        assert_eq!(split(2, 4), vec![(0, 1), (1, 1)]);
     }
 }

@@ -140,8 +140,14 @@ impl Trainer {
             out,
             device,
         } = opts.resolve()?;
-        if cfg.threads > 0 {
-            tch::set_num_threads(cfg.threads as i32);
+        if cfg.replicas > 1 && device != Device::Cpu {
+            return Err(TrainError::Config(format!(
+                "replicas = {} splits batches between CPU threads; on {device:?} use 1",
+                cfg.replicas
+            )));
+        }
+        if let Some(threads) = cfg.intra_op_threads() {
+            tch::set_num_threads(threads);
         }
         let existing = if out.is_dir() {
             read_latest(&out)?
@@ -177,6 +183,7 @@ impl Trainer {
         if trainer.cfg.channels_last {
             trainer.models.make_channels_last();
         }
+        trainer.models.start_replicas(&trainer.cfg, device)?;
         Ok(trainer)
     }
 
