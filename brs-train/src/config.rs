@@ -55,8 +55,8 @@ pub struct TrainConfig {
     pub keep_last: usize,
     /// Test images per direction in each sample grid (default 5).
     pub sample_count: usize,
-    /// Intra-op CPU threads for libtorch; 0 keeps libtorch's default, one per core, or with
-    /// `replicas` above 1 one per replica (default 0).
+    /// Intra-op CPU threads for libtorch, per training thread (so `replicas * threads` in all); 0
+    /// keeps libtorch's default, one per core, or with `replicas` above 1 one each (default 0).
     pub threads: usize,
     /// Copies of the networks that each train on a part of every batch on their own CPU thread
     /// (data parallelism; gradients are summed, so training is the same up to float rounding);

@@ -26,7 +26,7 @@ pub(crate) fn bce_logits(logit: &Tensor, target: f64) -> Tensor {
 }
 
 /// The losses of one iteration, as logged (already weighted sums are `d_loss` and `g_loss`; the
-/// parts are unweighted sums over both directions).
+/// parts are sums over both directions without the loss weights).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Losses {
     pub d_loss: f64,

@@ -6,8 +6,9 @@
 //! a small model's time is per-operation overhead that one thread pays serially. Splitting the
 //! batch instead gives each core whole operations. The copy computes its share's losses,
 //! weighted by the share, and their gradients; the owning thread adds them to its own, takes
-//! the optimizer step alone (Adam's moments live only there), and copies the updated variables
-//! back, spectral norm's `u` and `v` included, so every copy starts each pass identical.
+//! the optimizer step alone (Adam's moments live only there), and copies every variable back
+//! after each step, spectral norm's `u` and `v` included, so every copy starts each step
+//! identical to it (the discriminators also after the D step, for the G step).
 //!
 //! The owning thread reads the copy's gradients and writes its variables only while the worker
 //! waits for its next job: the channels order every access.
@@ -23,7 +24,7 @@ use crate::error::{Result, TrainError};
 use crate::losses::Losses;
 use crate::step::{
     DISCRIMINATORS, GENERATORS, Generated, Shares, backpropagate_generators, generate_and_judge,
-    trainable,
+    nets_channels_last, trainable,
 };
 
 enum Job {
@@ -57,20 +58,33 @@ pub(crate) struct Replica {
     d_params: Vec<Tensor>,
 }
 
-/// Every variable of `kinds` in `owner` beside the same one in `copy`.
-fn pairs(owner: &Networks, copy: &Networks, kinds: &[NetworkKind]) -> Vec<(Tensor, Tensor)> {
+/// Every variable of `kinds` in `owner` beside the same one in `copy`, which must have them all.
+fn pairs(
+    index: usize,
+    owner: &Networks,
+    copy: &Networks,
+    kinds: &[NetworkKind],
+) -> Result<Vec<(Tensor, Tensor)>> {
     let mut out = Vec::new();
     for &kind in kinds {
         let theirs = copy.store(kind).variables();
         let mut ours: Vec<_> = owner.store(kind).variables().into_iter().collect();
         ours.sort_by(|a, b| a.0.cmp(&b.0));
+        if ours.len() != theirs.len() {
+            return Err(TrainError::Replica {
+                index,
+                reason: format!("the copy of {} has other variables", kind.name()),
+            });
+        }
         for (name, var) in ours {
-            if let Some(copied) = theirs.get(&name) {
-                out.push((var, copied.shallow_clone()));
-            }
+            let copied = theirs.get(&name).ok_or_else(|| TrainError::Replica {
+                index,
+                reason: format!("the copy of {} lacks {name}", kind.name()),
+            })?;
+            out.push((var, copied.shallow_clone()));
         }
     }
-    out
+    Ok(out)
 }
 
 fn params(nets: &Networks, kinds: &[NetworkKind]) -> Vec<Tensor> {
@@ -117,7 +131,13 @@ fn copy_all(pairs: &[(Tensor, Tensor)]) {
 }
 
 /// The worker: runs jobs on its networks until the owner hangs up.
-fn serve(nets: Networks, cfg: TrainConfig, jobs: Receiver<Job>, replies: Sender<Reply>) {
+fn serve(
+    index: usize,
+    nets: Networks,
+    cfg: TrainConfig,
+    jobs: Receiver<Job>,
+    replies: Sender<Reply>,
+) {
     // libtorch's thread count is per thread; the owner set its own the same way.
     if let Some(threads) = cfg.intra_op_threads() {
         tch::set_num_threads(threads);
@@ -139,7 +159,7 @@ fn serve(nets: Networks, cfg: TrainConfig, jobs: Receiver<Job>, replies: Sender<
                     backpropagate_generators(&nets, &d_params, &cfg, &generated, &a, &b, shares)
                 }
                 None => Err(TrainError::Replica {
-                    index: 0,
+                    index,
                     reason: "asked for the G step before the D step".into(),
                 }),
             }),
@@ -158,9 +178,14 @@ impl Replica {
         device: Device,
         owner: &Networks,
     ) -> Result<Self> {
+        // Initialised at random (drawing from torch's generator, which nothing draws from after
+        // the owner's initialisation), then overwritten with the owner's variables.
         let copy = Networks::new(&cfg.model(), device)?;
-        let generators = pairs(owner, &copy, &GENERATORS);
-        let discriminators = pairs(owner, &copy, &DISCRIMINATORS);
+        if cfg.channels_last {
+            nets_channels_last(&copy);
+        }
+        let generators = pairs(index, owner, &copy, &GENERATORS)?;
+        let discriminators = pairs(index, owner, &copy, &DISCRIMINATORS)?;
         copy_all(&generators);
         copy_all(&discriminators);
         let g_params = params(&copy, &GENERATORS);
@@ -170,7 +195,7 @@ impl Replica {
         let cfg = cfg.clone();
         let thread = std::thread::Builder::new()
             .name(format!("brs-replica-{index}"))
-            .spawn(move || serve(copy, cfg, job_rx, reply_tx))
+            .spawn(move || serve(index, copy, cfg, job_rx, reply_tx))
             .map_err(|e| TrainError::Replica {
                 index,
                 reason: format!("cannot start its thread: {e}"),
@@ -241,13 +266,7 @@ impl Replica {
     /// The share's G losses, once its gradients are ready.
     pub(crate) fn wait_losses(&mut self) -> Result<Losses> {
         match self.reply()? {
-            Reply::Backpropagated(losses) => losses.map_err(|e| match e {
-                TrainError::Replica { reason, .. } => TrainError::Replica {
-                    index: self.index,
-                    reason,
-                },
-                other => other,
-            }),
+            Reply::Backpropagated(losses) => losses,
             Reply::Judged(_) => Err(self.out_of_turn()),
         }
     }

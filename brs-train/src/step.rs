@@ -221,9 +221,16 @@ pub(crate) fn backpropagate_generators(
     })
 }
 
+/// Stores every network's weights of `nets` channels-last (NHWC).
+pub(crate) fn nets_channels_last(nets: &Networks) {
+    for (_, vs) in nets.stores() {
+        store_channels_last(vs);
+    }
+}
+
 /// Splits `n` images into at most `parts` nearly equal runs of at least one: (start, length).
 fn split(n: i64, parts: usize) -> Vec<(i64, i64)> {
-    let parts = (parts as i64).min(n).max(1);
+    let parts = (parts as i64).clamp(1, n.max(1));
     let (base, extra) = (n / parts, n % parts);
     let mut start = 0;
     (0..parts)
@@ -258,13 +265,11 @@ impl Models {
 
     /// Stores every network's weights channels-last (NHWC).
     pub(crate) fn make_channels_last(&mut self) {
-        for (_, vs) in self.nets.stores() {
-            store_channels_last(vs);
-        }
+        nets_channels_last(&self.nets);
     }
 
     /// Starts `cfg.replicas - 1` worker threads, each with a copy of the networks as they are
-    /// now (after any resume and layout change), to share every batch with this thread.
+    /// now (after any resume), in the same memory layout, to share every batch with this thread.
     pub(crate) fn start_replicas(&mut self, cfg: &TrainConfig, device: Device) -> Result<()> {
         for index in 1..cfg.replicas {
             self.replicas
@@ -275,7 +280,24 @@ impl Models {
 
     /// One training iteration (D step, G step, rho clipping) at learning rate `lr` on a batch of
     /// each domain, each [N, C, S, S] in [-1, 1] on the models' device; returns its losses.
+    ///
+    /// If it fails, the replicas are stopped (their replies may be out of step with this
+    /// thread's): a later call trains without them, the same training.
     pub(crate) fn step(
+        &mut self,
+        cfg: &TrainConfig,
+        lr: f64,
+        real_a: &Tensor,
+        real_b: &Tensor,
+    ) -> Result<Losses> {
+        let result = self.step_with_replicas(cfg, lr, real_a, real_b);
+        if result.is_err() {
+            self.replicas.clear();
+        }
+        result
+    }
+
+    fn step_with_replicas(
         &mut self,
         cfg: &TrainConfig,
         lr: f64,
@@ -329,16 +351,85 @@ impl Models {
         self.g_opt.step(lr);
         self.nets.gen_a2b.clip_rho();
         self.nets.gen_b2a.clip_rho();
+        // The discriminators again too: the G step refined their u and v here and in the copies
+        // that had a share, not in those left idle by a batch smaller than the replicas.
         for replica in &self.replicas {
             replica.copy_generators();
+            replica.copy_discriminators();
         }
         Ok(losses)
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use tch::Kind;
+
+    /// ||a - b|| / ||a|| over every gradient of `a`'s and `b`'s optimizer parameters.
+    fn grad_gap(a: &Adam, b: &Adam) -> f64 {
+        let (mut diff, mut norm) = (0.0, 0.0);
+        for (x, y) in a.params().zip(b.params()) {
+            let (gx, gy) = (x.grad(), y.grad());
+            assert!(gx.defined() && gy.defined());
+            diff += (&gx - &gy).square().sum(Kind::Double).double_value(&[]);
+            norm += gx.square().sum(Kind::Double).double_value(&[]);
+        }
+        (diff / norm).sqrt()
+    }
+
+    /// A replica adds its share of every gradient: the summed gradients equal one pass's over
+    /// the whole batch, with A and B split differently (3 = 2 + 1 and 2 = 1 + 1) and across a
+    /// batch too small to share (1 B image), which leaves the replica idle for a step.
+    #[test]
+    fn a_replica_adds_its_share_of_the_gradients() {
+        let cfg = TrainConfig {
+            img_size: 96,
+            ch: 4,
+            n_res: 1,
+            light: true,
+            lr: 1e-3,
+            ..TrainConfig::default()
+        };
+        let mut one = Models::new(&cfg, Device::Cpu).unwrap();
+        let mut two = Models::new(&cfg, Device::Cpu).unwrap();
+        // The same start, whatever torch's generator gave each.
+        tch::no_grad(|| {
+            for kind in NetworkKind::ALL {
+                let theirs = one.nets.store(kind).variables();
+                for (name, mut var) in two.nets.store(kind).variables() {
+                    var.copy_(&theirs[&name]);
+                }
+            }
+        });
+        let two_cfg = TrainConfig {
+            replicas: 2,
+            ..cfg.clone()
+        };
+        two.start_replicas(&two_cfg, Device::Cpu).unwrap();
+        let image = |n: i64| Tensor::rand([n, 3, 96, 96], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        for (na, nb) in [(3, 2), (2, 1), (3, 2)] {
+            let (a, b) = (image(na), image(nb));
+            let l1 = one.step(&cfg, cfg.lr, &a, &b).unwrap();
+            let l2 = two.step(&two_cfg, cfg.lr, &a, &b).unwrap();
+            for ((name, x), (_, y)) in l1.series().iter().zip(l2.series()) {
+                assert!(
+                    (x - y).abs() <= 1e-5 * x.abs(),
+                    "{na}+{nb}: {name} {x} vs {y}"
+                );
+            }
+            for (what, gap) in [
+                ("D", grad_gap(&one.d_opt, &two.d_opt)),
+                ("G", grad_gap(&one.g_opt, &two.g_opt)),
+            ] {
+                assert!(
+                    gap < 1e-4,
+                    "{na}+{nb}: {what} gradients differ by {gap} (relative)"
+                );
+            }
+        }
+    }
 
     #[test]
     fn batches_split_into_nearly_equal_runs_of_at_least_one() {

@@ -1,5 +1,7 @@
 //! Data parallelism trains the same model: with `replicas = 2` every iteration's losses and the
-//! final weights match a run without replicas up to float rounding, on even and uneven splits.
+//! final weights match a run without replicas up to float rounding, through the whole trainer
+//! (loader, epochs ending on partial batches, checkpoints). The gradients themselves are compared
+//! in step.rs's unit test.
 //!
 //! One test in this binary on purpose: torch's global RNG seeds the initial weights, and a
 //! second test building networks in parallel would interleave its draws.
@@ -44,8 +46,10 @@ fn mean_diff(a: &Checkpoint, b: &Checkpoint, file: &str) -> f64 {
 fn two_replicas_train_what_one_trains() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    // 5 images per domain in batches of 3: batches of 3 (split 2 + 1) and 2 (split 1 + 1).
+    // 5 A images and 4 B in batches of 3: A batches of 3, 2, 3, 2 (split 2 + 1 and 1 + 1), B
+    // batches of 3, 1, 3, 1 (the batches of 1 leave the replica idle).
     synth_dataset(&data, 5, 2, 96, 3);
+    std::fs::remove_file(data.join("trainB/0004.png")).unwrap();
     let run = |out: &str, replicas: usize| {
         let config = TrainConfig::from_toml(
             &format!(
@@ -79,7 +83,7 @@ fn two_replicas_train_what_one_trains() {
     for ((it, a), (_, b)) in l1.iter().zip(&l2) {
         for (x, y) in a.iter().zip(b) {
             assert!(
-                (x - y).abs() <= 1e-3 * x.abs().max(1e-3),
+                (x - y).abs() <= 1e-4 * x.abs().max(1e-3),
                 "iteration {it}: losses {a:?} with one copy, {b:?} with two"
             );
         }
