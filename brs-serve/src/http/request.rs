@@ -11,7 +11,8 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::multipart::{Field, Multipart};
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Limited};
 
 use crate::config::HttpLimits;
@@ -85,6 +86,17 @@ pub(crate) fn linger(body: Body, config: &crate::config::Config) {
         };
         let _ = tokio::time::timeout(grace, drain).await;
     });
+}
+
+/// The refusal of a request whose body was left to [`linger`], with `Connection: close`: the
+/// connection cannot carry another request before that body is read, and past the grace it never
+/// is. Without the header a client's pool may send its next request on the connection the server
+/// is closing, and that request fails (reqwest: IncompleteMessage, seen in the abuse tests).
+pub(crate) fn closing(err: ApiError) -> Response {
+    let mut resp = err.into_response();
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 /// The unread rest of a request body, kept where a reader that gives up mid-body cannot take it

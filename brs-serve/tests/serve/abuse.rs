@@ -6,6 +6,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use reqwest::header::CONNECTION;
 use reqwest::multipart::{Form, Part};
 
 use crate::common::{Server, client, error_code, fixture_bytes, png, slow_model};
@@ -106,6 +107,9 @@ async fn multipart_names_parts_and_counts_are_capped() {
         .await
         .expect("send");
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Its body was not read to the end: the connection cannot be reused, and says so (else the
+    // client's pool may send the next request on it as the server closes it).
+    assert_eq!(r.headers()[CONNECTION], "close");
     assert_eq!(error_code(r).await, "bad_request");
     let form = (0..5).fold(Form::new(), |f, i| {
         f.part(

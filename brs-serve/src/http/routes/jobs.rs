@@ -28,13 +28,17 @@ pub(crate) async fn create(
     q: Result<Query<ImageQuery>, QueryRejection>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let (admitted, _upload, req) = admit(&state, peer, q, req, |_| {
+    let admitted = admit(&state, peer, q, req, |_| {
         state
             .upload_permits
             .clone()
             .try_acquire_owned()
             .map_err(|_| ApiError::Overloaded)
-    })?;
+    });
+    let (admitted, _upload, req) = match admitted {
+        Ok(admitted) => admitted,
+        Err(e) => return Ok(request::closing(e)),
+    };
     let (client, params) = (&admitted.client, &admitted.params);
     let id = new_id().map_err(|e| ApiError::from(ServeError::Random(e.to_string())))?;
     let (req, unread) = request::Unread::split(req);
@@ -43,7 +47,7 @@ pub(crate) async fn create(
     if let Err(e) = upload(&state, req, &id, &mut items, &mut tokens).await {
         unread.linger(&state.config);
         state.jobs.abort(&id, items.len()).await;
-        return Err(e);
+        return Ok(request::closing(e));
     }
     if items.is_empty() {
         return Err(ApiError::BadRequest("no `image` field in the job".into()));

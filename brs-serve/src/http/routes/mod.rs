@@ -54,7 +54,8 @@ pub(crate) struct Admitted {
 /// Admits a request that brings images (charged one image now; a job pays for the rest once they
 /// are counted), then takes what `then` needs before the body is read (a queue slot, an upload
 /// permit). A refused request's body is drained in the background ([`request::linger`]) so the
-/// client reads the refusal instead of a reset connection.
+/// client reads the refusal instead of a reset connection; answer it with
+/// [`request::closing`].
 pub(crate) fn admit<T>(
     state: &AppState,
     peer: Peer,

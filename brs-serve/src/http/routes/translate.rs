@@ -25,17 +25,21 @@ pub(crate) async fn translate(
     req: Request,
 ) -> Result<Response, ApiError> {
     // The slot before the body: a full queue costs the client nothing to learn.
-    let (admitted, slot, req) = admit(&state, peer, q, req, |a| {
+    let admitted = admit(&state, peer, q, req, |a| {
         let owner = state.tenant(&a.client).into();
         Ok(a.params.style.slots.try_interactive(owner)?)
-    })?;
+    });
+    let (admitted, slot, req) = match admitted {
+        Ok(admitted) => admitted,
+        Err(e) => return Ok(request::closing(e)),
+    };
     let params = &admitted.params;
     let (req, unread) = request::Unread::split(req);
     let bytes = match read_image(&state, req).await {
         Ok(bytes) => bytes,
         Err(e) => {
             unread.linger(&state.config);
-            return Err(e);
+            return Ok(request::closing(e));
         }
     };
     // The header before the decode: a bad one is answered now, and a large image pays for its
