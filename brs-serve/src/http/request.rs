@@ -71,7 +71,7 @@ pub(crate) fn content_length(headers: &HeaderMap) -> Option<usize> {
 /// Reads and discards, in the background, the body of a request answered before it was read, for
 /// at most `http.body_grace` and `max_upload_bytes`: a client still sending then reads the answer
 /// instead of a reset connection (nginx's lingering close). Memory: one chunk at a time.
-pub(crate) fn linger(body: Body, config: &crate::config::Config) {
+fn linger(body: Body, config: &crate::config::Config) {
     let (limit, grace) = (config.max_upload_bytes, config.http.body_grace);
     tokio::spawn(async move {
         let mut body = body;
@@ -88,11 +88,17 @@ pub(crate) fn linger(body: Body, config: &crate::config::Config) {
     });
 }
 
-/// The refusal of a request whose body was left to [`linger`], with `Connection: close`: the
-/// connection cannot carry another request before that body is read, and past the grace it never
-/// is. Without the header a client's pool may send its next request on the connection the server
-/// is closing, and that request fails (reqwest: IncompleteMessage, seen in the abuse tests).
-pub(crate) fn closing(err: ApiError) -> Response {
+/// Refuses a request whose `body` is not read to the end: the body [`linger`]s, and the answer
+/// says `Connection: close`, because the connection cannot carry another request before that body
+/// is read, and past the grace it never is. Without the header a client's pool may send its next
+/// request on the connection the server is closing, and that request fails (reqwest:
+/// IncompleteMessage, seen in the abuse tests).
+pub(crate) fn refuse(body: Body, err: ApiError, config: &crate::config::Config) -> Response {
+    linger(body, config);
+    closing(err)
+}
+
+fn closing(err: ApiError) -> Response {
     let mut resp = err.into_response();
     resp.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -101,7 +107,7 @@ pub(crate) fn closing(err: ApiError) -> Response {
 
 /// The unread rest of a request body, kept where a reader that gives up mid-body cannot take it
 /// along (axum's `Multipart` owns the body it parses and drops it on the first error): the route
-/// then lingers the rest, so the client reads the refusal instead of a broken pipe.
+/// then refuses with the rest lingering, so the client reads the refusal instead of a broken pipe.
 pub(crate) struct Unread(Arc<Mutex<Option<Body>>>);
 
 impl Unread {
@@ -134,11 +140,12 @@ impl Unread {
         )
     }
 
-    /// Takes the rest back from the reader and [`linger`]s it.
-    pub(crate) fn linger(self, config: &crate::config::Config) {
+    /// Takes the rest back from the reader and [`refuse`]s the request with `err`.
+    pub(crate) fn refuse(self, err: ApiError, config: &crate::config::Config) -> Response {
         let rest = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(body) = rest {
-            linger(body, config);
+        match rest {
+            Some(body) => refuse(body, err, config),
+            None => closing(err),
         }
     }
 }

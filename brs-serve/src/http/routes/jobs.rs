@@ -37,7 +37,7 @@ pub(crate) async fn create(
     });
     let (admitted, _upload, req) = match admitted {
         Ok(admitted) => admitted,
-        Err(e) => return Ok(request::closing(e)),
+        Err(refused) => return Ok(*refused),
     };
     let (client, params) = (&admitted.client, &admitted.params);
     let id = new_id().map_err(|e| ApiError::from(ServeError::Random(e.to_string())))?;
@@ -45,9 +45,9 @@ pub(crate) async fn create(
     let mut items = Vec::new();
     let mut tokens = 0u32;
     if let Err(e) = upload(&state, req, &id, &mut items, &mut tokens).await {
-        unread.linger(&state.config);
+        let refused = unread.refuse(e, &state.config);
         state.jobs.abort(&id, items.len()).await;
-        return Ok(request::closing(e));
+        return Ok(refused);
     }
     if items.is_empty() {
         return Err(ApiError::BadRequest("no `image` field in the job".into()));

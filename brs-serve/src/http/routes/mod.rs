@@ -11,6 +11,7 @@ pub(crate) mod translate;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request};
 use axum::http::HeaderMap;
+use axum::response::Response;
 use serde::Deserialize;
 
 use crate::clients::{ClientId, InFlightGuard};
@@ -53,16 +54,14 @@ pub(crate) struct Admitted {
 
 /// Admits a request that brings images (charged one image now; a job pays for the rest once they
 /// are counted), then takes what `then` needs before the body is read (a queue slot, an upload
-/// permit). A refused request's body is drained in the background ([`request::linger`]) so the
-/// client reads the refusal instead of a reset connection; answer it with
-/// [`request::closing`].
+/// permit). A refusal comes as the response to send: the body unread ([`request::refuse`]).
 pub(crate) fn admit<T>(
     state: &AppState,
     peer: Peer,
     q: Result<Query<ImageQuery>, QueryRejection>,
     req: Request,
     then: impl FnOnce(&Admitted) -> Result<T, ApiError>,
-) -> Result<(Admitted, T, Request), ApiError> {
+) -> Result<(Admitted, T, Request), Box<Response>> {
     let (head, body) = req.into_parts();
     let admitted = checks(state, peer, q, &head.headers).and_then(|a| {
         let extra = then(&a)?;
@@ -70,10 +69,7 @@ pub(crate) fn admit<T>(
     });
     match admitted {
         Ok((a, extra)) => Ok((a, extra, Request::from_parts(head, body))),
-        Err(e) => {
-            request::linger(body, &state.config);
-            Err(e)
-        }
+        Err(e) => Err(Box::new(request::refuse(body, e, &state.config))),
     }
 }
 

@@ -31,16 +31,13 @@ pub(crate) async fn translate(
     });
     let (admitted, slot, req) = match admitted {
         Ok(admitted) => admitted,
-        Err(e) => return Ok(request::closing(e)),
+        Err(refused) => return Ok(*refused),
     };
     let params = &admitted.params;
     let (req, unread) = request::Unread::split(req);
     let bytes = match read_image(&state, req).await {
         Ok(bytes) => bytes,
-        Err(e) => {
-            unread.linger(&state.config);
-            return Ok(request::closing(e));
-        }
+        Err(e) => return Ok(unread.refuse(e, &state.config)),
     };
     // The header before the decode: a bad one is answered now, and a large image pays for its
     // pixels (admission charged one token).
