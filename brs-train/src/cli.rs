@@ -16,6 +16,27 @@ use brs_train::trainer::{EarlyStop, TrainOptions, train};
 
 use crate::progress::{Progress, bar};
 
+/// A command's result went to a reader that had gone away (`brs-train evaluate | head -1`). Not a
+/// failure: `main` ends quietly, as a Unix filter does, where `println!` would have panicked.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed by its reader")]
+pub(crate) struct StdoutClosed;
+
+/// `println!` that returns an error instead of panicking when stdout cannot be written:
+/// [`StdoutClosed`] for a closed pipe, the I/O error otherwise.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err(|e| -> anyhow::Error {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                StdoutClosed.into()
+            } else {
+                anyhow::Error::new(e).context("writing to stdout")
+            }
+        })
+    }};
+}
+
 /// Train U-GAT-IT, translate images with it, and package it for serving.
 #[derive(Debug, Parser)]
 #[command(name = "brs-train", version, about)]
@@ -214,15 +235,17 @@ fn run_train(args: TrainArgs) -> Result<()> {
                 summary.sec_per_it
             ),
         };
-        println!(
+        say!(
             "stopped at iteration {} {why}; checkpoint: {ckpt}; continue with --resume",
             summary.iteration
-        );
+        )?;
     } else {
-        println!(
+        say!(
             "done: {} iterations ({} in this run, {:.3} s/it); checkpoint: {ckpt}",
-            summary.iteration, summary.ran, summary.sec_per_it
-        );
+            summary.iteration,
+            summary.ran,
+            summary.sec_per_it
+        )?;
     }
     Ok(())
 }
@@ -249,12 +272,12 @@ fn run_translate(args: TranslateArgs) -> Result<()> {
     for (path, reason) in &summary.skipped {
         eprintln!("skipped {}: {reason}", path.display());
     }
-    println!(
+    say!(
         "translated {} images into {} ({} skipped as unreadable)",
         summary.written.len(),
         args.output.display(),
         summary.skipped.len()
-    );
+    )?;
     if summary.written.is_empty() {
         anyhow::bail!("no image in {} could be translated", args.input.display());
     }
@@ -269,17 +292,20 @@ fn run_evaluate(args: EvaluateArgs) -> Result<()> {
         Ok(translator.translate(&x.to_device(device))?)
     })?;
     if args.json {
-        println!("{}", serde_json::to_string(&e)?);
+        say!("{}", serde_json::to_string(&e)?)?;
         return Ok(());
     }
     for (path, reason) in &e.skipped {
         eprintln!("skipped {}: {reason}", path.display());
     }
-    println!(
+    say!(
         "{} held-out pairs, mean L1 error against the target ([-1, 1] scale): translation \
          {:.4}, identity {:.4}; ratio {:.2}",
-        e.pairs, e.translation_error, e.identity_error, e.ratio
-    );
+        e.pairs,
+        e.translation_error,
+        e.identity_error,
+        e.ratio
+    )?;
     let meaning = if e.ratio < 1.0 {
         format!(
             "the translation is {:.0}% closer to the target than the input is",
@@ -290,11 +316,11 @@ fn run_evaluate(args: EvaluateArgs) -> Result<()> {
          the mapping yet"
             .to_string()
     };
-    println!(
+    say!(
         "(the ratio is the translation's error over the error of returning the input unchanged: \
          0 would be the target exactly, 1 no better than a copy; {:.2} means {meaning})",
         e.ratio
-    );
+    )?;
     Ok(())
 }
 
@@ -308,7 +334,7 @@ fn run_export(args: ExportArgs) -> Result<()> {
         .map(|f| f.bytes)
         .sum();
     let full: u64 = ckpt.meta.files.values().map(|f| f.bytes).sum();
-    println!(
+    say!(
         "exported {} of {} (iteration {}) to {}: {:.1} MB (the checkpoint: {:.1} MB)",
         args.direction,
         ckpt.dir.display(),
@@ -316,22 +342,25 @@ fn run_export(args: ExportArgs) -> Result<()> {
         dir.display(),
         size as f64 / 1e6,
         full as f64 / 1e6
-    );
+    )?;
     Ok(())
 }
 
 fn run_summary(args: SummaryArgs) -> Result<()> {
     let config = TrainConfig::load(&args.config, &args.set)?;
     let model = config.model();
-    println!(
+    say!(
         "img_size {} ch {} n_res {} light {}",
-        model.img_size, model.ch, model.n_res, model.light
-    );
+        model.img_size,
+        model.ch,
+        model.n_res,
+        model.light
+    )?;
     for (name, count) in brs_model::networks::parameter_counts(&model)? {
-        println!(
+        say!(
             "{name:>22}: {count:>13}  ({:.1} MiB fp32)",
             count as f64 * 4.0 / 1048576.0
-        );
+        )?;
     }
     Ok(())
 }
@@ -339,7 +368,7 @@ fn run_summary(args: SummaryArgs) -> Result<()> {
 fn run_import(args: ImportArgs) -> Result<()> {
     let dir = brs_model::import::import_pytorch(&args.input, &args.output, args.img_size)?;
     let meta = Checkpoint::open(&dir)?.meta;
-    println!(
+    say!(
         "imported {} as {} (img_size {} ch {} n_res {} light {})",
         args.input.display(),
         dir.display(),
@@ -347,6 +376,6 @@ fn run_import(args: ImportArgs) -> Result<()> {
         meta.model.ch,
         meta.model.n_res,
         meta.model.light
-    );
+    )?;
     Ok(())
 }

@@ -513,3 +513,22 @@ fn import_pytorch_converts_an_official_checkpoint_that_training_resumes_from() {
         text(&out)
     );
 }
+
+/// `brs-train evaluate | head -1` closes stdout before the second line: the command must end
+/// quietly (exit 0, nothing on stderr) rather than panic in `println!`.
+#[test]
+fn a_reader_that_closes_stdout_early_is_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "c.toml", "light = true\n");
+    let (reader, writer) = std::io::pipe().unwrap();
+    // Closed before the child starts, so its very first write meets a closed pipe.
+    drop(reader);
+    let out = Command::new(bin())
+        .args(["summary", "--config", s(&cfg)])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.stderr.is_empty(), "{}", text(&out));
+}
