@@ -272,16 +272,17 @@ fn run_translate(args: TranslateArgs) -> Result<()> {
     for (path, reason) in &summary.skipped {
         eprintln!("skipped {}: {reason}", path.display());
     }
-    say!(
+    let said = say!(
         "translated {} images into {} ({} skipped as unreadable)",
         summary.written.len(),
         args.output.display(),
         summary.skipped.len()
-    )?;
+    );
+    // A closed stdout must not turn a run that translated nothing into a quiet success.
     if summary.written.is_empty() {
         anyhow::bail!("no image in {} could be translated", args.input.display());
     }
-    Ok(())
+    said
 }
 
 fn run_evaluate(args: EvaluateArgs) -> Result<()> {
