@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use brs_model::checkpoint::{Checkpoint, CheckpointKind, OPTIM_FILE, RNG_FILE};
-use brs_model::{Direction, Translator};
+use brs_model::{Direction, Precision, Translator};
 use common::{TINY, bin, config, run, s, synth_dataset, text, train, train_args};
 
 #[test]
@@ -162,7 +162,10 @@ fn a_run_writes_checkpoints_samples_metrics_and_plot_then_translates_and_exports
     let out = eval(&["--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let translator = Translator::load(&runs, Direction::A2B, tch::Device::Cpu).unwrap();
+    // The command's default precision (auto: bf16 on CPUs with AVX512-BF16, f32 elsewhere).
+    let translator = Translator::load(&runs, Direction::A2B, tch::Device::Cpu)
+        .unwrap()
+        .with_precision(Precision::Auto);
     let pairs =
         brs_train::evaluate::load_pairs(&data.join("testA"), &data.join("testB"), 96).unwrap();
     let want = brs_train::evaluate::score(&pairs, 8, |x| Ok(translator.translate(x)?)).unwrap();
