@@ -3,6 +3,7 @@
 //! Exit codes: 0 done (individual inputs may have been skipped; see the summary), 1 every input
 //! failed, 2 usage or setup error (bad flags, missing folders, ONNX Runtime or model not found).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -302,9 +303,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints a command's summary. A reader that went away (`| head`) is not a failure: the work is
+/// done and the exit code still says how it went, where `println!` would have panicked.
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
+    let text = serde_json::to_string_pretty(v)?;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.context("writing the summary to stdout"),
+    }
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {

@@ -1,6 +1,6 @@
 //! The brs-serve binary: parse flags, load the config, run the library's server or worker.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -55,6 +55,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes a command's whole answer. A reader that went away (`| head`) has what it wanted: not a
+/// failure, where `print!` would have panicked.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.context("writing to stdout"),
+    }
+}
+
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.print_config {
@@ -63,8 +72,7 @@ fn run() -> anyhow::Result<()> {
         } else {
             brs_serve::Config::from_cli(&args.cli)?.to_toml()
         };
-        print!("{text}");
-        return Ok(());
+        return print_out(&text);
     }
     let (cli, role) = match args.cmd {
         None => (args.cli, brs_serve::Role::Server),
@@ -81,8 +89,7 @@ fn run() -> anyhow::Result<()> {
                 }
             };
             anyhow::ensure!(!key.is_empty(), "an empty key");
-            println!("{}", brs_serve::hash_key(&key));
-            return Ok(());
+            return print_out(&format!("{}\n", brs_serve::hash_key(&key)));
         }
     };
     let config = brs_serve::Config::from_cli(&cli)?;

@@ -1,6 +1,7 @@
 //! Test support shared by brs's crates, so each helper exists once: where scripts/setup put
 //! things ([`setup`]), small images ([`images`]), tiny real models ([`model`]), and a moto
-//! server on loopback for the S3 and SQS tests ([`moto`]).
+//! server on loopback for the S3 and SQS tests ([`moto`]), and a reader that leaves early
+//! ([`output_into_closed_pipe`]).
 //!
 //! Test code: a failed expectation here panics with a message saying what to fix.
 #![allow(clippy::unwrap_used)]
@@ -32,4 +33,16 @@ pub fn free_port() -> u16 {
         .map(|i| 20_000 + (seed.wrapping_add(i * 7_919) % 12_000) as u16)
         .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
         .expect("a free loopback port in 20000-31999")
+}
+
+/// Runs `cmd` with stdout a pipe whose reader is gone before the child starts, as `cmd | head`
+/// leaves it once head has read enough, so the child's very first write meets a closed pipe.
+/// Stderr is captured; a command line tool should end quietly here, not panic in `println!`.
+pub fn output_into_closed_pipe(cmd: &mut std::process::Command) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    cmd.stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run the command")
 }

@@ -523,15 +523,11 @@ fn import_pytorch_converts_an_official_checkpoint_that_training_resumes_from() {
 fn a_reader_that_closes_stdout_early_is_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "c.toml", "light = true\n");
-    let (reader, writer) = std::io::pipe().unwrap();
-    // Closed before the child starts, so its very first write meets a closed pipe.
-    drop(reader);
-    let out = Command::new(bin())
-        .args(["summary", "--config", s(&cfg)])
-        .stdout(writer)
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
+    let out = brs_testkit::output_into_closed_pipe(Command::new(bin()).args([
+        "summary",
+        "--config",
+        s(&cfg),
+    ]));
     assert!(out.status.success(), "{}", text(&out));
     assert!(out.stderr.is_empty(), "{}", text(&out));
 }

@@ -63,4 +63,19 @@ fn a_crop_run_over_bad_inputs_counts_every_one() {
         .expect("run");
     assert_eq!(run.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&run.stderr).contains("every one of the 2 inputs failed"));
+
+    // The same with a reader that went away (`| head`): still exit 1 and the reason, no panic.
+    let run = brs_testkit::output_into_closed_pipe(
+        bin()
+            .args(["crop", "--quiet", "--input"])
+            .arg(&junk)
+            .arg("--output")
+            .arg(dir.path().join("o3")),
+    );
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("every one of the 2 inputs failed") && !err.contains("panicked"),
+        "{err}"
+    );
 }

@@ -220,6 +220,42 @@ fn preview_split_and_synth() {
     );
 }
 
+/// `brs-dataset synth ... | head -0`: the data is written and the command ends quietly with exit 0
+/// although nobody reads its summary (it panicked in `println!` before).
+#[test]
+fn a_reader_that_closes_stdout_early_is_not_a_crash() {
+    let dir = tempdir();
+    let data = dir.path().join("synth");
+    let out = brs_testkit::output_into_closed_pipe(
+        bin()
+            .args([
+                "synth",
+                "--count",
+                "2",
+                "--test-count",
+                "1",
+                "--size",
+                "32",
+                "--output",
+            ])
+            .arg(&data),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(data.join("trainB")).expect("dir").count(),
+        2
+    );
+}
+
 #[test]
 fn setup_errors_exit_2_with_a_fix() {
     let dir = tempdir();

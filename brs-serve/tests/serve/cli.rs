@@ -49,3 +49,16 @@ fn print_config_shows_defaults_or_the_effective_validated_config() {
         assert!(err.contains(key), "{set}: {err}");
     }
 }
+
+/// `brs-serve --print-config | head -1` and `brs-serve hash-key K | true`: a reader that went away
+/// ends the command quietly with exit 0 (both panicked in `print!` before).
+#[test]
+fn a_reader_that_closes_stdout_early_is_not_a_crash() {
+    for args in [&["--print-config"][..], &["hash-key", "a-key"]] {
+        let out = brs_testkit::output_into_closed_pipe(
+            Command::new(env!("CARGO_BIN_EXE_brs-serve")).args(args),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && err.is_empty(), "{args:?}: {err}");
+    }
+}
