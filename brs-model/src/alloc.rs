@@ -7,9 +7,13 @@
 //! every large activation costs a page fault per 4 KiB and the kernel zeroing each page. A 256 px
 //! training iteration allocates gigabytes of such maps: measured here, 44% of its time went to the
 //! kernel (`clear_page_erms`, page faults), and the iteration took 16.6 s instead of 7.3 s once
-//! freed memory was kept for reuse. The settings below keep it: one arena, no mmap'd blocks, and
-//! no trimming of the heap's top below 1 GiB. Peak memory is unchanged (the same blocks are
-//! reused); freed memory is simply not handed back to the kernel between iterations.
+//! freed memory was kept for reuse. The settings below keep it: no mmap'd blocks, and no trimming
+//! of the heap's top below 1 GiB. Peak memory is unchanged (the same blocks are reused); freed
+//! memory is simply not handed back to the kernel between iterations. One arena per training
+//! thread: a run with `replicas` copies of the networks trains each on its own thread, and with a
+//! single arena they queued for its lock (configs/demo.toml with replicas = 2 on 2 cores: 0.436
+//! s/it with one arena, 0.386 with two over 12 alternating rounds; docs/training.md, "Data
+//! parallelism on the CPU"). One replica keeps one arena: a second one changed nothing there.
 //!
 //! **Serving.** A server must give memory back: a burst of large uploads must not become the
 //! new floor of a long-lived process. Its settings fix the mmap threshold (glibc otherwise raises
@@ -37,27 +41,30 @@ use std::ffi::OsString;
 /// Which settings a process runs with (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
-    Training,
+    /// A process that trains (or translates) on `threads` threads of its own, each given a malloc
+    /// arena: the trainer's `replicas`, 1 for everything else.
+    Training {
+        threads: usize,
+    },
     Serving,
 }
 
 impl Profile {
     /// The tunables added to the environment.
-    pub fn tunables(self) -> &'static str {
+    pub fn tunables(self) -> String {
         match self {
-            Profile::Training => {
-                "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824"
-            }
-            Profile::Serving => {
-                "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=262144:glibc.malloc.trim_threshold=4194304"
-            }
+            Profile::Training { threads } => format!(
+                "glibc.malloc.arena_max={}:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824",
+                threads.max(1)
+            ),
+            Profile::Serving => "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=262144:glibc.malloc.trim_threshold=4194304".to_string(),
         }
     }
 
     /// Environment variables set for the process unless the operator set them.
     pub fn defaults(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Profile::Training => &[],
+            Profile::Training { .. } => &[],
             Profile::Serving => &[("OMP_WAIT_POLICY", "PASSIVE")],
         }
     }
@@ -94,7 +101,7 @@ pub fn reexec_with_tuned_malloc(profile: Profile) {
         }
         let profile = match std::env::var(OPT_OUT).as_deref() {
             Ok("default") => return,
-            Ok("training") => Profile::Training,
+            Ok("training") => Profile::Training { threads: 1 },
             Ok("serving") => Profile::Serving,
             _ => profile,
         };
@@ -130,12 +137,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_training_thread_gets_an_arena_of_its_own() {
+        let arenas = |threads| {
+            let t = Profile::Training { threads }.tunables();
+            t.split(':')
+                .find_map(|kv| kv.strip_prefix("glibc.malloc.arena_max="))
+                .map(str::to_string)
+        };
+        assert_eq!(arenas(1).as_deref(), Some("1"));
+        assert_eq!(arenas(2).as_deref(), Some("2"));
+        assert_eq!(arenas(0).as_deref(), Some("1"));
+    }
+
+    #[test]
     fn user_tunables_come_last_so_they_win() {
-        let t = Profile::Training.tunables();
-        assert_eq!(tunables_value(Profile::Training, None), OsString::from(t));
+        let training = Profile::Training { threads: 1 };
+        let t = training.tunables();
+        assert_eq!(tunables_value(training, None), OsString::from(&t));
         assert_eq!(
-            tunables_value(Profile::Training, Some(OsString::new())),
-            OsString::from(t)
+            tunables_value(training, Some(OsString::new())),
+            OsString::from(&t)
         );
         let both = tunables_value(Profile::Serving, Some("glibc.malloc.arena_max=4".into()));
         assert_eq!(

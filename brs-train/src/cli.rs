@@ -182,6 +182,13 @@ pub(crate) struct ImportArgs {
     pub(crate) img_size: i64,
 }
 
+impl Command {
+    /// Whether this is `train`, which sets up its own process (see main).
+    pub(crate) fn trains(&self) -> bool {
+        matches!(self, Command::Train(_))
+    }
+}
+
 /// Runs one subcommand.
 pub(crate) fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -200,6 +207,10 @@ fn run_train(args: TrainArgs) -> Result<()> {
         sets.push(format!("device={:?}", device.to_string()));
     }
     let config = TrainConfig::load(&args.config, &sets)?;
+    // Before any thread starts (see main): one malloc arena per training thread.
+    brs_model::alloc::reexec_with_tuned_malloc(brs_model::alloc::Profile::Training {
+        threads: config.replicas,
+    });
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // The first signal asks for a clean stop (checkpoint, then exit); a second one while

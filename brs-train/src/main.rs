@@ -9,8 +9,14 @@ mod cli;
 mod progress;
 
 fn main() -> ExitCode {
-    brs_model::alloc::reexec_with_tuned_malloc(brs_model::alloc::Profile::Training);
     let cli = cli::Cli::parse();
+    // `train` gives each of its training threads a malloc arena, so it re-executes once it has
+    // read how many its config asks for (cli::run_train); parsing the arguments starts no thread.
+    if !cli.command.trains() {
+        brs_model::alloc::reexec_with_tuned_malloc(brs_model::alloc::Profile::Training {
+            threads: 1,
+        });
+    }
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our result went away (`| head`): nothing left to say, nothing failed.

@@ -237,16 +237,20 @@ fn a_time_budget_stops_with_a_checkpoint_that_resumes() {
     }
 }
 
-/// Spawns a long run, waits until it has trained an iteration, sends `signal`, and checks that
-/// it saved a loadable checkpoint and exited cleanly; then resumes for one more iteration.
-fn stop_with(signal: &str) {
+/// Spawns a long run with `replicas` copies of the networks, waits until it has trained an
+/// iteration, sends `signal`, and checks that it saved a loadable checkpoint and exited cleanly;
+/// then resumes for one more iteration.
+fn stop_with(signal: &str, replicas: usize) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     synth_dataset(&data, 2, 1, 96, 2);
     let cfg = config(
         dir.path(),
         "c.toml",
-        &format!("{TINY}iteration = 100000\nprint_freq = 100000\nsave_freq = 100000\n"),
+        &format!(
+            "{TINY}iteration = 100000\nprint_freq = 100000\nsave_freq = 100000\n\
+             batch_size = 2\nreplicas = {replicas}\n"
+        ),
     );
     let runs = dir.path().join("run");
     let child = Command::new(bin())
@@ -261,12 +265,14 @@ fn stop_with(signal: &str) {
         assert!(Instant::now() < deadline, "training did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
-    // The process the signal goes to (same pid after the re-exec) runs with malloc tuned. (Some
-    // glibc versions split GLIBC_TUNABLES in place as they parse it: look for one setting.)
+    // The process the signal goes to (same pid after the re-exec) runs with malloc tuned, an arena
+    // per training thread. (Some glibc versions split GLIBC_TUNABLES in place as they parse it:
+    // look for each setting on its own.)
     let environ = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap();
     let has = |needle: &[u8]| environ.windows(needle.len()).any(|w| w == needle);
+    let arenas = format!("glibc.malloc.arena_max={replicas}");
     assert!(
-        has(b"BRS_MALLOC_TUNED=1") && has(b"glibc.malloc.mmap_max=0"),
+        has(b"BRS_MALLOC_TUNED=1") && has(b"glibc.malloc.mmap_max=0") && has(arenas.as_bytes()),
         "brs-train did not re-execute with tuned malloc: {}",
         String::from_utf8_lossy(&environ)
     );
@@ -301,12 +307,12 @@ fn stop_with(signal: &str) {
 
 #[test]
 fn sigterm_saves_then_exits_and_the_run_resumes() {
-    stop_with("TERM");
+    stop_with("TERM", 2);
 }
 
 #[test]
 fn sigint_saves_then_exits() {
-    stop_with("INT");
+    stop_with("INT", 1);
 }
 
 #[test]
