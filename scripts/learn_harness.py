@@ -90,9 +90,13 @@ def dataset(args, mapping):
 
 def resolved(base, overrides, args, seed):
     """What a run trains with: the base config, the setting's keys, the run's length and seed (with
-    a time budget, the iteration count stays the setting's: it shapes the learning-rate decay)."""
+    a time budget, the iteration count stays the setting's: brs-train decays the learning rate over
+    the second half of the minutes unless that count ends the run first)."""
     if args.minutes is not None:
-        budget = {"minutes": args.minutes, "jobs": args.jobs, "threads": args.threads}
+        # "decay" tells these runs from those of brs-train before 2026-12-03, whose time-budgeted
+        # runs never decayed, so that their results are not reused.
+        budget = {"minutes": args.minutes, "jobs": args.jobs, "threads": args.threads,
+                  "decay": "second half of the minutes"}
         return dict(base, **overrides, seed=seed, **{BUDGET: budget})
     return dict(base, **overrides, iteration=args.iterations, seed=seed)
 

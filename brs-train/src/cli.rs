@@ -85,7 +85,9 @@ pub(crate) struct TrainArgs {
     #[arg(long)]
     pub(crate) stop_at: Option<u64>,
     /// Stop with a checkpoint once this many minutes of training have passed (the loop's time,
-    /// not the data loading); --resume continues.
+    /// not the data loading); --resume continues. With decay_flag the learning rate falls
+    /// linearly to 0 over the second half of the minutes (the paper's decay over the second half
+    /// of a run), unless the config's iteration count ends the run first.
     #[arg(long)]
     pub(crate) max_minutes: Option<f64>,
 }

@@ -212,16 +212,49 @@ impl TrainConfig {
         }
     }
 
-    /// The learning rate at 1-based iteration `step`: constant, then (with decay_flag) linear to
-    /// 0 over the second half, as the reference computes it. Closed form, so a resumed run gets
-    /// exactly the value a straight run has (the reference subtracts a step at a time).
-    pub fn lr_at(&self, step: u64) -> f64 {
+    /// The learning rate over the run: constant, then (with decay_flag) linear to 0 over the
+    /// second half of `iteration`, as the reference computes it.
+    pub fn schedule(&self) -> LrSchedule {
         let half = self.iteration / 2;
-        if !self.decay_flag || half == 0 || step <= half {
-            return self.lr;
+        LrSchedule {
+            lr: self.lr,
+            decay: (self.decay_flag && half > 0).then_some((half, 2 * half)),
         }
-        let done = (step - half) as f64 / half as f64;
-        (self.lr * (1.0 - done)).max(0.0)
+    }
+}
+
+/// The learning rate by iteration: `lr`, then, with a `decay` window `(from, to)`, linear from
+/// `lr` after iteration `from` to 0 at `to`. Closed form, so a resumed run gets exactly the value
+/// a straight run has (the reference subtracts a step at a time).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LrSchedule {
+    pub lr: f64,
+    pub decay: Option<(u64, u64)>,
+}
+
+impl LrSchedule {
+    /// The learning rate of 1-based iteration `step`.
+    pub fn at(&self, step: u64) -> f64 {
+        match self.decay {
+            Some((from, to)) if step > from => {
+                let done = (step - from) as f64 / (to - from) as f64;
+                (self.lr * (1.0 - done)).max(0.0)
+            }
+            _ => self.lr,
+        }
+    }
+
+    /// The paper's decay for a run bounded by time rather than iterations: half of its time is
+    /// gone at iteration `step`, after `ran` iterations of this process, so the second half is
+    /// about as many again, and the decay runs from `step` to `step + ran`. `None` without decay,
+    /// or when this schedule's own decay has begun by then or ends first.
+    pub fn at_half_time(&self, step: u64, ran: u64) -> Option<LrSchedule> {
+        let (from, to) = self.decay?;
+        let end = step + ran;
+        (ran > 0 && step < from && end < to).then_some(LrSchedule {
+            lr: self.lr,
+            decay: Some((step, end)),
+        })
     }
 }
 
@@ -368,15 +401,41 @@ mod tests {
             iteration: 100,
             ..TrainConfig::default()
         };
-        assert_eq!(cfg.lr_at(1), 1e-4);
-        assert_eq!(cfg.lr_at(50), 1e-4);
-        assert!((cfg.lr_at(51) - 1e-4 * 49.0 / 50.0).abs() < 1e-15);
-        assert!((cfg.lr_at(75) - 0.5e-4).abs() < 1e-15);
-        assert_eq!(cfg.lr_at(100), 0.0);
+        let lr = cfg.schedule();
+        assert_eq!(lr.at(1), 1e-4);
+        assert_eq!(lr.at(50), 1e-4);
+        assert!((lr.at(51) - 1e-4 * 49.0 / 50.0).abs() < 1e-15);
+        assert!((lr.at(75) - 0.5e-4).abs() < 1e-15);
+        assert_eq!(lr.at(100), 0.0);
         let flat = TrainConfig {
             decay_flag: false,
             ..cfg
         };
-        assert_eq!(flat.lr_at(100), 1e-4);
+        assert_eq!(flat.schedule().at(100), 1e-4);
+        assert_eq!(flat.schedule().at_half_time(10, 10), None);
+    }
+
+    #[test]
+    fn half_of_a_time_budget_starts_the_decay_over_as_many_iterations_again() {
+        let cfg = TrainConfig {
+            iteration: 1000,
+            ..TrainConfig::default()
+        };
+        // A fresh run half-way through its minutes at iteration 40: 0 at 80.
+        let timed = cfg.schedule().at_half_time(40, 40).unwrap();
+        assert_eq!(timed.decay, Some((40, 80)));
+        assert_eq!(
+            (timed.at(40), timed.at(60), timed.at(80)),
+            (1e-4, 0.5e-4, 0.0)
+        );
+        // Resumed at 300, 40 iterations in: the decay takes the next 40.
+        assert_eq!(
+            cfg.schedule().at_half_time(340, 40).unwrap().decay,
+            Some((340, 380))
+        );
+        // The config's own decay (from 500) has begun, or its end (1000) comes first: kept.
+        assert_eq!(cfg.schedule().at_half_time(500, 500), None);
+        assert_eq!(cfg.schedule().at_half_time(400, 600), None);
+        assert_eq!(cfg.schedule().at_half_time(0, 0), None);
     }
 }

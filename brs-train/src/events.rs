@@ -100,6 +100,12 @@ pub enum TrainEvent<'a> {
         iteration: u64,
         dir: &'a Path,
     },
+    /// Half of `--max-minutes` is gone at `iteration`: the learning rate now falls linearly to 0
+    /// at `total`, the run's new end (the paper's decay over the second half of a run).
+    DecayFitted {
+        iteration: u64,
+        total: u64,
+    },
 }
 
 /// Receives a run's events.

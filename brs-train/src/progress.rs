@@ -84,6 +84,13 @@ impl Observer for Progress {
                 losses.g_cam
             )),
             TrainEvent::Checkpoint { .. } => {}
+            TrainEvent::DecayFitted { iteration, total } => {
+                self.bar.set_length(*total);
+                self.line(format!(
+                    "half the time budget gone at iteration {iteration}: the learning rate falls \
+                     linearly to 0 by iteration {total} (the paper's decay over a run's second half)"
+                ));
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use brs_model::precision::channels_last;
 use tch::{Device, Tensor};
 
 use crate::checkpoint;
-use crate::config::TrainConfig;
+use crate::config::{LrSchedule, TrainConfig};
 use crate::data::{Loader, load_dataset};
 use crate::error::{Result, TrainError};
 use crate::events::{Notice, Observer, TrainEvent};
@@ -34,7 +34,9 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Stop (with a checkpoint) once this many iterations are done, before `iteration`.
     pub stop_at: Option<u64>,
-    /// Stop (with a checkpoint) once the loop has run this many minutes.
+    /// Stop (with a checkpoint) once the loop has run this many minutes. With `decay_flag`, the
+    /// learning rate falls over the second half of them, as the paper's does over the second
+    /// half of its iterations (see `LrSchedule::at_half_time`).
     pub max_minutes: Option<f64>,
 }
 
@@ -105,7 +107,7 @@ pub enum EarlyStop {
     Signal,
     /// `stop_at` was reached.
     StopAt,
-    /// `max_minutes` ran out.
+    /// `max_minutes` ran out, or the decay fitted to them ended.
     TimeBudget,
 }
 
@@ -117,6 +119,8 @@ pub struct Trainer {
     loader: Loader,
     tests: [Tensor; 2],
     iteration: u64,
+    /// The config's learning rate schedule, until a time budget refits it.
+    schedule: LrSchedule,
     out: PathBuf,
     history: Vec<MetricsLine>,
     notices: Vec<Notice>,
@@ -164,6 +168,7 @@ impl Trainer {
         let dataset = load_dataset(&data, &cfg, &mut notices)?;
         let mut trainer = Trainer {
             models: Models::new(&cfg, device)?,
+            schedule: cfg.schedule(),
             cfg,
             device,
             loader: dataset.loader,
@@ -227,7 +232,7 @@ impl Trainer {
     /// One training iteration (D step, G step, rho clipping) on a batch of each domain, each
     /// [N, C, S, S] in [-1, 1] on the trainer's device; returns its losses.
     pub fn step(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<Losses> {
-        let lr = self.cfg.lr_at(self.iteration + 1);
+        let lr = self.schedule.at(self.iteration + 1);
         let losses = self.models.step(&self.cfg, lr, real_a, real_b)?;
         self.iteration += 1;
         if !(losses.d_loss.is_finite() && losses.g_loss.is_finite()) {
@@ -272,8 +277,8 @@ impl Trainer {
         stop: &AtomicBool,
         observer: &mut dyn Observer,
     ) -> Result<RunSummary> {
-        let total = self.cfg.iteration;
-        let end = opts.stop_at.map_or(total, |s| s.min(total));
+        let mut total = self.cfg.iteration;
+        let mut end = opts.stop_at.map_or(total, |s| s.min(total));
         let start_iteration = self.iteration;
         observer.event(&TrainEvent::Started {
             iteration: self.iteration,
@@ -287,6 +292,7 @@ impl Trainer {
         let mut window = Instant::now();
         let mut window_its = 0u64;
         let budget = opts.max_minutes.map(|m| Duration::from_secs_f64(m * 60.0));
+        let mut half_time = budget.map(|b| b / 2);
         let mut early_stop = None;
         while self.iteration < end {
             if stop.load(Ordering::SeqCst) {
@@ -296,6 +302,19 @@ impl Trainer {
             if budget.is_some_and(|b| started.elapsed() >= b) {
                 early_stop = Some(EarlyStop::TimeBudget);
                 break;
+            }
+            if half_time.is_some_and(|h| started.elapsed() >= h) {
+                half_time = None;
+                let ran = self.iteration - start_iteration;
+                if let Some(fitted) = self.schedule.at_half_time(self.iteration, ran) {
+                    self.schedule = fitted;
+                    total = self.iteration + ran;
+                    end = end.min(total);
+                    observer.event(&TrainEvent::DecayFitted {
+                        iteration: self.iteration,
+                        total,
+                    });
+                }
             }
             let a = self.loader.next_batch(0);
             let b = self.loader.next_batch(1);
@@ -311,7 +330,7 @@ impl Trainer {
             if it.is_multiple_of(self.cfg.log_freq) || it == 1 || it == end {
                 let line = MetricsLine {
                     iteration: it,
-                    lr: self.cfg.lr_at(it),
+                    lr: self.schedule.at(it),
                     sec_per_it: window.elapsed().as_secs_f64() / window_its as f64,
                     losses,
                 };
@@ -340,8 +359,12 @@ impl Trainer {
                 saved_at = Some(it);
             }
         }
-        if early_stop.is_none() && self.iteration < total {
-            early_stop = Some(EarlyStop::StopAt);
+        if early_stop.is_none() && self.iteration < self.cfg.iteration {
+            early_stop = Some(if self.iteration == total && total < self.cfg.iteration {
+                EarlyStop::TimeBudget
+            } else {
+                EarlyStop::StopAt
+            });
         }
         if saved_at != Some(self.iteration) && self.iteration > start_iteration {
             let dir = self.save()?;

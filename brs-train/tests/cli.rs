@@ -200,15 +200,15 @@ fn a_time_budget_stops_with_a_checkpoint_that_resumes() {
     );
     let runs = dir.path().join("run");
     let started = Instant::now();
-    let out = train(&cfg, &data, &runs, &["--max-minutes", "0.02"]);
+    let out = train(&cfg, &data, &runs, &["--max-minutes", "0.05"]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("stopped at iteration") && stdout.contains("time budget of 0.02 min"),
+        stdout.contains("stopped at iteration") && stdout.contains("time budget of 0.05 min"),
         "{}",
         text(&out)
     );
-    // 1.2 s of training plus start-up and one save, not 100000 iterations.
+    // 3 s of training plus start-up and one save, not 100000 iterations.
     assert!(
         started.elapsed() < Duration::from_secs(120),
         "{:?}",
@@ -221,6 +221,32 @@ fn a_time_budget_stops_with_a_checkpoint_that_resumes() {
     let metrics = std::fs::read_to_string(runs.join("metrics.jsonl")).unwrap();
     let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
     assert_eq!(last["iteration"], done);
+    // The paper's decay over the second half of the minutes: the learning rate stays at 1e-4 up
+    // to the iteration `half` where half the time was gone, then falls linearly to 0 at twice
+    // that, where the run ends if the minutes have not.
+    let lrs: Vec<(u64, f64)> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| (v["iteration"].as_u64().unwrap(), v["lr"].as_f64().unwrap()))
+        .collect();
+    let half = lrs
+        .iter()
+        .filter(|(_, lr)| *lr == 1e-4)
+        .map(|(i, _)| *i)
+        .max()
+        .unwrap();
+    assert!(half < done && done <= 2 * half, "{half} {done}: {lrs:?}");
+    for &(i, lr) in lrs.iter().filter(|(i, _)| *i > half) {
+        let expected = 1e-4 * (1.0 - (i - half) as f64 / half as f64);
+        assert!((lr - expected).abs() < 1e-12, "{i}: {lr} vs {expected}");
+    }
+    let fitted = format!("half the time budget gone at iteration {half}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&fitted)
+            && text(&out).contains(&format!("by iteration {}", 2 * half)),
+        "{}",
+        text(&out)
+    );
 
     // Another budget continues the run from there.
     let out = train(&cfg, &data, &runs, &["--resume", "--max-minutes", "0.01"]);
