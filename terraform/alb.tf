@@ -78,3 +78,29 @@ resource "aws_lb_listener" "https" {
 
   tags = local.tags
 }
+
+# /metrics is for the VPC (a Prometheus scraper next to the instances), not for the internet: its
+# counters describe load, clients and errors. The listener that forwards to brs-serve answers it
+# itself, before the forward, with brs-serve's own "no route" shape. With a certificate that is the
+# HTTPS listener (port 80 only redirects), without one the HTTP listener.
+resource "aws_lb_listener_rule" "metrics_not_found" {
+  listener_arn = var.certificate_arn == null ? aws_lb_listener.http.arn : aws_lb_listener.https[0].arn
+  priority     = 1
+
+  condition {
+    path_pattern {
+      values = ["/metrics", "/metrics/*"]
+    }
+  }
+
+  action {
+    type = "fixed-response"
+    fixed_response {
+      content_type = "application/json"
+      status_code  = "404"
+      message_body = jsonencode({ error = { code = "no_route", message = "route /metrics not found" } })
+    }
+  }
+
+  tags = local.tags
+}

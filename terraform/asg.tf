@@ -38,9 +38,9 @@ locals {
     } : {},
   )
 
-  # /etc/brs/serve.toml, in brs-serve's config format (docs/serving.md, interface.md; unknown keys are
-  # refused). Top-level keys first, then serve_config_extra, then the tables, so that no key of the
-  # extra text can land inside a table. terraform/README.md documents every key written here.
+  # /etc/brs/serve.toml, in brs-serve's config format (docs/serving.md; unknown keys are refused).
+  # Top-level keys first, then serve_config_extra, then the tables, so that no key of the extra text
+  # can land inside a table. terraform/README.md documents every key written here.
   serve_toml_body = compact(concat(
     [
       "# Written at boot by terraform's user data; see terraform/README.md.",

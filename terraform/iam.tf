@@ -1,14 +1,23 @@
 # Least privilege, one role per kind of compute. Every grant names its resource: the one bundle object,
-# the one secret, this bucket's three prefixes, this queue, this group, this file system through a named
+# the one secret, this bucket's namespaces, this queue, this group, this file system through a named
 # access point. Only the Lambda ENI actions take "*" (they support no resource-level permissions).
 
 locals {
   jobs_bucket_arn = local.s3_sqs ? aws_s3_bucket.jobs[0].arn : null
   queue_arn       = local.s3_sqs ? aws_sqs_queue.jobs[0].arn : null
-  jobs_prefixes   = ["inputs/", "results/", "jobs/"]
 
-  # What each kind of compute may do (the HTTP instances also consume the queue: interface.md). Lambda
-  # functions mount only the models (a function takes one access point) and log to their own group.
+  # The bucket's key namespaces and what each kind of process does under them: the one table brs-serve
+  # (store::namespaces) and this module share, so a key the store writes is a key some role may write.
+  store_namespaces = jsondecode(file("${path.module}/store-namespaces.json")).namespaces
+  store_verbs      = { get = "s3:GetObject", put = "s3:PutObject", delete = "s3:DeleteObject" }
+  # Process kind ("api", "worker") -> verb -> the prefixes it may use that verb on.
+  store_grants = { for kind in ["api", "worker"] : kind => {
+    for verb in keys(local.store_verbs) : verb => [for ns in local.store_namespaces : ns.prefix if contains(ns[kind], verb)]
+  } }
+
+  # What each kind of compute may do. store: the process kinds whose S3 grants the role gets (an HTTP
+  # instance also consumes the queue, so it is both). Lambda functions mount only the models (a
+  # function takes one access point) and log to their own group.
   roles = merge(
     {
       serve = {
@@ -19,9 +28,7 @@ locals {
         efs_mount   = concat(["models"], local.s3_sqs ? [] : ["results"])
         efs_write   = local.s3_sqs ? [] : ["results"]
         lifecycle   = true
-        s3_rw       = local.jobs_prefixes
-        s3_read     = []
-        s3_delete   = local.jobs_prefixes
+        store       = ["api", "worker"]
         sqs_actions = ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
         secret      = true
       }
@@ -35,9 +42,7 @@ locals {
         efs_mount   = ["models"]
         efs_write   = []
         lifecycle   = true
-        s3_rw       = ["results/", "jobs/"]
-        s3_read     = ["inputs/"]
-        s3_delete   = []
+        store       = ["worker"]
         sqs_actions = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
         secret      = true
       }
@@ -51,15 +56,14 @@ locals {
         efs_mount   = ["training"]
         efs_write   = ["training"]
         lifecycle   = false
-        s3_rw       = []
-        s3_read     = []
-        s3_delete   = []
+        store       = []
         sqs_actions = []
         secret      = false
       }
     } : {},
     # The HTTP function sends job items; the worker function is fed by the event source mapping, which
-    # receives and deletes with the function's role.
+    # receives and deletes with the function's role. Both read the HMAC secret from Secrets Manager at
+    # init (BRS_SECRET_ARN), so it never sits in their environment.
     var.enable_lambda ? {
       lambda-api = {
         description = "brs Lambda HTTP API"
@@ -69,11 +73,9 @@ locals {
         efs_mount   = ["models"]
         efs_write   = []
         lifecycle   = false
-        s3_rw       = local.jobs_prefixes
-        s3_read     = []
-        s3_delete   = local.jobs_prefixes
+        store       = ["api"]
         sqs_actions = ["sqs:SendMessage", "sqs:GetQueueAttributes"]
-        secret      = false
+        secret      = true
       }
     } : {},
     local.lambda_worker ? {
@@ -85,15 +87,20 @@ locals {
         efs_mount   = ["models"]
         efs_write   = []
         lifecycle   = false
-        s3_rw       = ["results/", "jobs/"]
-        s3_read     = ["inputs/"]
-        s3_delete   = []
+        store       = ["worker"]
         sqs_actions = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
-        secret      = false
+        secret      = true
       }
     } : {},
   )
   instance_roles = { for k, v in local.roles : k => v if !v.lambda }
+
+  # Role -> verb -> prefixes, the union over the role's process kinds (empty without s3_sqs).
+  role_store = { for k, r in local.roles : k => {
+    for verb in keys(local.store_verbs) : verb => local.s3_sqs ? sort(distinct(flatten([for kind in r.store : local.store_grants[kind][verb]]))) : []
+  } }
+  # The roles that may touch objects in the jobs bucket: its policy denies everyone else.
+  store_role_names = [for k, r in local.roles : k if length(r.store) > 0]
 }
 
 data "aws_iam_policy_document" "assume" {
@@ -211,45 +218,34 @@ data "aws_iam_policy_document" "role" {
     }
   }
 
+  # The store's grants, one statement per verb, from store-namespaces.json (JobsGet, JobsPut, JobsDelete).
   dynamic "statement" {
-    for_each = local.s3_sqs && length(each.value.s3_rw) > 0 ? [1] : []
+    for_each = { for verb in ["get", "put", "delete"] : verb => local.role_store[each.key][verb] if length(local.role_store[each.key][verb]) > 0 }
     content {
-      sid       = "JobsReadWrite"
-      actions   = ["s3:GetObject", "s3:PutObject"]
-      resources = [for p in each.value.s3_rw : "${local.jobs_bucket_arn}/${p}*"]
+      sid       = "Jobs${title(statement.key)}"
+      actions   = [local.store_verbs[statement.key]]
+      resources = [for p in statement.value : "${local.jobs_bucket_arn}/${p}*"]
     }
   }
 
+  # Without s3:ListBucket a GetObject of a missing key answers 403, not 404 (S3's GetObject reference),
+  # and the store cannot tell "not there yet" from "forbidden". AWS documents only that the permission
+  # must be on the bucket; a grant conditioned with StringLike on s3:prefix is reported to keep the 403,
+  # as the implicit check behind the 404 carries no s3:prefix and a condition on an absent key fails.
+  # StringLikeIfExists passes an absent key, so it gives the 404 whichever way S3 does it, and is as
+  # narrow as S3 allows: a listing that names a prefix must name one of the role's namespaces, while
+  # one naming none passes too (no condition key tells it from the implicit check) and shows key names,
+  # never contents, of a bucket that holds only these namespaces.
   dynamic "statement" {
-    for_each = local.s3_sqs && length(each.value.s3_read) > 0 ? [1] : []
-    content {
-      sid       = "JobsRead"
-      actions   = ["s3:GetObject"]
-      resources = [for p in each.value.s3_read : "${local.jobs_bucket_arn}/${p}*"]
-    }
-  }
-
-  dynamic "statement" {
-    for_each = local.s3_sqs && length(each.value.s3_delete) > 0 ? [1] : []
-    content {
-      sid       = "JobsDelete"
-      actions   = ["s3:DeleteObject"]
-      resources = [for p in each.value.s3_delete : "${local.jobs_bucket_arn}/${p}*"]
-    }
-  }
-
-  # Listing, limited to the three prefixes: without s3:ListBucket a missing key answers 403, not 404,
-  # and a store cannot tell "not there yet" from "forbidden".
-  dynamic "statement" {
-    for_each = local.s3_sqs && length(concat(each.value.s3_rw, each.value.s3_read)) > 0 ? [1] : []
+    for_each = length(local.role_store[each.key].get) > 0 ? [local.role_store[each.key].get] : []
     content {
       sid       = "JobsList"
       actions   = ["s3:ListBucket"]
       resources = [local.jobs_bucket_arn]
       condition {
-        test     = "StringLike"
+        test     = "StringLikeIfExists"
         variable = "s3:prefix"
-        values   = flatten([for p in local.jobs_prefixes : [p, "${p}*"]])
+        values   = [for p in statement.value : "${p}*"]
       }
     }
   }
@@ -264,7 +260,9 @@ data "aws_iam_policy_document" "role" {
   }
 
   dynamic "statement" {
-    for_each = var.kms_key_arn != null && (local.s3_sqs || each.value.secret) ? [var.kms_key_arn] : []
+    # Only for what the role touches that the key encrypts: the bucket and queue (s3_sqs) and the
+    # secret. The training role gets none: it uses EFS only, which decrypts with the key itself.
+    for_each = var.kms_key_arn != null && ((local.s3_sqs && length(each.value.store) > 0) || each.value.secret) ? [var.kms_key_arn] : []
     content {
       sid       = "UseTheDeploymentKey"
       actions   = ["kms:Decrypt", "kms:GenerateDataKey"]

@@ -15,7 +15,9 @@ locals {
     {
       # brs-lambda serves BRS_MODEL_DIR as its one style: the default style's run directory.
       BRS_MODEL_DIR = "${local.lambda_models_mount}/${var.styles[local.default_style]}"
-      BRS_SECRET    = aws_secretsmanager_secret_version.deployment.secret_string
+      # The HMAC secret is read from Secrets Manager at init, never put here: an environment is
+      # visible to anyone who may read the function's configuration, and would put the value in state.
+      BRS_SECRET_ARN = aws_secretsmanager_secret.deployment.arn
     },
     local.s3_sqs ? {
       BRS_STORE_S3_BUCKET    = aws_s3_bucket.jobs[0].id
@@ -52,6 +54,7 @@ resource "aws_lambda_function" "this" {
   timeout     = each.value.mode == "sqs" ? min(var.lambda_timeout_secs, var.queue_visibility_timeout_secs) : var.lambda_timeout_secs
   kms_key_arn = var.kms_key_arn
 
+  # The worker's concurrency is capped by the event source mapping (lambda_worker_max_concurrency).
   reserved_concurrent_executions = each.value.mode == "sqs" ? -1 : var.lambda_reserved_concurrency
 
   # The function must sit in the VPC to reach the EFS mount targets.
@@ -80,8 +83,9 @@ resource "aws_lambda_function" "this" {
 
   tags = merge(local.tags, { Name = "${var.name}-${each.key}" })
 
-  # Lambda checks the mount targets and the role's permissions when the function is created.
-  depends_on = [aws_efs_mount_target.this, aws_iam_role_policy.this]
+  # Lambda checks the mount targets and the role's permissions when the function is created; the
+  # function reads the secret's value at init, so the value must exist before the first invocation.
+  depends_on = [aws_efs_mount_target.this, aws_iam_role_policy.this, aws_secretsmanager_secret_version.deployment]
 }
 
 resource "aws_lambda_function_url" "api" {

@@ -120,3 +120,21 @@ resource "aws_route_table_association" "private" {
   subnet_id      = aws_subnet.private[count.index].id
   route_table_id = aws_route_table.private[count.index].id
 }
+
+# S3 through a gateway endpoint: the instances' and Lambda functions' S3 traffic (jobs bucket, bundle,
+# Amazon Linux's package repositories) stays on AWS's network instead of crossing the NAT gateway,
+# which costs per GB and is the one way out of the private subnets. Free; no policy beyond the default,
+# since the repositories' buckets are Amazon's and the jobs bucket has its own policy.
+locals {
+  s3_endpoint_route_table_ids = local.create_vpc ? aws_route_table.private[*].id : var.private_route_table_ids
+  s3_endpoint                 = local.create_vpc || length(var.private_route_table_ids) > 0
+}
+
+resource "aws_vpc_endpoint" "s3" {
+  count             = local.s3_endpoint ? 1 : 0
+  vpc_id            = local.vpc_id
+  service_name      = "com.amazonaws.${local.region}.s3"
+  vpc_endpoint_type = "Gateway"
+  route_table_ids   = local.s3_endpoint_route_table_ids
+  tags              = merge(local.tags, { Name = "${var.name}-s3" })
+}

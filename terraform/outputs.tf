@@ -64,8 +64,18 @@ output "efs_access_point_ids" {
 }
 
 output "jobs_bucket" {
-  description = "S3 bucket of inputs/, results/ and jobs/ (s3_sqs), or null."
+  description = "S3 bucket of the store's namespaces (store-namespaces.json: inputs/, jobs/, results/, dedup/, health/) with s3_sqs, or null."
   value       = local.s3_sqs ? aws_s3_bucket.jobs[0].id : null
+}
+
+output "jobs_bucket_arn" {
+  description = "ARN of the jobs bucket (s3_sqs), or null."
+  value       = local.jobs_bucket_arn
+}
+
+output "jobs_queue_arn" {
+  description = "ARN of the job queue (s3_sqs), or null."
+  value       = local.queue_arn
 }
 
 output "jobs_queue_url" {
@@ -79,7 +89,7 @@ output "jobs_dlq_url" {
 }
 
 output "secret_arn" {
-  description = "Secrets Manager secret holding the deployment's HMAC key (/etc/brs/secret on the instances)."
+  description = "Secrets Manager secret holding the deployment's HMAC key (/etc/brs/secret on the instances, BRS_SECRET_ARN of the Lambda functions)."
   value       = aws_secretsmanager_secret.deployment.arn
 }
 

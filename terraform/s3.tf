@@ -1,5 +1,6 @@
-# The jobs bucket (store_mode s3_sqs): inputs/, results/ and jobs/ under one private bucket, expired by
-# lifecycle rules instead of a pruning walk on every instance.
+# The jobs bucket (store_mode s3_sqs): the namespaces of store-namespaces.json (inputs/, jobs/,
+# results/, dedup/, health/) under one private bucket, expired by lifecycle rules instead of a pruning
+# walk on every instance.
 
 resource "aws_s3_bucket" "jobs" {
   #checkov:skip=CKV_AWS_18:short-lived job data written only by brs roles; use CloudTrail S3 data events where object access must be audited
@@ -42,46 +43,80 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "jobs" {
   }
 }
 
+locals {
+  # expire_days in store-namespaces.json is a number of days or the name of one of these variables.
+  expire_days_variables = {
+    inputs_expire_days  = var.inputs_expire_days
+    results_expire_days = var.results_expire_days
+  }
+  store_expiry = { for ns in local.store_namespaces : ns.prefix => try(tonumber(ns.expire_days), local.expire_days_variables[ns.expire_days]) }
+}
+
+# One rule per namespace of store-namespaces.json: whatever the store writes also expires.
 resource "aws_s3_bucket_lifecycle_configuration" "jobs" {
   count  = local.s3_sqs ? 1 : 0
   bucket = aws_s3_bucket.jobs[0].id
 
+  dynamic "rule" {
+    for_each = local.store_expiry
+    content {
+      id     = trimsuffix(rule.key, "/")
+      status = "Enabled"
+      filter {
+        prefix = rule.key
+      }
+      expiration {
+        days = rule.value
+      }
+    }
+  }
+
+  # Uploads that never completed (a client or an instance gone mid-way) cost storage until aborted,
+  # whatever their key.
   rule {
-    id     = "inputs"
+    id     = "abort-incomplete-uploads"
     status = "Enabled"
-    filter {
-      prefix = "inputs/"
-    }
-    expiration {
-      days = var.inputs_expire_days
-    }
-    # Uploads that never completed (a client or an instance gone mid-way) cost storage until aborted.
+    filter {}
     abort_incomplete_multipart_upload {
       days_after_initiation = 1
     }
   }
 
-  dynamic "rule" {
-    for_each = ["results/", "jobs/"]
-    content {
-      id     = trimsuffix(rule.value, "/")
-      status = "Enabled"
-      filter {
-        prefix = rule.value
-      }
-      expiration {
-        days = var.results_expire_days
-      }
-      abort_incomplete_multipart_upload {
-        days_after_initiation = 1
-      }
+  lifecycle {
+    # The file is shared with brs-serve; a malformed row would otherwise surface as an odd IAM grant.
+    precondition {
+      condition = alltrue([for ns in local.store_namespaces :
+        can(regex("^[a-z][a-z0-9-]*/$", ns.prefix))
+        && length(setsubtract(concat(ns.api, ns.worker), keys(local.store_verbs))) == 0
+        && try(tonumber(ns.expire_days) >= 1, contains(keys(local.expire_days_variables), ns.expire_days))
+      ]) && length(distinct([for ns in local.store_namespaces : ns.prefix])) == length(local.store_namespaces)
+      error_message = "store-namespaces.json: every namespace needs a distinct prefix like \"name/\", api and worker lists of get/put/delete, and expire_days as a number >= 1 or one of ${join(", ", keys(local.expire_days_variables))}."
     }
   }
-
 }
 
 data "aws_iam_policy_document" "jobs_bucket" {
   count = local.s3_sqs ? 1 : 0
+
+  # Objects are for the brs roles alone, whatever other identity policies in the account allow (an
+  # admin's s3:*, a leaked key of another workload). Only object reads and writes are denied: bucket
+  # configuration stays with whoever runs terraform, and on destroy this policy goes before the bucket,
+  # so s3_force_destroy can still empty it. Lifecycle expiry is S3's own and is not subject to it.
+  statement {
+    sid       = "DenyObjectAccessOutsideBrsRoles"
+    effect    = "Deny"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.jobs[0].arn}/*"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "ArnNotEquals"
+      variable = "aws:PrincipalArn"
+      values   = [for k in local.store_role_names : aws_iam_role.this[k].arn]
+    }
+  }
 
   statement {
     sid       = "DenyInsecureTransport"

@@ -1,16 +1,21 @@
-# The per-deployment secret keying result and job ids (an HMAC; interface.md: secret_file / BRS_SECRET).
-# Secrets Manager draws it once; instances read it at boot (only this secret's ARN is granted), the
-# Lambda functions get it as BRS_SECRET. The value is in terraform's state (the Lambda environment
-# needs it there anyway): keep the state encrypted. Rotating it changes every result key, so it is kept
-# across applies (ignore_changes); `terraform apply -replace` on the version starts a new one.
+# The per-deployment secret keying result and job ids (an HMAC; brs-serve's secret_file, brs-lambda's
+# BRS_SECRET_ARN). Secrets Manager draws it; the instances read it at boot and the Lambda functions at
+# init, each role granted this one secret only.
+#
+# The value never enters terraform's state or plan files: the password is an ephemeral resource (drawn
+# during the run, never persisted) written through the write-only secret_string_wo (terraform >= 1.11,
+# AWS provider >= 5.100 as pinned in versions.tf). The version number, not the value, is what terraform
+# remembers: a new value is written only when secret_string_wo_version changes, so the secret stays put
+# across applies. Rotating it changes every result and job id: bump the version (or
+# `terraform apply -replace=aws_secretsmanager_secret_version.deployment`) and roll the groups.
 
-data "aws_secretsmanager_random_password" "deployment" {
+ephemeral "aws_secretsmanager_random_password" "deployment" {
   password_length     = 64
   exclude_punctuation = true
 }
 
 resource "aws_secretsmanager_secret" "deployment" {
-  #checkov:skip=CKV2_AWS_57:rotating the HMAC key changes every result and job id; replace it deliberately (terraform apply -replace) and roll the groups
+  #checkov:skip=CKV2_AWS_57:rotating the HMAC key changes every result and job id; replace it deliberately (bump secret_string_wo_version) and roll the groups
   name_prefix             = "${var.name}-deployment-"
   description             = "brs per-deployment HMAC secret for result and job ids"
   kms_key_id              = var.kms_key_arn
@@ -19,11 +24,7 @@ resource "aws_secretsmanager_secret" "deployment" {
 }
 
 resource "aws_secretsmanager_secret_version" "deployment" {
-  secret_id     = aws_secretsmanager_secret.deployment.id
-  secret_string = data.aws_secretsmanager_random_password.deployment.random_password
-
-  lifecycle {
-    # The data source draws a new password on every plan; the first one stays.
-    ignore_changes = [secret_string]
-  }
+  secret_id                = aws_secretsmanager_secret.deployment.id
+  secret_string_wo         = ephemeral.aws_secretsmanager_random_password.deployment.random_password
+  secret_string_wo_version = 1
 }

@@ -147,6 +147,8 @@ resource "aws_vpc_security_group_ingress_rule" "efs_from_training" {
   to_port                      = 2049
 }
 
+# The description predates the Secrets Manager egress (lambda_https below) and stays as it was: a new
+# description replaces the group, and deleting a group Lambda's ENIs still hold blocks for many minutes.
 resource "aws_security_group" "lambda" {
   count       = local.any_lambda ? 1 : 0
   name        = "${var.name}-lambda"
@@ -165,10 +167,11 @@ resource "aws_vpc_security_group_egress_rule" "lambda_efs" {
   to_port                      = 2049
 }
 
+# Every function reads the deployment secret at init; with s3_sqs it also calls S3 and SQS.
 resource "aws_vpc_security_group_egress_rule" "lambda_https" {
-  count             = local.any_lambda && local.s3_sqs ? 1 : 0
+  count             = local.any_lambda ? 1 : 0
   security_group_id = aws_security_group.lambda[0].id
-  description       = "S3 and SQS APIs"
+  description       = "Secrets Manager, S3 and SQS APIs"
   cidr_ipv4         = "0.0.0.0/0"
   ip_protocol       = "tcp"
   from_port         = 443

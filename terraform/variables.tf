@@ -25,7 +25,7 @@ variable "tags" {
 }
 
 variable "kms_key_arn" {
-  description = "Customer-managed KMS key for EFS and EBS encryption. Null uses the AWS-managed keys (aws/elasticfilesystem, aws/ebs); encryption is on either way."
+  description = "Customer-managed KMS key for EFS, EBS, the jobs bucket and queues, the deployment secret, the log groups and the Lambda environments. Null uses the AWS-managed keys (aws/elasticfilesystem, aws/ebs, SSE-S3, SQS-managed SSE, ...); encryption is on either way."
   type        = string
   default     = null
 
@@ -110,6 +110,22 @@ variable "nat_gateway_mode" {
   }
 }
 
+variable "private_route_table_ids" {
+  description = "With vpc_id: the route tables of private_subnet_ids, to which an S3 gateway endpoint is added. Empty (the default) adds none, e.g. when the VPC already has one (a route table takes one S3 gateway endpoint). A created VPC always gets the endpoint on its private route tables."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for r in var.private_route_table_ids : can(regex("^rtb-[0-9a-f]{8,17}$", r))])
+    error_message = "private_route_table_ids must be route table ids (rtb-...)."
+  }
+
+  validation {
+    condition     = var.vpc_id != null || length(var.private_route_table_ids) == 0
+    error_message = "private_route_table_ids goes with vpc_id; a created VPC uses its own private route tables."
+  }
+}
+
 variable "ingress_cidrs" {
   description = "Client CIDRs allowed to reach the load balancer on ports 80 and 443."
   type        = list(string)
@@ -126,7 +142,7 @@ variable "ingress_cidrs" {
 # ---------------------------------------------------------------------------------------------------
 
 variable "certificate_arn" {
-  description = "ACM certificate for the HTTPS listener. Null serves plain HTTP on port 80 (for a first test only); set, port 80 redirects to 443."
+  description = "ACM certificate for the HTTPS listener; port 80 then redirects to 443. Null serves plain HTTP on port 80, which an internet-facing load balancer accepts only with allow_plain_http = true."
   type        = string
   default     = null
 
@@ -134,6 +150,17 @@ variable "certificate_arn" {
     condition     = var.certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]{36}$", var.certificate_arn))
     error_message = "certificate_arn must be an ACM certificate ARN."
   }
+
+  validation {
+    condition     = var.certificate_arn != null || var.alb_internal || var.allow_plain_http
+    error_message = "Without certificate_arn an internet-facing load balancer would carry photos, results and API keys in plain HTTP: set certificate_arn (an ACM certificate), or alb_internal = true, or allow_plain_http = true to accept plain HTTP knowingly (a first test)."
+  }
+}
+
+variable "allow_plain_http" {
+  description = "Accept an internet-facing load balancer without certificate_arn, serving plain HTTP on port 80: for a first test before a certificate exists. Ignored once certificate_arn is set (port 80 then redirects to HTTPS) or with alb_internal."
+  type        = bool
+  default     = false
 }
 
 variable "ssl_policy" {
@@ -459,9 +486,9 @@ variable "lifecycle_heartbeat_timeout_secs" {
 }
 
 variable "enable_ssm_session_manager" {
-  description = "Attach AmazonSSMManagedInstanceCore to the instance roles, for shell access without SSH keys or open ports."
+  description = "Attach the AWS managed policy AmazonSSMManagedInstanceCore to the instance roles (serve, worker, training), for Session Manager shells without SSH keys or open ports. It grants the SSM agent's actions on any resource (ssm:UpdateInstanceInformation, ssm:ListInstanceAssociations, ssm:GetParameter(s) on every parameter of the account, ssmmessages:*, ec2messages:* and more), and anyone allowed ssm:StartSession on the instances gets a root shell; off unless you need it."
   type        = bool
-  default     = true
+  default     = false
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -550,7 +577,7 @@ variable "lambda_architecture" {
 }
 
 variable "lambda_reserved_concurrency" {
-  description = "Concurrency reserved for (and capping) the function; -1 leaves it unreserved. A cap bounds the bill under a flood."
+  description = "Concurrency reserved for (and capping) the HTTP function; -1 leaves it unreserved. A cap bounds the bill under a flood; required (>= 1) with lambda_url_auth_type = \"NONE\"."
   type        = number
   default     = -1
 
@@ -561,13 +588,20 @@ variable "lambda_reserved_concurrency" {
 }
 
 variable "lambda_url_auth_type" {
-  description = "Function URL authorization: AWS_IAM (callers sign requests with SigV4) or NONE (public)."
+  description = "Function URL authorization: AWS_IAM (callers sign requests with SigV4) or NONE (public; needs lambda_reserved_concurrency)."
   type        = string
   default     = "AWS_IAM"
 
   validation {
     condition     = contains(["AWS_IAM", "NONE"], var.lambda_url_auth_type)
     error_message = "lambda_url_auth_type must be AWS_IAM or NONE."
+  }
+
+  # A public URL lets anyone start invocations: without a cap a flood scales the function (and the
+  # bill) up to the account's whole concurrency, starving every other function in it.
+  validation {
+    condition     = !var.enable_lambda || var.lambda_url_auth_type != "NONE" || var.lambda_reserved_concurrency >= 1
+    error_message = "lambda_url_auth_type = \"NONE\" (a public function URL) needs lambda_reserved_concurrency >= 1 to cap what a flood can cost."
   }
 }
 
@@ -653,7 +687,7 @@ variable "training_root_volume_size_gb" {
 }
 
 variable "training_command" {
-  description = "Command line the training unit runs as the brs user (it resumes from the latest checkpoint after a restart), e.g. /opt/brs/current/bin/brs-train train --config /mnt/brs/data/train.toml --data /mnt/brs/data/set --out /mnt/brs/models/STYLE. Write checkpoints under /mnt/brs/models/STYLE so brs-serve finds them. Required with enable_training."
+  description = "Command line the training unit runs as the brs user, e.g. /opt/brs/current/bin/brs-train train --config /mnt/brs/data/train.toml --data /mnt/brs/data/set --out /mnt/brs/models/STYLE --resume. Keep --resume: the unit restarts after a crash or a stop and must continue from the latest checkpoint in --out (on an empty directory it starts fresh). Write checkpoints under /mnt/brs/models/STYLE so brs-serve finds them. Required with enable_training."
   type        = string
   default     = null
 
@@ -685,7 +719,7 @@ variable "store_mode" {
 }
 
 variable "inputs_expire_days" {
-  description = "S3 lifecycle: uploaded job images (inputs/) are deleted this many days after upload."
+  description = "S3 lifecycle: uploaded job images (inputs/) are deleted this many days after upload (store-namespaces.json names this variable as the expiry of inputs/)."
   type        = number
   default     = 7
 
@@ -696,7 +730,7 @@ variable "inputs_expire_days" {
 }
 
 variable "results_expire_days" {
-  description = "S3 lifecycle: translated images (results/) and job state (jobs/) are deleted this many days after they were written."
+  description = "S3 lifecycle: translated images (results/) and job state (jobs/) are deleted this many days after they were written (store-namespaces.json names this variable for both; dedup/ and health/ expire after a day)."
   type        = number
   default     = 30
 

@@ -74,7 +74,9 @@ resource "aws_wafv2_web_acl_association" "alb" {
   web_acl_arn  = aws_wafv2_web_acl.alb[0].arn
 }
 
-# WAF's log destination must be named aws-waf-logs-*. API keys are redacted before logging.
+# WAF's log destination must be named aws-waf-logs-*. API keys and the URI path are redacted before
+# logging: a path carries job and result ids, which are capabilities (docs/serving.md: whoever has one
+# may fetch what it names), so a log reader must not get them.
 resource "aws_cloudwatch_log_group" "waf" {
   #checkov:skip=CKV_AWS_338:retention is log_retention_days (default 30); a year of per-request logs costs more than it is worth here
   count             = var.enable_waf ? 1 : 0
@@ -99,5 +101,9 @@ resource "aws_wafv2_web_acl_logging_configuration" "alb" {
     single_header {
       name = "x-api-key"
     }
+  }
+
+  redacted_fields {
+    uri_path {}
   }
 }

@@ -4,12 +4,15 @@ Run by scripts/checks/terraform between apply and destroy (and with --expect-gon
 It asserts the properties the deployment depends on, not merely that resources exist: the termination
 hooks, IMDSv2, encryption, the user data (bash -n and shellcheck, the bundle verified by hash, EFS models
 mounted read-only), the serve.toml it writes (parsed as TOML; [store], [queue] and [aws] exact), the
-jobs bucket and queue, the workers' metric-math scaling, WAF, and least-privilege IAM.
+jobs bucket (lifecycle and S3 grants per namespace of store-namespaces.json, objects fenced to the brs
+roles) and queue, the workers' metric-math scaling, /metrics refused at the load balancer, the S3
+gateway endpoint, WAF, the secret kept out of state, and least-privilege IAM.
 """
 
 import argparse
 import base64
 import json
+import pathlib
 import re
 import shutil
 import subprocess
@@ -24,6 +27,13 @@ AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-defau
 BUNDLE_URI = "s3://brs-moto-releases/v0.1.0/brs-0.1.0-linux-x86_64-cpu.tar.zst"
 BUNDLE_ARN = "arn:aws:s3:::brs-moto-releases/v0.1.0/brs-0.1.0-linux-x86_64-cpu.tar.zst"
 MAX_RECEIVES = 4
+# The bucket's namespaces: the one table iam.tf, s3.tf and brs-serve share.
+NAMESPACES = json.loads((pathlib.Path(__file__).resolve().parents[2] / "store-namespaces.json").read_text())["namespaces"]
+# The variables expire_days may name, at the test root's (default) values.
+EXPIRE_DAYS = {"inputs_expire_days": 7, "results_expire_days": 30}
+# Which process kinds' grants each role holds (iam.tf: an HTTP instance also consumes the queue).
+ROLE_KINDS = {"serve": ("api", "worker"), "worker": ("worker",), "lambda-api": ("api",), "lambda-worker": ("worker",)}
+S3_VERBS = {"get": "s3:GetObject", "put": "s3:PutObject", "delete": "s3:DeleteObject"}
 # The [aws] keys terraform writes (brs-aws's AwsConfig, docs/aws.md; the rest keep its defaults).
 AWS_KEYS = {"region", "asg_name", "lifecycle_hook", "drain_timeout_secs", "heartbeat_timeout_secs"}
 # brs-serve's top-level config keys (docs/serving.md, `brs-serve --print-config`): it refuses any
@@ -140,6 +150,30 @@ def by_sid(stmts: list[dict]) -> dict[str, dict]:
     return {s.get("Sid", ""): s for s in stmts}
 
 
+def store_grants(role: str) -> dict[str, set[str]]:
+    """Verb -> the prefixes store-namespaces.json lets this role use it on (union of its kinds)."""
+    return {verb: {ns["prefix"] for ns in NAMESPACES for kind in ROLE_KINDS[role] if verb in ns[kind]} for verb in S3_VERBS}
+
+
+def check_store_grants(role: str, st: dict[str, dict]) -> None:
+    """The role's S3 statements are exactly what store-namespaces.json says, listing included."""
+    want = store_grants(role)
+    for verb, action in S3_VERBS.items():
+        sid = f"Jobs{verb.title()}"
+        got = {r.split(":::", 1)[1].split("/", 1)[1] for r in resources_of(st.get(sid, {}))}
+        check(got == {p + "*" for p in want[verb]} and (not want[verb] or actions_of(st[sid]) == {action}),
+              f"{role}: {action} on exactly {sorted(want[verb])} ({sorted(got)})")
+    listing = st.get("JobsList", {})
+    cond = listing.get("Condition", {}).get("StringLikeIfExists", {}).get("s3:prefix", [])
+    check(actions_of(listing) == {"s3:ListBucket"} and set(as_list(cond)) == {p + "*" for p in want["get"]},
+          f"{role}: s3:ListBucket only for the prefixes it reads (404 for a missing key) ({listing})")
+    prefixes = "|".join(re.escape(ns["prefix"]) for ns in NAMESPACES)
+    wildcard = re.compile(rf"arn:aws:s3:::[^/*]+/({prefixes})\*")
+    own_log_streams = f"arn:aws:logs:{REGION}:123456789012:log-group:/aws/lambda/brs-moto-{role}:*"
+    check(all("*" not in r or wildcard.fullmatch(r) or r == own_log_streams for sid, s in st.items() if sid != "VpcEnis" for r in resources_of(s)),
+          f"{role}: no wildcard resources except the jobs bucket's namespaces (and a Lambda's own log streams and ENI actions)")
+
+
 def check_group(out, asg_c, ec2, kind: str, asg_name: str, lt_id: str, al2023: str, serve_out: dict) -> dict:
     """One brs-serve group (serve or worker): group, hook, launch template, user data, serve.toml."""
     groups = asg_c.describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])["AutoScalingGroups"]
@@ -208,7 +242,7 @@ def check_group(out, asg_c, ec2, kind: str, asg_name: str, lt_id: str, al2023: s
     return asg
 
 
-def check_present(endpoint: str, out: dict, plan: dict, refresh_plan: dict | None) -> None:
+def check_present(endpoint: str, out: dict, plan: dict, refresh_plan: dict | None, state_text: str | None) -> None:
     asg_c, ec2, efs, elbv2, iam = (client(endpoint, s) for s in ("autoscaling", "ec2", "efs", "elbv2", "iam"))
     s3, sqs, ssm, waf, sm, cw = (client(endpoint, s) for s in ("s3", "sqs", "ssm", "wafv2", "secretsmanager", "cloudwatch"))
     al2023 = ssm.get_parameter(Name=AL2023_PARAMETER)["Parameter"]["Value"]
@@ -248,6 +282,24 @@ def check_present(endpoint: str, out: dict, plan: dict, refresh_plan: dict | Non
     check(len(tgs) == 1 and tgs[0]["HealthCheckPath"] == "/readyz" and tgs[0]["Port"] == 8080, "target group checks /readyz on port 8080")
     attrs = {a["Key"]: a["Value"] for a in elbv2.describe_target_group_attributes(TargetGroupArn=out["target_group_arn"])["Attributes"]}
     check(attrs.get("deregistration_delay.timeout_seconds") == "120", "deregistration delay equals the drain time (120 s)")
+    # Without a certificate the HTTP listener is the one that forwards: /metrics must stop there.
+    listeners = elbv2.describe_listeners(LoadBalancerArn=out["alb_arn"])["Listeners"]
+    check([li["Port"] for li in listeners] == [80], f"one listener (HTTP :80) without certificate_arn ({[li['Port'] for li in listeners]})")
+    for li in listeners:
+        rules = elbv2.describe_rules(ListenerArn=li["ListenerArn"])["Rules"]
+        metrics_rules = [r for r in rules if any(c.get("Field") == "path-pattern" and "/metrics" in c.get("PathPatternConfig", {}).get("Values", c.get("Values", []))
+                                                for c in r.get("Conditions", []))]
+        fixed = [a.get("FixedResponseConfig", {}) for r in metrics_rules for a in r.get("Actions", []) if a.get("Type") == "fixed-response"]
+        check(len(metrics_rules) == 1 and metrics_rules[0]["Priority"] == "1" and len(fixed) == 1 and fixed[0].get("StatusCode") == "404",
+              f"listener :{li['Port']}: /metrics answers 404 at the load balancer, before any forward ({metrics_rules})")
+
+    # --- network: S3 through a gateway endpoint on the private route tables -------------------------
+    private_rtbs = {a["RouteTableId"] for rt in ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id", "Values": out["private_subnet_ids"]}])["RouteTables"]
+                    for a in rt.get("Associations", []) if a.get("SubnetId") in out["private_subnet_ids"]}
+    endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [out["vpc_id"]]}])["VpcEndpoints"]
+    s3_eps = [e for e in endpoints if e["ServiceName"] == f"com.amazonaws.{REGION}.s3" and e["VpcEndpointType"] == "Gateway"]
+    check(len(s3_eps) == 1 and set(s3_eps[0].get("RouteTableIds", [])) == private_rtbs and len(private_rtbs) == 2,
+          f"an S3 gateway endpoint serves both private route tables ({[e.get('RouteTableIds') for e in s3_eps]} vs {sorted(private_rtbs)})")
 
     # --- the queue workers --------------------------------------------------------------------------
     wasg = check_group(out, asg_c, ec2, "worker", out["worker_asg_name"], out["worker_launch_template_id"], al2023, out["worker_serve_toml"])
@@ -278,9 +330,19 @@ def check_present(endpoint: str, out: dict, plan: dict, refresh_plan: dict | Non
     check(enc.get("SSEAlgorithm") == "AES256", f"jobs bucket encrypts by default ({enc})")
     rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
     expiry = {i: (r.get("Filter", {}).get("Prefix"), r.get("Expiration", {}).get("Days")) for i, r in rules.items() if "Expiration" in r}
-    check(expiry == {"inputs": ("inputs/", 7), "results": ("results/", 30), "jobs": ("jobs/", 30)}, f"lifecycle: inputs/ 7 days, results/ and jobs/ 30 ({expiry})")
+    want_expiry = {ns["prefix"].rstrip("/"): (ns["prefix"], EXPIRE_DAYS.get(ns["expire_days"], ns["expire_days"])) for ns in NAMESPACES}
+    check(expiry == want_expiry, f"lifecycle: one rule per namespace of store-namespaces.json ({expiry})")
+    abort = rules.get("abort-incomplete-uploads", {})
+    check(abort.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation") == 1 and not abort.get("Filter", {}).get("Prefix"),
+          f"lifecycle: incomplete multipart uploads anywhere in the bucket are aborted after a day ({abort})")
     bpol = statements(s3.get_bucket_policy(Bucket=bucket)["Policy"])
     check(any(s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false" for s in bpol), "jobs bucket policy denies non-TLS requests")
+    roles = out["role_arns"]
+    fence = by_sid(bpol).get("DenyObjectAccessOutsideBrsRoles", {})
+    check(fence.get("Effect") == "Deny" and fence.get("Principal") in ("*", {"AWS": "*"})
+          and actions_of(fence) == {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"} and resources_of(fence) == {f"arn:aws:s3:::{bucket}/*"}
+          and set(as_list(fence.get("Condition", {}).get("ArnNotEquals", {}).get("aws:PrincipalArn", []))) == {roles[k] for k in ROLE_KINDS},
+          f"jobs bucket policy denies object access to every principal but the four brs roles ({fence})")
     own = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"][0]["ObjectOwnership"]
     check(own == "BucketOwnerEnforced", "jobs bucket has ACLs disabled (BucketOwnerEnforced)")
 
@@ -293,7 +355,6 @@ def check_present(endpoint: str, out: dict, plan: dict, refresh_plan: dict | Non
     check(qa.get("SqsManagedSseEnabled") == "true" and dlq.get("SqsManagedSseEnabled") == "true", "both queues are encrypted (SQS-managed SSE)")
     qpol = statements(qa.get("Policy", '{"Statement": []}'))
     check(any(s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false" for s in qpol), "queue policy denies non-TLS requests")
-    roles = out["role_arns"]
     granted = {s["Principal"]["AWS"]: actions_of(s) for s in qpol if s["Effect"] == "Allow"}
     check(granted == {roles["serve"]: WEB_SQS, roles["worker"]: WORKER_SQS, roles["lambda-api"]: {"sqs:SendMessage", "sqs:GetQueueAttributes"},
                       roles["lambda-worker"]: WORKER_SQS}, "queue policy grants each brs role exactly its actions")
@@ -310,16 +371,14 @@ def check_present(endpoint: str, out: dict, plan: dict, refresh_plan: dict | Non
         check(resources_of(st.get("ReadTheDeploymentSecret", {})) == {secret_arn}, f"{kind}: reads exactly the deployment secret")
         check(actions_of(st.get("EfsMountThroughAccessPoints", {})) == {"elasticfilesystem:ClientMount"} and "EfsWriteThroughAccessPoints" not in st,
               f"{kind}: EFS ClientMount only (read-only), no ClientWrite")
-        jobs_prefix = re.compile(r"arn:aws:s3:::[^/*]+/(inputs|results|jobs)/\*")
-        check(all("*" not in r or jobs_prefix.fullmatch(r) for s in st.values() for r in resources_of(s)),
-              f"{kind}: no wildcard resources except the jobs bucket's three prefixes")
-        rw = {r.split(":::", 1)[1].split("/", 1)[1] for r in resources_of(st.get("JobsReadWrite", {}))}
-        check(rw == ({"inputs/*", "results/*", "jobs/*"} if kind == "serve" else {"results/*", "jobs/*"}), f"{kind}: S3 read-write prefixes ({sorted(rw)})")
-        check(("JobsDelete" in st) == (kind == "serve"), f"{kind}: DeleteObject only for the HTTP tier (DELETE /v1/jobs)")
+        check_store_grants(kind, st)
         check(actions_of(st.get("JobsQueue", {})) == (WEB_SQS if kind == "serve" else WORKER_SQS), f"{kind}: queue actions")
     tst = by_sid(role_policy(iam, "brs-moto-training"))
-    check("EfsWriteThroughAccessPoints" in tst and "JobsQueue" not in tst and "ReadTheDeploymentSecret" not in tst,
-          "training: EFS read-write through its access point, no queue, no secret")
+    check("EfsWriteThroughAccessPoints" in tst and set(tst) <= {"EfsMountThroughAccessPoints", "EfsWriteThroughAccessPoints", "ReadTheReleaseBundle"},
+          f"training: EFS read-write through its access point and its bundle, nothing else: no store, queue, secret or key ({sorted(tst)})")
+    for kind in ("serve", "worker", "training"):
+        attached = iam.list_attached_role_policies(RoleName=f"brs-moto-{kind}")["AttachedPolicies"]
+        check(not attached, f"{kind}: no managed policy attached (enable_ssm_session_manager is off by default) ({attached})")
     for kind in ("lambda-api", "lambda-worker"):
         st = by_sid(role_policy(iam, f"brs-moto-{kind}"))
         mount = st.get("EfsMountThroughAccessPoints", {})
@@ -327,6 +386,9 @@ def check_present(endpoint: str, out: dict, plan: dict, refresh_plan: dict | Non
               and as_list(mount.get("Condition", {}).get("StringEquals", {}).get("elasticfilesystem:AccessPointArn")) == [models_ap_arn],
               f"{kind}: EFS ClientMount of the models access point only (read-only)")
         check(all(r != "*" for sid, s in st.items() if sid != "VpcEnis" for r in resources_of(s)), f"{kind}: '*' only for the ENI actions")
+        check_store_grants(kind, st)
+        check(resources_of(st.get("ReadTheDeploymentSecret", {})) == {secret_arn} and actions_of(st["ReadTheDeploymentSecret"]) == {"secretsmanager:GetSecretValue"},
+              f"{kind}: reads exactly the deployment secret (BRS_SECRET_ARN, at init)")
 
     # --- EFS ----------------------------------------------------------------------------------------
     fs = efs.describe_file_systems(FileSystemId=out["efs_id"])["FileSystems"]
@@ -365,10 +427,14 @@ def check_present(endpoint: str, out: dict, plan: dict, refresh_plan: dict | Non
           and rate[0]["Statement"]["RateBasedStatement"]["AggregateKeyType"] == "IP" and "Block" in rate[0]["Action"],
           "WAF blocks a client IP above 1000 requests per window")
     logging = waf.get_logging_configuration(ResourceArn=out["web_acl_arn"])["LoggingConfiguration"]
-    redacted = {f.get("SingleHeader", {}).get("Name") for f in logging.get("RedactedFields", [])}
-    check(redacted == {"authorization", "x-api-key"}, f"WAF logs redact the API key headers ({redacted})")
+    redacted = {f.get("SingleHeader", {}).get("Name", "uri_path" if "UriPath" in f else None) for f in logging.get("RedactedFields", [])}
+    check(redacted == {"authorization", "x-api-key", "uri_path"}, f"WAF logs redact the API key headers and the URI path (ids) ({redacted})")
     secret = sm.get_secret_value(SecretId=secret_arn)["SecretString"]
     check(len(secret) == 64 and secret.isalnum(), "the deployment secret is 64 random characters")
+    # Ephemeral password, write-only secret_string_wo: neither the plan nor the state holds the value.
+    check(secret not in json.dumps(plan), "the secret's value is not in the plan")
+    if state_text is not None:
+        check(secret not in state_text, "the secret's value is not in terraform's state")
 
     # --- Lambda -------------------------------------------------------------------------------------
     lam = client(endpoint, "lambda")
@@ -377,9 +443,10 @@ def check_present(endpoint: str, out: dict, plan: dict, refresh_plan: dict | Non
         cfg = lam.get_function_configuration(FunctionName=fns[kind])
         env = cfg.get("Environment", {}).get("Variables", {})
         check(cfg.get("PackageType") == "Image" and len(cfg.get("VpcConfig", {}).get("SubnetIds", [])) == 2, f"{kind}: container image in the private subnets")
-        check(env == {"BRS_LAMBDA_MODE": mode, "BRS_MODEL_DIR": "/mnt/models/anime", "BRS_SECRET": secret, "BRS_STORE_S3_BUCKET": bucket,
+        check(env == {"BRS_LAMBDA_MODE": mode, "BRS_MODEL_DIR": "/mnt/models/anime", "BRS_SECRET_ARN": secret_arn, "BRS_STORE_S3_BUCKET": bucket,
                       "BRS_QUEUE_SQS_URL": out["jobs_queue_url"], "BRS_QUEUE_MAX_RECEIVES": str(MAX_RECEIVES)},
-              f"{kind}: environment per interface.md ({sorted(env)})")
+              f"{kind}: environment as docs/aws.md lists it, the secret by ARN only ({sorted(env)})")
+        check(secret not in json.dumps(cfg), f"{kind}: the secret's value is nowhere in the function's configuration")
         mount = planned(plan, f'module.brs.aws_lambda_function.this["{kind}"]').get("file_system_config", [])
         check(len(mount) == 1 and mount[0].get("local_mount_path") == "/mnt/models",
               f"{kind}: mounts the models access point at /mnt/models (from the applied plan: moto drops FileSystemConfigs)")
@@ -425,6 +492,7 @@ def main() -> int:
     ap.add_argument("--outputs", required=True, help="terraform output -json of the test root")
     ap.add_argument("--plan", help="terraform show -json of the applied plan (for what moto does not keep)")
     ap.add_argument("--refresh-plan", help="terraform show -json of a plan with another bundle_sha256")
+    ap.add_argument("--state", help="terraform.tfstate of the test root (the secret's value must not be in it)")
     ap.add_argument("--expect-gone", action="store_true", help="check that destroy removed the resources")
     args = ap.parse_args()
     if not re.fullmatch(r"http://127\.0\.0\.1:\d+", args.endpoint):
@@ -443,7 +511,11 @@ def main() -> int:
         if args.refresh_plan:
             with open(args.refresh_plan) as f:
                 refresh = json.load(f)
-        check_present(args.endpoint, out, plan, refresh)
+        state_text = None
+        if args.state:
+            with open(args.state) as f:
+                state_text = f.read()
+        check_present(args.endpoint, out, plan, refresh, state_text)
     if failures:
         print(f"{len(failures)} check(s) failed", file=sys.stderr)
         return 1

@@ -2,7 +2,7 @@
 # The endpoints live here, never in the module, so the module stays exactly what real AWS gets.
 
 terraform {
-  required_version = ">= 1.9.0"
+  required_version = ">= 1.11.0"
   required_providers {
     aws = {
       source  = "hashicorp/aws"
@@ -76,12 +76,18 @@ module "brs" {
   max_size      = 3
   tags          = { Environment = "moto-test" }
 
+  # moto cannot issue an ACM certificate, so the HTTP listener forwards (and carries the /metrics rule).
+  allow_plain_http = true
+
   # No ami_id: the groups boot the AL2023 AMI named by the public SSM parameter (moto serves it) and
   # install this bundle at boot.
   bundle_s3_uri = "s3://brs-moto-releases/v0.1.0/brs-0.1.0-linux-x86_64-cpu.tar.zst"
   bundle_sha256 = var.bundle_sha256
 
-  # store_mode defaults to s3_sqs: bucket, queue + DLQ, workers and the worker Lambda are applied.
+  # store_mode defaults to s3_sqs: bucket, queue + DLQ, workers and the worker Lambda are applied, so
+  # all four roles whose policies tests/policies.json records exist (serve, worker, lambda-api,
+  # lambda-worker).
+  enable_workers              = true
   max_receives                = 4
   s3_force_destroy            = true
   secret_recovery_window_days = 0
@@ -99,7 +105,7 @@ module "brs" {
 
   enable_training  = var.enable_training
   training_ami_id  = "ami-760aaa0f" # an Amazon Linux AMI moto knows (aws_instance looks up its root device)
-  training_command = "/opt/brs/current/bin/brs-train train --config /mnt/brs/data/train.toml"
+  training_command = "/opt/brs/current/bin/brs-train train --config /mnt/brs/data/train.toml --resume"
 }
 
 # Every output of the module, for check_resources.py.
