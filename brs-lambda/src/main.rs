@@ -10,19 +10,22 @@
 //! `default` when no file is given or the file names no styles; `BRS_RESULTS_DIR` (default
 //! `/mnt/brs/results`) is the `fs` store's directory. `BRS_STORE_S3_BUCKET` (and
 //! `BRS_STORE_S3_PREFIX`) select the S3 store, `BRS_QUEUE_SQS_URL` (and `BRS_QUEUE_MAX_RECEIVES`)
-//! the SQS queue; `BRS_SECRET` is the result secret. Models are loaded and warmed up during init,
+//! the SQS queue; `BRS_SECRET_ARN` names the result secret in Secrets Manager, read once at init
+//! (`BRS_SECRET`, the secret itself, is for local runs). Models are loaded and warmed up during init,
 //! so a cold start pays for them once and every invocation after finds them ready.
 // The runtime future around axum's router and the tower stack is deeper than the default
 // limit lets clippy lay out.
 #![recursion_limit = "256"]
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use brs_serve::{AppState, Cli, Config, Outcome, Role};
-use lambda_http::{LambdaEvent, service_fn};
+use lambda_http::request::RequestContext;
+use lambda_http::{LambdaEvent, RequestExt, service_fn};
 use serde::{Deserialize, Serialize};
 
 /// Where terraform mounts the EFS access point and what it holds.
@@ -80,7 +83,12 @@ fn run() -> anyhow::Result<()> {
             .context("loading the models")?;
         wait_ready(&state, WARM_UP_LIMIT).await;
         match mode {
-            Mode::Http => lambda_http::run(brs_serve::app(state)).await,
+            Mode::Http => {
+                let app = tower::ServiceBuilder::new()
+                    .map_request(with_peer)
+                    .service(brs_serve::app(state));
+                lambda_http::run(app).await
+            }
             Mode::Sqs => {
                 lambda_http::lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
                     let state = state.clone();
@@ -91,6 +99,28 @@ fn run() -> anyhow::Result<()> {
         }
         .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
     })
+}
+
+/// Gives the request the caller's address as Lambda's front door saw it (a function URL's or API
+/// Gateway's `sourceIp`), where brs-serve looks for a socket's peer: without it every caller is
+/// one client (one rate-limit bucket, one deduplication tenant). brs-serve's trusted-proxy rules
+/// then apply as behind any socket: `X-Forwarded-For` counts only when this address is a trusted
+/// proxy. An ALB or VPC Lattice event carries no caller address; it stays unknown (loopback).
+fn with_peer(mut req: lambda_http::Request) -> lambda_http::Request {
+    if let Some(ip) = req.request_context_ref().and_then(source_ip) {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(SocketAddr::new(ip, 0)));
+    }
+    req
+}
+
+fn source_ip(ctx: &RequestContext) -> Option<IpAddr> {
+    let ip = match ctx {
+        RequestContext::ApiGatewayV2(c) => c.http.source_ip.as_deref(),
+        RequestContext::ApiGatewayV1(c) => c.identity.source_ip.as_deref(),
+        _ => None,
+    }?;
+    ip.parse().ok()
 }
 
 /// An SQS event source mapping's batch (the fields brs reads).
@@ -205,6 +235,9 @@ fn config_from(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
             set.push(format!("store.path={}", quoted(dir)));
         }
     }
+    if let Some(arn) = var("BRS_SECRET_ARN") {
+        set.push(format!("secret_arn={}", quoted(arn)));
+    }
     if let Some(url) = var("BRS_QUEUE_SQS_URL") {
         set.push("queue.kind=sqs".to_string());
         set.push(format!("queue.url={}", quoted(url)));
@@ -261,8 +294,16 @@ mod tests {
                 "https://sqs.eu-west-1.amazonaws.com/1/brs".into(),
             ),
             ("BRS_QUEUE_MAX_RECEIVES", "4".into()),
+            (
+                "BRS_SECRET_ARN",
+                "arn:aws:secretsmanager:eu-west-1:1:secret:brs-AbCdEf".into(),
+            ),
         ]))
         .expect("config");
+        assert_eq!(
+            cfg.secret_arn.as_deref(),
+            Some("arn:aws:secretsmanager:eu-west-1:1:secret:brs-AbCdEf")
+        );
         assert_eq!(cfg.store.kind, brs_serve::config::StoreKind::S3);
         assert_eq!(
             (cfg.store.bucket.as_deref(), cfg.store.prefix.as_str()),

@@ -97,6 +97,29 @@ async fn function_url_events_are_served_by_the_router() {
     let again = response(api.invoke(event, timeout).await);
     assert_eq!(header(&again, "x-brs-cache"), Some("hit"));
     assert_eq!(body_bytes(&again), body_bytes(&translated));
+    assert_ne!(
+        header(&again, "x-brs-result-key"),
+        header(&translated, "x-brs-result-key"),
+        "a hit is stored again under a name of its own"
+    );
+
+    // Another caller is another client: the function URL's sourceIp, not the runtime's loopback
+    // socket, names it (else every caller would share one tenant and one rate limit).
+    let mut event = url_event(
+        "POST",
+        "/v1/translate",
+        "size=64&format=png",
+        Some("image/png"),
+        &photo,
+    );
+    event["requestContext"]["http"]["sourceIp"] = serde_json::json!("198.51.100.9");
+    let other = response(api.invoke(event, timeout).await);
+    assert_eq!(other["statusCode"], 200, "{other}\n{}", show_log());
+    assert_eq!(
+        header(&other, "x-brs-cache"),
+        Some("miss"),
+        "another caller's photo is not a hit on this caller's result"
+    );
 
     let event = url_event(
         "POST",

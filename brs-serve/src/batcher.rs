@@ -5,7 +5,8 @@
 //! delays another's next image by more than one image per waiting client.
 //! How many images wait is bounded by admission (each holds a [`Slot`] until its batch is done),
 //! not here. A hot-reloaded generator is handed over through a slot the worker checks between
-//! batches, so a swap never interrupts a batch.
+//! batches, so a swap never interrupts a batch. A style whose model is not deployed yet starts
+//! its worker without one; the worker waits for the first through the same slot.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +23,7 @@ use crate::fair::RoundRobin;
 use crate::metrics::Metrics;
 
 /// What /v1/models shows about the generator a style serves.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub(crate) struct ModelInfo {
     pub(crate) version: String,
     pub(crate) iteration: u64,
@@ -127,18 +128,21 @@ pub(crate) struct BatchConfig {
     pub(crate) max_wait: Duration,
 }
 
+/// What a batcher serves: `None` until a style that started without a model gets its first.
+type Info = Arc<RwLock<Option<Arc<ModelInfo>>>>;
+
 /// The handle the pipeline uses; dropping it stops the worker once its lanes are empty.
 pub(crate) struct Batcher {
     queue: Arc<Queue>,
     swap: Arc<Mutex<Option<Translator>>>,
-    info: Arc<RwLock<Arc<ModelInfo>>>,
+    info: Info,
     ready: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Batcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batcher")
-            .field("model", &self.model().version)
+            .field("model", &self.loaded().map(|m| m.version.clone()))
             .finish()
     }
 }
@@ -154,29 +158,33 @@ struct Worker {
     style: String,
     queue: Arc<Queue>,
     swap: Arc<Mutex<Option<Translator>>>,
-    info: Arc<RwLock<Arc<ModelInfo>>>,
+    info: Info,
     ready: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     cfg: BatchConfig,
 }
 
 impl Batcher {
-    /// Starts the worker thread; it warms the generator up before reporting ready.
+    /// Starts the worker thread; it warms the generator up before reporting ready. Without a
+    /// generator the worker waits for the first one [`offer`](Self::offer)ed.
     pub(crate) fn start(
         style: &str,
-        translator: Translator,
+        translator: Option<Translator>,
         cfg: BatchConfig,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Batcher> {
-        let info = ModelInfo::of(&translator);
-        metrics.model_loaded(style, None, &info.version, info.iteration);
+        let info = translator.as_ref().map(|t| {
+            let info = ModelInfo::of(t);
+            metrics.model_loaded(style, None, &info.version, info.iteration);
+            Arc::new(info)
+        });
         let b = Batcher {
             queue: Arc::new(Queue {
                 lanes: Mutex::new(Lanes::default()),
                 ready: Condvar::new(),
             }),
             swap: Arc::new(Mutex::new(None)),
-            info: Arc::new(RwLock::new(Arc::new(info))),
+            info: Arc::new(RwLock::new(info)),
             ready: Arc::new(AtomicBool::new(false)),
         };
         let w = Worker {
@@ -221,11 +229,26 @@ impl Batcher {
 
     /// Hands a loaded, verified generator to the worker, which starts using it at its next batch.
     pub(crate) fn offer(&self, t: Translator) {
+        {
+            let mut info = self.info.write().unwrap_or_else(|e| e.into_inner());
+            // A first model is described at once: work admitted from now on is keyed (result
+            // deduplication) by the model that will run it, not by a placeholder.
+            if info.is_none() {
+                *info = Some(Arc::new(ModelInfo::of(&t)));
+            }
+        }
         *self.swap.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
         self.queue.ready.notify_one();
     }
 
+    /// The model served; before a style's first, a placeholder with an empty version and size 0
+    /// (work for such a style is refused before it reads this).
     pub(crate) fn model(&self) -> Arc<ModelInfo> {
+        self.loaded().unwrap_or_default()
+    }
+
+    /// The model served, or `None` before a style's first.
+    pub(crate) fn loaded(&self) -> Option<Arc<ModelInfo>> {
         self.info.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -263,21 +286,48 @@ pub(crate) fn warm_up(t: &Translator) -> Result<(), String> {
 }
 
 impl Worker {
-    fn run(self, mut translator: Translator) {
+    fn run(self, first: Option<Translator>) {
+        let Some(mut translator) = first.or_else(|| self.first_model()) else {
+            return;
+        };
         match warm_up(&translator) {
             Ok(()) => self.ready.store(true, Ordering::SeqCst),
             Err(e) => {
                 tracing::error!(style = %self.style, error = %e, "warm-up failed; style stays not ready")
             }
         }
-        let mut info = self.model_info();
+        let mut info = Arc::new(ModelInfo::of(&translator));
+        *self.info.write().unwrap_or_else(|e| e.into_inner()) = Some(info.clone());
         while let Some(batch) = self.next_batch(&mut translator, &mut info) {
             self.run_batch(&translator, &info, batch);
         }
     }
 
-    fn model_info(&self) -> Arc<ModelInfo> {
-        self.info.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// Waits for a style's first generator; `None`: the batcher was dropped first. Nothing is
+    /// queued meanwhile (a style without a model is refused at admission, and is never ready);
+    /// should anything be, it waits for the model like any batch.
+    fn first_model(&self) -> Option<Translator> {
+        loop {
+            if let Some(t) = self.swap.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let info = ModelInfo::of(&t);
+                tracing::info!(style = %self.style, version = %info.version, iteration = info.iteration, "now serving");
+                self.metrics
+                    .model_loaded(&self.style, None, &info.version, info.iteration);
+                return Some(t);
+            }
+            let lanes = self.queue.lock();
+            if lanes.closed {
+                return None;
+            }
+            // `offer` notifies without this lock: the timeout covers one that lands between the
+            // check above and this wait.
+            drop(
+                self.queue
+                    .ready
+                    .wait_timeout(lanes, Duration::from_millis(100))
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
+        }
     }
 
     /// Waits for work (swapping in a new generator while idle), then takes what is queued, up
@@ -341,7 +391,7 @@ impl Worker {
                 &new.version,
                 new.iteration,
             );
-            *self.info.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
+            *self.info.write().unwrap_or_else(|e| e.into_inner()) = Some(new.clone());
             *info = new;
             *translator = t;
             self.ready.store(true, Ordering::SeqCst);

@@ -26,6 +26,9 @@ pub enum ServeError {
     Draining,
     #[error("models are still loading")]
     NotReady,
+    /// The style's model has not been deployed yet (or its first checkpoint failed to load).
+    #[error("style {style:?} has no model yet: {reason}")]
+    ModelUnavailable { style: String, reason: String },
     #[error("the translation took longer than {0:?}")]
     Timeout(Duration),
     #[error("inference failed: {0}")]
@@ -64,6 +67,7 @@ impl ServeError {
             ServeError::QueueFull => "queue_full",
             ServeError::Draining => "draining",
             ServeError::NotReady => "not_ready",
+            ServeError::ModelUnavailable { .. } => "model_unavailable",
             ServeError::Timeout(_) => "timeout",
             ServeError::Inference(_)
             | ServeError::Detector(_)
@@ -103,6 +107,7 @@ impl ServeError {
             ServeError::QueueFull
             | ServeError::Draining
             | ServeError::NotReady
+            | ServeError::ModelUnavailable { .. }
             | ServeError::Timeout(_)
             | ServeError::Inference(_)
             | ServeError::Detector(_)

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::metrics::Metrics;
+use crate::store::namespaces::HEALTH;
 use crate::store::{Key, Store, StoreError};
 
 /// Consecutive failures after which the store counts as down.
@@ -56,7 +57,7 @@ pub(crate) fn spawn_prober(
     instance: String,
 ) {
     tokio::spawn(async move {
-        let Some(key) = Key::new(format!("health/{instance}")) else {
+        let Some(key) = Key::new(format!("{HEALTH}/{instance}")) else {
             return;
         };
         loop {

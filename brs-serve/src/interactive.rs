@@ -1,6 +1,6 @@
 //! One photo in, its translation out, while the client waits: a repeated photo from the same
-//! client is answered from the store; otherwise the pipeline runs, and the result is stored under
-//! a new unguessable id. A store that fails does not fail the request: the translation is still
+//! client is answered from the store; otherwise the pipeline runs. Either way the result is
+//! stored under a new unguessable id. A store that fails does not fail the request: the translation is still
 //! answered (and counted as not stored), and the store's health decides readiness.
 
 use bytes::Bytes;
@@ -40,26 +40,29 @@ pub(crate) async fn translate(
         crop: &state.config.crop,
     }
     .mac(&state.secret);
-    match results::lookup(&state.store, &mac).await {
-        Ok(Some((name, bytes))) => {
-            state.metrics.cache(true);
-            return Ok(Output {
-                bytes,
-                name: Some(name),
-                version: model.version.clone(),
-                cached: true,
-            });
-        }
-        Ok(None) => state.metrics.cache(false),
+    let hit = match results::lookup(&state.store, &mac).await {
+        Ok(hit) => hit,
         // The store is down: translate anyway.
-        Err(e) => tracing::warn!(error = %e, "result lookup failed; translating without it"),
-    }
-    let out = pipeline::translate(state, input, params, Lane::Interactive, slot).await?;
+        Err(e) => {
+            tracing::warn!(error = %e, "result lookup failed; translating without it");
+            None
+        }
+    };
+    state.metrics.cache(hit.is_some());
+    let (bytes, version, cached) = match hit {
+        Some(bytes) => (bytes, model.version.clone(), true),
+        None => {
+            let out = pipeline::translate(state, input, params, Lane::Interactive, slot).await?;
+            (out.bytes, out.version, false)
+        }
+    };
     let name = ResultName {
         id: new_id().map_err(|e| ServeError::Random(e.to_string()))?,
         format: params.format,
     };
-    let stored = match results::save(&state.store, &name, out.bytes.clone(), Some(&mac)).await {
+    // A hit is stored again under the new name only: its entry keeps pointing at the original.
+    let mac = (!cached).then_some(mac.as_str());
+    let stored = match results::save(&state.store, &name, bytes.clone(), mac).await {
         Ok(()) => Some(name),
         Err(e) => {
             state.metrics.unstored();
@@ -68,9 +71,9 @@ pub(crate) async fn translate(
         }
     };
     Ok(Output {
-        bytes: out.bytes,
+        bytes,
         name: stored,
-        version: out.version,
-        cached: false,
+        version,
+        cached,
     })
 }

@@ -24,6 +24,7 @@ use crate::ids::{Hour, hour_of};
 use crate::pipeline::Request;
 use crate::queue::{Queue, WorkItem};
 use crate::results::ResultName;
+use crate::store::namespaces::{INPUTS, JOBS};
 use crate::store::{Key, Store};
 
 /// What a job asked for.
@@ -128,19 +129,19 @@ fn hour(id: &str) -> Result<Hour, ServeError> {
 }
 
 pub(crate) fn manifest_key(id: &str) -> Result<Key, ServeError> {
-    key(format!("jobs/{}/{id}/manifest.json", hour(id)?))
+    key(format!("{JOBS}/{}/{id}/manifest.json", hour(id)?))
 }
 
 fn items_prefix(id: &str) -> Result<Key, ServeError> {
-    key(format!("jobs/{}/{id}/items", hour(id)?))
+    key(format!("{JOBS}/{}/{id}/items", hour(id)?))
 }
 
 fn item_key(id: &str, index: usize) -> Result<Key, ServeError> {
-    key(format!("jobs/{}/{id}/items/{index}.json", hour(id)?))
+    key(format!("{JOBS}/{}/{id}/items/{index}.json", hour(id)?))
 }
 
 pub(crate) fn input_key(id: &str, index: usize) -> Result<Key, ServeError> {
-    key(format!("inputs/{}/{id}/{index}", hour(id)?))
+    key(format!("{INPUTS}/{}/{id}/{index}", hour(id)?))
 }
 
 /// Manifests kept in memory: a worker reads each job's once, not once per image.
@@ -319,21 +320,42 @@ impl Jobs {
         Ok(())
     }
 
-    /// Whether the job's manifest is in the store now (bypassing this instance's cache, which
-    /// may remember a job another instance deleted).
-    pub(crate) async fn exists_in_store(&self, id: &str) -> Result<bool, ServeError> {
-        Ok(self.read_manifest(id).await?.is_some())
+    /// The job's manifest as the store has it now, bypassing this instance's cache (which may
+    /// remember a job another instance deleted); `None` once it is deleted.
+    pub(crate) async fn stored_manifest(
+        &self,
+        id: &str,
+    ) -> Result<Option<Arc<Manifest>>, ServeError> {
+        let m = self.read_manifest(id).await?;
+        if m.is_none() {
+            self.forget(id);
+        }
+        Ok(m)
     }
 
-    /// Removes what a worker wrote for an image of a job deleted while it worked.
+    /// Whether the job's manifest is in the store now (see [`Jobs::stored_manifest`]).
+    pub(crate) async fn exists_in_store(&self, id: &str) -> Result<bool, ServeError> {
+        Ok(self.stored_manifest(id).await?.is_some())
+    }
+
+    /// Removes the uploaded image `index` of job `id`, once its translation is recorded.
+    pub(crate) async fn delete_input(&self, id: &str, index: usize) -> Result<(), ServeError> {
+        Ok(self.store.delete(&input_key(id, index)?).await?)
+    }
+
+    /// Removes what a worker wrote for an image of a job deleted while it worked: the result in
+    /// each of `formats` (all of them when the manifest that named it is gone), its state and
+    /// its input.
     pub(crate) async fn delete_item_leftovers(
         &self,
         id: &str,
         index: usize,
-        format: crate::pipeline::OutFormat,
+        formats: &[crate::pipeline::OutFormat],
     ) -> Result<(), ServeError> {
-        if let Some(k) = ResultName::of_item(id, index, format).key() {
-            self.store.delete(&k).await?;
+        for &format in formats {
+            if let Some(k) = ResultName::of_item(id, index, format).key() {
+                self.store.delete(&k).await?;
+            }
         }
         self.store.delete(&item_key(id, index)?).await?;
         self.store.delete(&input_key(id, index)?).await?;

@@ -28,6 +28,8 @@ pub(crate) enum OutFormat {
 }
 
 impl OutFormat {
+    pub(crate) const ALL: [OutFormat; 3] = [OutFormat::Png, OutFormat::Jpeg, OutFormat::Webp];
+
     pub(crate) fn ext(self) -> &'static str {
         match self {
             OutFormat::Png => "png",
@@ -147,10 +149,7 @@ impl Params {
 }
 
 fn lookup(registry: &Registry, name: &str) -> Result<Arc<Style>, ServeError> {
-    registry
-        .get(Some(name))
-        .cloned()
-        .ok_or_else(|| ServeError::UnknownStyle(name.to_string()))
+    registry.serving(name)
 }
 
 /// A finished translation.

@@ -5,6 +5,9 @@
 //! One instance prunes at a time: each tries to take a lease object (`leases/prune`, written only
 //! if absent) every period; whoever holds it prunes, the others skip. A closed hour's size is
 //! measured once and remembered in `sizes/<hour>`, so even the size cap reads little.
+//!
+//! Only the fs store is pruned: a bucket's lifecycle rules expire S3 objects, and the roles on
+//! AWS hold no grant for this module's `leases/` and `sizes/`.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,10 +16,8 @@ use bytes::Bytes;
 
 use crate::ids::Hour;
 use crate::metrics::Metrics;
-use crate::store::{Key, Store, StoreError};
+use crate::store::{Key, Store, StoreError, namespaces};
 
-/// Everything the server stores by hour.
-const NAMESPACES: [&str; 4] = ["inputs", "jobs", "results", "dedup"];
 /// Hours younger than this are still being written: measured live, never cached, never evicted
 /// for size.
 const OPEN_HOURS: i64 = 2;
@@ -61,7 +62,7 @@ fn key(s: String) -> Result<Key, StoreError> {
 /// The hours present in any namespace, oldest first.
 async fn hours(store: &Store) -> Result<Vec<Hour>, StoreError> {
     let mut all = Vec::new();
-    for ns in NAMESPACES {
+    for ns in namespaces::by_hour() {
         for name in store.children(&key(ns.into())?).await? {
             if let Some(h) = Hour::parse(&name) {
                 all.push(h);
@@ -76,7 +77,7 @@ async fn hours(store: &Store) -> Result<Vec<Hour>, StoreError> {
 /// Deletes every object of `hour`; returns how many.
 async fn remove_hour(store: &Store, hour: Hour) -> Result<u64, StoreError> {
     let mut n = 0;
-    for ns in NAMESPACES {
+    for ns in namespaces::by_hour() {
         for entry in store.list(&key(format!("{ns}/{hour}"))?).await? {
             store.delete(&entry.key).await?;
             n += 1;
@@ -99,7 +100,7 @@ async fn hour_bytes(store: &Store, hour: Hour, now: Hour) -> Result<u64, StoreEr
         return Ok(n);
     }
     let mut total = 0;
-    for ns in NAMESPACES {
+    for ns in namespaces::by_hour() {
         total += store
             .list(&key(format!("{ns}/{hour}"))?)
             .await?

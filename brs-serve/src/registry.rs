@@ -1,6 +1,14 @@
 //! The named styles, each a generator behind its own batcher, and the hot-reload poller that
 //! watches each style's `latest` pointer.
 //!
+//! A style whose model has not been deployed yet (its directory, its `latest` pointer or the
+//! checkpoint that pointer names is not there) does not stop the server: a fresh deployment starts
+//! before anyone has copied a trained run onto the shared file system, and an instance that exited
+//! would never become healthy. The style waits: it is not ready, its requests are refused with a
+//! clear 503, and the poller loads its first checkpoint as soon as one appears. Only absence
+//! waits; a checkpoint that is there but fails to load at start is an error, as it would be on
+//! every retry.
+//!
 //! A checkpoint is trusted only after it proves itself: its meta.json is checked (integrity, and
 //! every size against `[models]`) before anything is allocated, the load and a warm-up forward
 //! pass run inside `catch_unwind`, and only then is the generator handed to the batcher while
@@ -14,13 +22,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use brs_model::checkpoint::{Checkpoint, META, read_latest};
+use brs_model::checkpoint::{Checkpoint, LATEST, META, read_latest};
 use brs_model::{Direction, ModelError, Precision, Translator};
 
 use crate::admission::Slots;
 use crate::batcher::{BatchConfig, Batcher, warm_up};
 use crate::config::{Config, ModelLimits, StyleConfig};
+use crate::error::ServeError;
 use crate::metrics::Metrics;
+use crate::state::Role;
 
 /// Why a style's checkpoint could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -58,11 +68,92 @@ impl LoadError {
     }
 }
 
+/// Why a style has no model to serve yet. Names only what the style's own directory holds,
+/// never a path on the server, as clients read it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Waiting {
+    /// Nothing at the style's path yet.
+    #[error("its directory {dir:?} does not exist yet")]
+    NoDirectory { dir: String },
+    #[error("its run directory has no `latest` pointer yet")]
+    NoLatest,
+    /// `latest` was written before the checkpoint it names was copied in (or that checkpoint
+    /// was removed).
+    #[error("`latest` names {checkpoint:?}, which is not a checkpoint directory (yet)")]
+    NoCheckpoint { checkpoint: String },
+    /// The first checkpoint to appear failed to load; it is retried after a backoff, and a
+    /// newer one is tried at once.
+    #[error("its first checkpoint {checkpoint:?} failed to load ({reason}); retrying")]
+    LoadFailed {
+        checkpoint: String,
+        reason: &'static str,
+    },
+}
+
+impl Waiting {
+    /// What an empty or absent `path` is waiting for.
+    fn absent(path: &Path) -> Waiting {
+        if path.is_dir() {
+            Waiting::NoLatest
+        } else {
+            Waiting::NoDirectory {
+                dir: file_name(path),
+            }
+        }
+    }
+
+    fn after(checkpoint: String, e: &LoadError) -> Waiting {
+        match e {
+            LoadError::Model(ModelError::NotACheckpoint { .. }) => {
+                Waiting::NoCheckpoint { checkpoint }
+            }
+            _ => Waiting::LoadFailed {
+                checkpoint,
+                reason: e.reason(),
+            },
+        }
+    }
+
+    /// A stable, machine-readable name of the reason.
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            Waiting::NoDirectory { .. } => "no_directory",
+            Waiting::NoLatest => "no_latest",
+            Waiting::NoCheckpoint { .. } => "no_checkpoint",
+            Waiting::LoadFailed { .. } => "load_failed",
+        }
+    }
+
+    /// The name of what is missing: the style's directory, its `latest` pointer, or the
+    /// checkpoint directory `latest` names.
+    pub(crate) fn missing(&self) -> &str {
+        match self {
+            Waiting::NoDirectory { dir } => dir,
+            Waiting::NoLatest => LATEST,
+            Waiting::NoCheckpoint { checkpoint } | Waiting::LoadFailed { checkpoint, .. } => {
+                checkpoint
+            }
+        }
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Why the registry could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("style {style}: {cause}")]
     Load { style: String, cause: LoadError },
+    #[error("style {style}: no model at {path}: {cause}")]
+    NoModel {
+        style: String,
+        path: PathBuf,
+        cause: Waiting,
+    },
     #[error("could not start the inference thread for style {style}: {cause}")]
     Thread {
         style: String,
@@ -78,8 +169,6 @@ pub(crate) struct Style {
     pub(crate) batcher: Batcher,
     pub(crate) slots: Slots,
     path: PathBuf,
-    /// Run directories are watched; a checkpoint or export directory given directly is fixed.
-    watched: bool,
     pointer: Mutex<Pointer>,
 }
 
@@ -89,6 +178,22 @@ struct Pointer {
     current: Option<String>,
     /// A newer checkpoint seen, and when to try loading it (jitter, then backoff after failures).
     pending: Option<Pending>,
+    /// Why the style has no model yet; `None` once one has been handed to its batcher.
+    waiting: Option<Waiting>,
+    /// A checkpoint or export directory given directly: served as it is, never polled. Run
+    /// directories are watched, and so is a path with nothing at it yet, whichever it becomes.
+    fixed: bool,
+}
+
+impl Style {
+    fn pointer(&self) -> std::sync::MutexGuard<'_, Pointer> {
+        self.pointer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Why the style has no model yet, or `None` when it has one (ready or still warming up).
+    pub(crate) fn waiting(&self) -> Option<Waiting> {
+        self.pointer().waiting.clone()
+    }
 }
 
 #[derive(Debug)]
@@ -122,6 +227,23 @@ pub(crate) struct Registry {
 
 fn is_run_dir(path: &Path) -> bool {
     !path.join(META).is_file()
+}
+
+/// What a style's path gave at start.
+enum First {
+    Loaded {
+        translator: Box<Translator>,
+        /// The name `latest` gave; `None` for a checkpoint directory given directly.
+        current: Option<String>,
+    },
+    Waiting(Waiting),
+}
+
+/// Whether start goes on without a style whose model is not there yet. A Lambda function's
+/// models ship with it: one missing is a broken package, and an init waiting for it would only
+/// time out.
+fn waits_for_models(role: Role) -> bool {
+    role != Role::Lambda
 }
 
 fn over(key: &'static str, value: i64, limit: i64) -> Result<(), LoadError> {
@@ -167,8 +289,13 @@ fn open(
 }
 
 impl Registry {
-    /// Loads every style (the first load must succeed) and starts its worker.
-    pub(crate) fn load(cfg: &Config, metrics: Arc<Metrics>) -> Result<Registry, RegistryError> {
+    /// Loads every style and starts its worker. A style whose model is not there yet waits for it
+    /// (except in a Lambda function); one that is there must load.
+    pub(crate) fn load(
+        cfg: &Config,
+        metrics: Arc<Metrics>,
+        role: Role,
+    ) -> Result<Registry, RegistryError> {
         let device = cfg.device.resolve().map_err(|cause| RegistryError::Load {
             style: "*".into(),
             cause: cause.into(),
@@ -188,7 +315,7 @@ impl Registry {
             metrics,
         };
         for (name, sc) in &cfg.styles {
-            let style = registry.load_style(name, sc, batch, cfg)?;
+            let style = registry.load_style(name, sc, batch, cfg, role)?;
             registry.styles.insert(name.clone(), Arc::new(style));
         }
         Ok(registry)
@@ -200,49 +327,97 @@ impl Registry {
         sc: &StyleConfig,
         batch: BatchConfig,
         cfg: &Config,
+        role: Role,
     ) -> Result<Style, RegistryError> {
-        let load_err = |cause: LoadError| RegistryError::Load {
+        let first = self.first(sc).map_err(|cause| RegistryError::Load {
             style: name.to_string(),
             cause,
-        };
-        let watched = is_run_dir(&sc.path);
-        // Read the pointer before loading: if it moves meanwhile, the poller sees a change.
-        let current = if watched {
-            read_latest(&sc.path).map_err(|e| load_err(e.into()))?
-        } else {
-            None
-        };
-        let path = match &current {
-            Some(n) => sc.path.join(n),
-            None => sc.path.clone(),
-        };
-        let t = open(
-            &path,
-            sc.direction,
-            self.device,
-            self.precision,
-            &self.limits,
-        )
-        .map_err(load_err)?;
-        tracing::info!(style = name, checkpoint = %t.dir().display(), iteration = t.meta().iteration, "loaded");
-        let batcher = Batcher::start(name, t, batch, self.metrics.clone()).map_err(|cause| {
-            RegistryError::Thread {
-                style: name.to_string(),
-                cause,
-            }
         })?;
+        let fixed = matches!(first, First::Loaded { current: None, .. });
+        let (translator, current, waiting) = match first {
+            First::Loaded {
+                translator,
+                current,
+            } => {
+                tracing::info!(style = name, checkpoint = %translator.dir().display(),
+                    iteration = translator.meta().iteration, "loaded");
+                (Some(*translator), current, None)
+            }
+            First::Waiting(cause) if waits_for_models(role) => {
+                tracing::warn!(style = name, path = %sc.path.display(), reason = %cause,
+                    "no model yet; starting without it, not ready until one appears");
+                (None, None, Some(cause))
+            }
+            First::Waiting(cause) => {
+                return Err(RegistryError::NoModel {
+                    style: name.to_string(),
+                    path: sc.path.clone(),
+                    cause,
+                });
+            }
+        };
+        let batcher =
+            Batcher::start(name, translator, batch, self.metrics.clone()).map_err(|cause| {
+                RegistryError::Thread {
+                    style: name.to_string(),
+                    cause,
+                }
+            })?;
         Ok(Style {
             name: name.to_string(),
             direction: sc.direction,
             batcher,
             slots: Slots::new(cfg.queue_depth, cfg.job_slots()),
             path: sc.path.clone(),
-            watched,
             pointer: Mutex::new(Pointer {
                 current,
                 pending: None,
+                waiting,
+                fixed,
             }),
         })
+    }
+
+    /// Opens what `sc.path` holds now: a checkpoint directory, or the checkpoint its `latest`
+    /// names. Absence (of the directory, of `latest`, of the checkpoint it names) is waited
+    /// for; anything else that fails is an error.
+    fn first(&self, sc: &StyleConfig) -> Result<First, LoadError> {
+        let open = |dir: &Path| open(dir, sc.direction, self.device, self.precision, &self.limits);
+        if !is_run_dir(&sc.path) {
+            return Ok(First::Loaded {
+                translator: Box::new(open(&sc.path)?),
+                current: None,
+            });
+        }
+        // Read the pointer before loading: if it moves meanwhile, the poller sees a change.
+        let Some(name) = read_latest(&sc.path)? else {
+            return Ok(First::Waiting(Waiting::absent(&sc.path)));
+        };
+        match open(&sc.path.join(&name)) {
+            Ok(translator) => Ok(First::Loaded {
+                translator: Box::new(translator),
+                current: Some(name),
+            }),
+            Err(e @ LoadError::Model(ModelError::NotACheckpoint { .. })) => {
+                Ok(First::Waiting(Waiting::after(name, &e)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The style `name`, if it can take work now. Asked before a request takes a queue slot or
+    /// its upload is read, so a style still waiting for its model costs a client nothing.
+    pub(crate) fn serving(&self, name: &str) -> Result<Arc<Style>, ServeError> {
+        let style = self
+            .get(Some(name))
+            .ok_or_else(|| ServeError::UnknownStyle(name.to_string()))?;
+        match style.waiting() {
+            Some(why) => Err(ServeError::ModelUnavailable {
+                style: name.to_string(),
+                reason: why.to_string(),
+            }),
+            None => Ok(style.clone()),
+        }
     }
 
     pub(crate) fn get(&self, name: Option<&str>) -> Option<&Arc<Style>> {
@@ -257,14 +432,26 @@ impl Registry {
         self.styles.values()
     }
 
-    pub(crate) fn all_ready(&self) -> bool {
-        self.styles.values().all(|s| s.batcher.is_ready())
+    /// Every style serves or waits for its first model: waiting is the deployment's state (no
+    /// instance has that model), not this instance's fault.
+    pub(crate) fn all_ready_or_waiting(&self) -> bool {
+        self.styles
+            .values()
+            .all(|s| s.batcher.is_ready() || s.waiting().is_some())
+    }
+
+    /// The styles waiting for their first model, and why.
+    pub(crate) fn waiting(&self) -> Vec<(&str, Waiting)> {
+        self.styles
+            .values()
+            .filter_map(|s| s.waiting().map(|w| (s.name.as_str(), w)))
+            .collect()
     }
 
     /// Checks every watched style once; returns how many swapped.
     pub(crate) fn poll_once(&self) -> usize {
         let mut swapped = 0;
-        for style in self.styles.values().filter(|s| s.watched) {
+        for style in self.styles.values() {
             if self.poll_style(style) {
                 swapped += 1;
             }
@@ -285,16 +472,36 @@ impl Registry {
     }
 
     fn poll_style(&self, style: &Style) -> bool {
-        let name = match read_latest(&style.path) {
-            Ok(Some(n)) => n,
-            Ok(None) => return false,
-            Err(e) => {
-                tracing::warn!(style = %style.name, error = %e, "cannot read the latest pointer");
-                return false;
+        let (fixed, waiting) = {
+            let p = style.pointer();
+            (p.fixed, p.waiting.is_some())
+        };
+        if fixed {
+            return false;
+        }
+        // A path with nothing at it at start may become a checkpoint directory given directly:
+        // served as it would have been had it been there, then no longer watched.
+        let becomes_fixed = waiting && !is_run_dir(&style.path);
+        let name = if becomes_fixed {
+            file_name(&style.path)
+        } else {
+            match read_latest(&style.path) {
+                Ok(Some(n)) => n,
+                Ok(None) => {
+                    let mut p = style.pointer();
+                    if p.waiting.is_some() {
+                        p.waiting = Some(Waiting::absent(&style.path));
+                    }
+                    return false;
+                }
+                Err(e) => {
+                    tracing::warn!(style = %style.name, error = %e, "cannot read the latest pointer");
+                    return false;
+                }
             }
         };
         {
-            let mut p = style.pointer.lock().unwrap_or_else(|e| e.into_inner());
+            let mut p = style.pointer();
             if p.current.as_deref() == Some(&name) {
                 p.pending = None;
                 return false;
@@ -306,19 +513,30 @@ impl Registry {
                     }
                 }
                 _ => {
-                    // A checkpoint not seen before: load it after this instance's jitter.
+                    // A checkpoint not seen before: load it after this instance's jitter, so the
+                    // instances sharing the run do not all pause at once. A style with no model
+                    // yet pauses no one, and loads at once.
+                    let delay = if p.waiting.is_some() {
+                        Duration::ZERO
+                    } else {
+                        self.jitter()
+                    };
                     p.pending = Some(Pending {
                         name: name.clone(),
-                        due: Instant::now() + self.jitter(),
+                        due: Instant::now() + delay,
                         failures: 0,
                     });
-                    if !self.jitter.is_zero() {
+                    if !delay.is_zero() {
                         return false;
                     }
                 }
             }
         }
-        let dir = style.path.join(&name);
+        let dir = if becomes_fixed {
+            style.path.clone()
+        } else {
+            style.path.join(&name)
+        };
         let loaded = open(
             &dir,
             style.direction,
@@ -326,22 +544,37 @@ impl Registry {
             self.precision,
             &self.limits,
         );
-        let mut p = style.pointer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = style.pointer();
         match loaded {
             Ok(t) => {
-                tracing::info!(style = %style.name, checkpoint = %name, "reloaded");
+                if p.waiting.is_some() {
+                    tracing::info!(style = %style.name, checkpoint = %name,
+                        iteration = t.meta().iteration, "first model loaded; the style is no longer waiting");
+                } else {
+                    tracing::info!(style = %style.name, checkpoint = %name, "reloaded");
+                }
+                // Offered before the style stops waiting, so work admitted from now on finds
+                // the model that will run it.
                 style.batcher.offer(t);
-                p.current = Some(name);
+                p.current = (!becomes_fixed).then_some(name);
+                p.fixed = becomes_fixed;
                 p.pending = None;
+                p.waiting = None;
                 self.metrics.reload(&style.name, "ok");
                 true
             }
             Err(e) => {
                 let failures = p.pending.as_ref().map_or(0, |x| x.failures) + 1;
                 let wait = backoff(self.poll, failures);
-                tracing::error!(style = %style.name, checkpoint = %name, error = %e, failures,
-                    retry_in = ?wait, "refusing new checkpoint for now; still serving the previous one");
                 self.metrics.reload(&style.name, e.reason());
+                if p.waiting.is_some() {
+                    tracing::error!(style = %style.name, checkpoint = %name, error = %e, failures,
+                        retry_in = ?wait, "refusing the first checkpoint for now; the style still has no model");
+                    p.waiting = Some(Waiting::after(name.clone(), &e));
+                } else {
+                    tracing::error!(style = %style.name, checkpoint = %name, error = %e, failures,
+                        retry_in = ?wait, "refusing new checkpoint for now; still serving the previous one");
+                }
                 p.pending = Some(Pending {
                     name,
                     due: Instant::now() + wait,
@@ -374,6 +607,79 @@ pub(crate) fn spawn_poller(registry: Weak<Registry>, period: Duration) -> std::i
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config(path: &Path) -> Config {
+        let mut cfg = Config {
+            reload_jitter: Duration::ZERO,
+            ..Config::default()
+        };
+        cfg.styles.insert(
+            "s".into(),
+            StyleConfig {
+                path: path.to_path_buf(),
+                direction: Direction::A2B,
+            },
+        );
+        cfg
+    }
+
+    fn load(path: &Path, role: Role) -> Result<Registry, RegistryError> {
+        Registry::load(&config(path), Arc::new(Metrics::new()), role)
+    }
+
+    fn export(run: &Path, iteration: u64) -> PathBuf {
+        let tiny = brs_testkit::model::tiny_config();
+        brs_model::translator::write_random_export(run, &tiny, 1, iteration).expect("export")
+    }
+
+    /// Issue 26: an absent model waits (a fresh deployment); a broken one still fails start.
+    #[test]
+    fn start_waits_for_an_absent_model_and_refuses_a_broken_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = dir.path().join("run");
+        let r = load(&run, Role::Server).expect("starts without its model");
+        let style = r.get(None).expect("style s").clone();
+        assert_eq!(
+            style.waiting(),
+            Some(Waiting::NoDirectory { dir: "run".into() })
+        );
+        let refused = r.serving("s").expect_err("no model to serve");
+        assert_eq!(refused.code(), "model_unavailable", "{refused}");
+        assert!(!style.batcher.is_ready());
+        assert!(
+            r.all_ready_or_waiting(),
+            "waiting is no fault of the instance"
+        );
+        assert!(
+            matches!(load(&run, Role::Lambda), Err(RegistryError::NoModel { .. })),
+            "a Lambda function's models ship with it: absent is broken"
+        );
+
+        std::fs::create_dir(&run).expect("mkdir");
+        assert_eq!(r.poll_once(), 0);
+        assert_eq!(style.waiting(), Some(Waiting::NoLatest));
+        export(&run, 1);
+        assert_eq!(r.poll_once(), 1);
+        assert_eq!(style.waiting(), None);
+        assert!(r.serving("s").is_ok());
+        assert_eq!(style.batcher.loaded().map(|m| m.iteration), Some(1));
+        let t = Instant::now();
+        while !style.batcher.is_ready() {
+            assert!(t.elapsed() < Duration::from_secs(30), "never ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+
+        let broken = dir.path().join("broken");
+        let weights = export(&broken, 2).join("genA2B.safetensors");
+        let mut bytes = std::fs::read(&weights).expect("read");
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&weights, bytes).expect("corrupt");
+        match load(&broken, Role::Server) {
+            Err(RegistryError::Load { cause, .. }) => assert_eq!(cause.reason(), "corrupt"),
+            other => panic!("a corrupt checkpoint must fail start: {other:?}"),
+        }
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

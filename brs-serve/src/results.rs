@@ -5,7 +5,8 @@
 //! translated here, nor where its result is. A repeated photo still costs no inference for the
 //! client that sent it: a deduplication entry keyed by an HMAC of the client's identity, the
 //! photo's hash, the model version, the precision and every parameter (under the deployment's
-//! secret) points at the earlier result, for the current and the previous hour.
+//! secret) points at the earlier result, for the current and the previous hour; a hit is copied
+//! under a fresh name, so a client never learns another request's result name.
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -13,6 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::ids::{Hour, hour_of};
 use crate::pipeline::{OutFormat, Params};
 use crate::secret::Secret;
+use crate::store::namespaces::{DEDUP, RESULTS};
 use crate::store::{Key, Store, StoreError};
 
 /// A result's public name: `<id>.<ext>`, where `<id>` is a new id or `<job id>-<index>`.
@@ -56,7 +58,7 @@ impl ResultName {
     /// Where it lives in the store.
     pub(crate) fn key(&self) -> Option<Key> {
         Key::new(format!(
-            "results/{}/{}.{}",
+            "{RESULTS}/{}/{}.{}",
             self.hour()?,
             self.id,
             self.format.ext()
@@ -108,7 +110,7 @@ impl DedupParts<'_> {
 }
 
 fn dedup_key(hour: Hour, mac: &str) -> Option<Key> {
-    Key::new(format!("dedup/{hour}/{mac}"))
+    Key::new(format!("{DEDUP}/{hour}/{mac}"))
 }
 
 /// SHA-256 of an upload, on the blocking pool (10 MB take a few tens of milliseconds).
@@ -117,11 +119,10 @@ pub(crate) async fn input_sha256(input: Bytes) -> [u8; 32] {
     tokio::task::spawn_blocking(hash).await.unwrap_or_default()
 }
 
-/// A result found again for the same client, photo and settings.
-pub(crate) async fn lookup(
-    store: &Store,
-    mac: &str,
-) -> Result<Option<(ResultName, Bytes)>, StoreError> {
+/// The bytes of a result found again for the same client, photo and settings. Never its name:
+/// a name is a capability (a job image's names its job), and a tenant may be many people behind
+/// one address, so a hit is stored again under a name of the caller's own.
+pub(crate) async fn lookup(store: &Store, mac: &str) -> Result<Option<Bytes>, StoreError> {
     let now = Hour::now();
     for hour in [now, now.minus(1)] {
         let Some(key) = dedup_key(hour, mac) else {
@@ -138,7 +139,7 @@ pub(crate) async fn lookup(
         };
         // The result may have been deleted since (DELETE, expiry): then it is no hit.
         if let Some(bytes) = store.get(&result_key).await? {
-            return Ok(Some((name, bytes)));
+            return Ok(Some(bytes));
         }
     }
     Ok(None)

@@ -24,6 +24,21 @@ impl std::fmt::Debug for Secret {
 }
 
 impl Secret {
+    /// From `config`'s Secrets Manager secret, else [`Secret::load`].
+    pub(crate) async fn from_config(config: &crate::Config) -> Result<Secret, ConfigError> {
+        #[cfg(feature = "aws")]
+        if let Some(id) = &config.secret_arn {
+            let value = crate::aws_sdk::secret_string(id)
+                .await
+                .map_err(|e| ConfigError::Secret(format!("secret_arn {id}: {e}")))?;
+            return Secret::checked(trim(value.into_bytes()), "Secrets Manager");
+        }
+        Secret::load(
+            config.secret_file.as_deref(),
+            std::env::var("BRS_SECRET").ok(),
+        )
+    }
+
     /// From `file`, else the environment variable `BRS_SECRET`, else random for this process.
     pub(crate) fn load(file: Option<&Path>, env: Option<String>) -> Result<Secret, ConfigError> {
         let (key, origin) = if let Some(path) = file {
@@ -38,6 +53,10 @@ impl Secret {
                 .map_err(|e| ConfigError::Secret(format!("the OS random source: {e}")))?;
             (key, "random per process")
         };
+        Secret::checked(key, origin)
+    }
+
+    fn checked(key: Vec<u8>, origin: &'static str) -> Result<Secret, ConfigError> {
         if key.len() < MIN_BYTES {
             return Err(ConfigError::Secret(format!(
                 "{origin} holds {} bytes; use at least {MIN_BYTES} random bytes (e.g. `openssl rand -hex 32`)",

@@ -101,10 +101,7 @@ impl AppState {
         queue: Queue,
     ) -> Result<AppState, StartError> {
         config.validate()?;
-        let secret = Arc::new(Secret::load(
-            config.secret_file.as_deref(),
-            std::env::var("BRS_SECRET").ok(),
-        )?);
+        let secret = Arc::new(Secret::from_config(&config).await?);
         tracing::info!(origin = secret.origin, "result secret loaded");
         let metrics = Arc::new(Metrics::new());
         let detector = match &config.detector {
@@ -113,7 +110,7 @@ impl AppState {
         };
         let cfg = config.clone();
         let m = metrics.clone();
-        let registry = tokio::task::spawn_blocking(move || Registry::load(&cfg, m))
+        let registry = tokio::task::spawn_blocking(move || Registry::load(&cfg, m, role))
             .await
             .map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))??;
         let registry = Arc::new(registry);
@@ -134,7 +131,15 @@ impl AppState {
         );
         let jobs = Arc::new(Jobs::new(store.clone(), queue.clone()));
         let policy = crate::prune::Policy::from_config(&config);
-        crate::prune::spawn(store.clone(), metrics.clone(), policy);
+        if store.kind() == "fs" {
+            crate::prune::spawn(store.clone(), metrics.clone(), policy);
+        } else if policy.is_active() {
+            // No instance walks a bucket: its lifecycle rules expire every namespace
+            // (terraform/store-namespaces.json), and the roles hold no grant outside them.
+            tracing::info!(
+                "results_max_age and results_max_bytes apply to the fs store; the bucket's lifecycle rules expire S3 objects"
+            );
+        }
         let clients = Arc::new(Clients::new(
             &config.clients,
             &config.trusted_proxies,
@@ -189,7 +194,7 @@ impl AppState {
         if self.drain.is_draining() {
             return Err(ServeError::Draining);
         }
-        if !self.registry.all_ready() {
+        if !self.registry.all_ready_or_waiting() {
             return Err(ServeError::NotReady);
         }
         if !self.store_health.is_healthy() {

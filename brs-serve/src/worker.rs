@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 use crate::batcher::Lane;
 use crate::error::ServeError;
 use crate::jobs::{ErrorDetail, ItemState, ItemStatus};
-use crate::pipeline::{self, Params};
+use crate::pipeline::{self, OutFormat, Params};
 use crate::queue::{Delivery, WorkItem};
 use crate::results::{self, DedupParts, ResultName};
 use crate::state::AppState;
@@ -244,8 +244,15 @@ async fn translate_item(
     item: &WorkItem,
     receive_count: u32,
 ) -> Result<Outcome, ServeError> {
-    let Some(manifest) = state.jobs.manifest(&item.job).await? else {
-        // Deleted (or expired) while its messages waited.
+    // From the store, never this process's cache: a job deleted through another instance must
+    // not be written again.
+    let Some(manifest) = state.jobs.stored_manifest(&item.job).await? else {
+        // Deleted (or expired) while its messages waited. An earlier delivery may have written
+        // this image after the delete and failed to take it back: take it back now.
+        state
+            .jobs
+            .delete_item_leftovers(&item.job, item.index, &OutFormat::ALL)
+            .await?;
         return Ok(Outcome::Done);
     };
     let Some(spec) = manifest.items.iter().find(|i| i.index == item.index) else {
@@ -280,7 +287,7 @@ async fn translate_item(
     }
     .mac(&state.secret);
     let cached = match results::lookup(&state.store, &mac).await? {
-        Some((_, bytes)) => {
+        Some(bytes) => {
             results::save(&state.store, &name, bytes, None).await?;
             true
         }
@@ -306,12 +313,18 @@ async fn translate_item(
         attempts: Some(receive_count),
     };
     state.jobs.record(&item.job, &done).await?;
-    // Deleted while we worked: take back what we just wrote.
+    // Deleted while we worked: take back what we just wrote. A failure retries the message,
+    // whose next delivery finds the job gone and deletes again.
     if !state.jobs.exists_in_store(&item.job).await? {
-        let _ = state
+        state
             .jobs
-            .delete_item_leftovers(&item.job, item.index, params.format)
-            .await;
+            .delete_item_leftovers(&item.job, item.index, &[params.format])
+            .await?;
+        return Ok(Outcome::Done);
+    }
+    // Nobody reads a done image's input again; the bucket's lifecycle removes it if this fails.
+    if let Err(e) = state.jobs.delete_input(&item.job, item.index).await {
+        tracing::warn!(job = %item.job, index = item.index, error = %e, "could not delete a done image's input");
     }
     Ok(Outcome::Done)
 }

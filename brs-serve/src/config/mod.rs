@@ -107,10 +107,12 @@ pub struct Config {
     pub max_job_images: usize,
     /// Images decoded at once, across all requests and jobs; 0 = one per CPU core.
     pub decode_concurrency: usize,
-    /// Results, inputs and job state older than this are deleted; "0s" keeps them forever.
+    /// Results, inputs and job state older than this are deleted; "0s" keeps them forever. The fs
+    /// store only: an S3 bucket expires them by its lifecycle rules.
     #[serde(with = "humantime_serde")]
     pub results_max_age: Duration,
-    /// Largest total size of the store in bytes; the oldest hours go first. 0 = no cap.
+    /// Largest total size of the store in bytes; the oldest hours go first. 0 = no cap. The fs
+    /// store only.
     pub results_max_bytes: u64,
     /// How often each style's `latest` pointer is polled.
     #[serde(with = "humantime_serde")]
@@ -132,6 +134,9 @@ pub struct Config {
     /// and deduplication; else the environment variable `BRS_SECRET`; else a random secret
     /// per process (deduplication then works within one instance only).
     pub secret_file: Option<PathBuf>,
+    /// An AWS Secrets Manager secret (ARN or name) holding that secret, read once at start with
+    /// the process's credentials: what keeps it out of a Lambda function's environment.
+    pub secret_arn: Option<String>,
     /// Proxies (CIDRs, e.g. the load balancer's subnets) whose `X-Forwarded-For` is believed
     /// when telling clients apart.
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -183,6 +188,7 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(120),
             default_style: None,
             secret_file: None,
+            secret_arn: None,
             trusted_proxies: Vec::new(),
             styles: BTreeMap::new(),
             detector: None,
@@ -356,6 +362,18 @@ impl Config {
         self.queue.validate()?;
         if let Some(auth) = &self.auth {
             auth.validate()?;
+        }
+        if self.secret_file.is_some() && self.secret_arn.is_some() {
+            return Err(invalid(
+                "secret_arn",
+                "give secret_file or secret_arn, not both",
+            ));
+        }
+        if self.secret_arn.is_some() && !cfg!(feature = "aws") {
+            return Err(invalid(
+                "secret_arn",
+                "this brs-serve was built without the `aws` feature (no Secrets Manager client)",
+            ));
         }
         #[cfg(not(feature = "aws"))]
         if self.aws.is_some() {

@@ -144,6 +144,7 @@ fn serve_status(e: &ServeError) -> StatusCode {
         ServeError::QueueFull
         | ServeError::Draining
         | ServeError::NotReady
+        | ServeError::ModelUnavailable { .. }
         | ServeError::Store(_)
         | ServeError::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
         ServeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -161,8 +162,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
             tracing::error!(code = self.code(), error = %self, "request failed");
-        } else if status == StatusCode::SERVICE_UNAVAILABLE && self.code().ends_with("unavailable")
-        {
+        } else if matches!(self.code(), "store_unavailable" | "queue_unavailable") {
             tracing::warn!(code = self.code(), error = %self, "request failed");
         }
         let retry = self.retry_after();

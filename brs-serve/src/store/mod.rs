@@ -7,6 +7,7 @@
 //! never name a path outside the store's root nor a writer's temp file.
 
 mod fs;
+pub mod namespaces;
 #[cfg(feature = "aws")]
 mod s3;
 

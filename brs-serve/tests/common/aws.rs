@@ -1,6 +1,11 @@
-//! S3 and SQS on a local moto server: clients with moto's fixed credentials, a bucket, a job
-//! queue with its dead-letter queue, and the brs-serve config sections that point at them.
+//! S3 and SQS on a local moto server that enforces IAM as AWS does: a bucket, a job queue with
+//! its dead-letter queue, one IAM user per role of the deployment holding exactly the policy
+//! terraform renders for that role (terraform/tests/policies.json, kept equal to terraform by
+//! scripts/checks/terraform), and the brs-serve config sections that point at them. Every brs
+//! process signs as its role: a store or queue call the role was not granted fails here as it
+//! would on AWS.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
@@ -9,12 +14,104 @@ use brs_serve::Config;
 use brs_serve::config::{QueueConfig, QueueKind, StoreConfig, StoreKind};
 use brs_serve::queue::{Queue, SqsQueue, SqsSettings};
 use brs_serve::store::{Backend, S3Settings, S3Store};
-use brs_testkit::moto::{ACCESS_KEY, Moto, REGION, SECRET_KEY};
+use brs_testkit::moto::{ACCESS_KEY, Keys, Moto, REGION, SECRET_KEY};
+
+/// The kinds of process terraform gives a role (terraform/iam.tf).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum AwsRole {
+    /// An HTTP instance, which also consumes the queue.
+    Serve,
+    /// A `brs-serve worker` instance.
+    Worker,
+    /// The Lambda HTTP function: takes jobs, runs none (an HTTP process that does not consume).
+    LambdaApi,
+    /// The Lambda queue worker.
+    LambdaWorker,
+}
+
+impl AwsRole {
+    pub(crate) const ALL: [AwsRole; 4] = [
+        AwsRole::Serve,
+        AwsRole::Worker,
+        AwsRole::LambdaApi,
+        AwsRole::LambdaWorker,
+    ];
+
+    /// The role's key in terraform's `local.roles` and in policies.json.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            AwsRole::Serve => "serve",
+            AwsRole::Worker => "worker",
+            AwsRole::LambdaApi => "lambda-api",
+            AwsRole::LambdaWorker => "lambda-worker",
+        }
+    }
+}
+
+/// The user the tests themselves sign as (to create, inspect and list): allowed everything.
+const ADMIN: &str = "admin";
+const ADMIN_POLICY: &str = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}"#;
+
+/// Calls that AWS authorizes as the first action and moto as the second: a listing is
+/// `s3:ListBucket` to IAM, and a batch call needs the permission of its single form (IAM has no
+/// batch actions for SQS), while moto checks each under its API name.
+const MOTO_ACTION_NAMES: [(&str, &str); 4] = [
+    ("s3:ListBucket", "s3:ListObjectsV2"),
+    ("sqs:SendMessage", "sqs:SendMessageBatch"),
+    ("sqs:DeleteMessage", "sqs:DeleteMessageBatch"),
+    (
+        "sqs:ChangeMessageVisibility",
+        "sqs:ChangeMessageVisibilityBatch",
+    ),
+];
+
+/// The inline policy terraform renders for `role`, for this bucket and queue, with each action
+/// of [`MOTO_ACTION_NAMES`] also granted under moto's name, on the same terms.
+fn rendered_policy(role: AwsRole, bucket_arn: &str, queue_arn: &str) -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../terraform/tests/policies.json"
+    );
+    let text = std::fs::read_to_string(path).expect("terraform/tests/policies.json");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("policies.json is JSON");
+    let mut policy = doc["roles"][role.name()].clone();
+    assert!(policy.is_object(), "{path} has no role {}", role.name());
+    if let Some(statements) = policy["Statement"].as_array_mut() {
+        for st in statements {
+            let actions = match &st["Action"] {
+                serde_json::Value::String(a) => vec![serde_json::json!(a)],
+                serde_json::Value::Array(a) => a.clone(),
+                _ => continue,
+            };
+            let mut actions = actions;
+            for (aws, moto) in MOTO_ACTION_NAMES {
+                if actions.iter().any(|a| a == aws) {
+                    actions.push(serde_json::json!(moto));
+                }
+            }
+            st["Action"] = serde_json::Value::Array(actions);
+        }
+    }
+    policy
+        .to_string()
+        .replace("${bucket_arn}", bucket_arn)
+        .replace("${queue_arn}", queue_arn)
+        // No test here reads the deployment secret through a role (moto checks Secrets Manager
+        // calls against resource "*", unlike AWS): any well-formed ARN will do.
+        .replace(
+            "${secret_arn}",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:brs-deployment-AbCdEf",
+        )
+}
 
 pub(crate) struct LocalAws {
     pub(crate) moto: Moto,
+    /// Clients signing as the admin user, for the tests' own calls.
     pub(crate) s3: aws_sdk_s3::Client,
     pub(crate) sqs: aws_sdk_sqs::Client,
+    keys: HashMap<AwsRole, Keys>,
+    /// The admin user's key, for tests of the store itself rather than of a role.
+    pub(crate) admin: Keys,
     pub(crate) bucket: String,
     pub(crate) queue_url: String,
     pub(crate) dlq_url: String,
@@ -22,38 +119,49 @@ pub(crate) struct LocalAws {
     pub(crate) max_receives: u32,
 }
 
-fn credentials() -> Credentials {
-    Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "moto")
+fn credentials(keys: &Keys) -> Credentials {
+    Credentials::new(&keys.id, &keys.secret, None, None, "moto")
 }
 
-pub(crate) fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
+/// moto's fixed keys, which work only until it enforces IAM.
+fn bootstrap() -> Keys {
+    Keys {
+        id: ACCESS_KEY.into(),
+        secret: SECRET_KEY.into(),
+    }
+}
+
+pub(crate) fn s3_client(endpoint: &str, keys: &Keys) -> aws_sdk_s3::Client {
     let conf = aws_sdk_s3::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
-        .credentials_provider(credentials())
+        .credentials_provider(credentials(keys))
         .endpoint_url(endpoint)
         .force_path_style(true)
         .build();
     aws_sdk_s3::Client::from_conf(conf)
 }
 
-pub(crate) fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
+pub(crate) fn sqs_client(endpoint: &str, keys: &Keys) -> aws_sdk_sqs::Client {
     let conf = aws_sdk_sqs::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
-        .credentials_provider(credentials())
+        .credentials_provider(credentials(keys))
         .endpoint_url(endpoint)
         .build();
     aws_sdk_sqs::Client::from_conf(conf)
 }
 
 impl LocalAws {
-    /// A moto server with a bucket and a queue whose redrive policy dead-letters a message on
-    /// its `max_receives + 1`-th receive.
+    /// A moto server enforcing IAM, with a bucket and a queue whose redrive policy dead-letters
+    /// a message on its `max_receives + 1`-th receive.
     pub(crate) async fn start(visibility_secs: u32, max_receives: u32) -> LocalAws {
         let moto = Moto::start();
         let endpoint = moto.endpoint();
-        let (s3, sqs) = (s3_client(&endpoint), sqs_client(&endpoint));
+        let (s3, sqs) = (
+            s3_client(&endpoint, &bootstrap()),
+            sqs_client(&endpoint, &bootstrap()),
+        );
         let bucket = "brs-results".to_string();
         s3.create_bucket()
             .bucket(&bucket)
@@ -103,10 +211,34 @@ impl LocalAws {
             .queue_url()
             .expect("queue url")
             .to_string();
+        let queue_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue arn")
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .expect("arn");
+        let bucket_arn = format!("arn:aws:s3:::{bucket}");
+        let policies: Vec<(&str, String)> = AwsRole::ALL
+            .iter()
+            .map(|&r| (r.name(), rendered_policy(r, &bucket_arn, &queue_arn)))
+            .chain([(ADMIN, ADMIN_POLICY.to_string())])
+            .collect();
+        let mut users = moto.enforce_iam(&policies);
+        let admin = users.remove(ADMIN).expect("admin keys");
+        let keys = AwsRole::ALL
+            .iter()
+            .map(|&r| (r, users.remove(r.name()).expect("role keys")))
+            .collect();
         LocalAws {
+            s3: s3_client(&endpoint, &admin),
+            sqs: sqs_client(&endpoint, &admin),
+            admin,
             moto,
-            s3,
-            sqs,
+            keys,
             bucket,
             queue_url,
             dlq_url,
@@ -136,6 +268,11 @@ impl LocalAws {
         }
     }
 
+    /// The access key of `role`'s user.
+    pub(crate) fn role_keys(&self, role: AwsRole) -> &Keys {
+        &self.keys[&role]
+    }
+
     /// Points a server's config at this moto (the store reached through `s3_endpoint`, which
     /// may be a proxy in front of moto); `consume`: whether the HTTP instance runs job images.
     pub(crate) fn configure(&self, c: &mut Config, s3_endpoint: &str, consume: bool) {
@@ -160,13 +297,17 @@ impl LocalAws {
         };
     }
 
-    /// The store and queue of an in-process server, with moto's credentials.
-    pub(crate) fn backends(&self, s3_endpoint: &str) -> (Backend, Queue) {
+    /// The store and queue of an in-process server, signing as `role`.
+    pub(crate) fn backends(&self, s3_endpoint: &str, role: AwsRole) -> (Backend, Queue) {
         let settings = self.s3_settings(s3_endpoint);
+        let keys = self.role_keys(role);
         (
-            Backend::S3(S3Store::with_client(s3_client(s3_endpoint), &settings)),
+            Backend::S3(S3Store::with_client(
+                s3_client(s3_endpoint, keys),
+                &settings,
+            )),
             Queue::Sqs(SqsQueue::with_client(
-                sqs_client(&self.moto.endpoint()),
+                sqs_client(&self.moto.endpoint(), keys),
                 &self.sqs_settings(),
             )),
         )

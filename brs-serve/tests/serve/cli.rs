@@ -62,3 +62,97 @@ fn a_reader_that_closes_stdout_early_is_not_a_crash() {
         assert!(out.status.success() && err.is_empty(), "{args:?}: {err}");
     }
 }
+
+/// `secret_arn`: the result secret is read from Secrets Manager at start (moto here, reached
+/// through the SDK's standard `AWS_ENDPOINT_URL`), and a secret that is missing or too short
+/// stops the start naming it.
+#[tokio::test]
+async fn the_result_secret_comes_from_secrets_manager() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let moto = brs_testkit::moto::Moto::start();
+    let conf = aws_sdk_secretsmanager::config::Builder::new()
+        .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+        .region(aws_sdk_secretsmanager::config::Region::new(
+            brs_testkit::moto::REGION,
+        ))
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            brs_testkit::moto::ACCESS_KEY,
+            brs_testkit::moto::SECRET_KEY,
+            None,
+            None,
+            "moto",
+        ))
+        .endpoint_url(moto.endpoint())
+        .build();
+    let sm = aws_sdk_secretsmanager::Client::from_conf(conf);
+    let mut arns = Vec::new();
+    for (name, value) in [("good", "s".repeat(40)), ("short", "tiny".to_string())] {
+        let out = sm
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .expect("create secret");
+        arns.push(out.arn().expect("arn").to_string());
+    }
+    let dir = brs_testkit::tempdir("brs-serve-secret-");
+    let start = |arn: &str| {
+        Command::new(env!("CARGO_BIN_EXE_brs-serve"))
+            .args([
+                "--model-dir",
+                dir.path().join("no-run-yet").to_str().expect("utf8"),
+            ])
+            .args(["--set", &format!("secret_arn={arn:?}")])
+            .args([
+                "--set",
+                &format!("store.path={:?}", dir.path().join("results")),
+            ])
+            .args(["--bind", &format!("127.0.0.1:{}", brs_testkit::free_port())])
+            .envs(moto.env())
+            .env("AWS_ENDPOINT_URL", moto.endpoint())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn brs-serve")
+    };
+    let missing = format!("{}-nope", arns[0]);
+    for (arn, want) in [
+        (arns[1].as_str(), "holds 4 bytes"),
+        (missing.as_str(), "secret_arn"),
+    ] {
+        let out = start(arn).wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{arn}: {err}");
+        assert!(err.contains(want), "{arn}: {err}");
+    }
+    let mut good = start(&arns[0]);
+    let stderr = good.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let t = Instant::now();
+    let mut seen = Vec::new();
+    let loaded = loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) if line.contains("result secret loaded") => break Some(line),
+            Ok(line) => seen.push(line),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break None,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if t.elapsed() > Duration::from_secs(30) {
+            break None;
+        }
+    };
+    let _ = good.kill();
+    let _ = good.wait();
+    let line = loaded.unwrap_or_else(|| panic!("no secret loaded: {seen:#?}"));
+    assert!(line.contains("Secrets Manager"), "{line}");
+}

@@ -77,6 +77,18 @@ async fn job_streams_events_and_serves_results() {
     let id2 = job["id"].as_str().expect("id");
     let text = get_text(s.url(&format!("/v1/jobs/{id2}/events"))).await;
     assert!(text.contains("\"cached\":true"), "{text}");
+    let r = c
+        .post(s.url("/v1/translate?format=webp&size=48"))
+        .header("content-type", "image/png")
+        .body(images[0].1.clone())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-brs-cache"], "hit");
+    // A hit never answers with the job's result name: that names the job, a capability.
+    let key = r.headers()["x-brs-result-key"].to_str().expect("key");
+    assert!(!key.contains(&id) && !key.contains(id2), "{key}");
     assert_eq!(
         s.metric("brs_images_translated_total{style=\"default\"}")
             .await,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 
-use crate::common::aws::{Flaky, LocalAws};
+use crate::common::aws::{AwsRole, Flaky, LocalAws};
 use crate::common::{Kill, Server, client, error_code, get_json, png, slow_model};
 
 async fn submit(s: &Server, n: u8) -> String {
@@ -23,8 +23,9 @@ async fn submit(s: &Server, n: u8) -> String {
         .send()
         .await
         .expect("send");
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let status = r.status();
     let job: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
     job["id"].as_str().expect("id").to_string()
 }
 
@@ -80,7 +81,7 @@ max_receives = {max}
     .expect("worker config");
     let child = Command::new(env!("CARGO_BIN_EXE_brs-serve"))
         .args(["worker", "--config", config.to_str().expect("utf8")])
-        .envs(aws.moto.env())
+        .envs(aws.role_keys(AwsRole::Worker).env())
         .env("BRS_SECRET", "w".repeat(32))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -89,19 +90,29 @@ max_receives = {max}
     Kill(child)
 }
 
-async fn not_visible(aws: &LocalAws) -> u64 {
-    use aws_sdk_sqs::types::QueueAttributeName as A;
+async fn queue_count(aws: &LocalAws, which: aws_sdk_sqs::types::QueueAttributeName) -> u64 {
     aws.sqs
         .get_queue_attributes()
         .queue_url(&aws.queue_url)
-        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(which.clone())
         .send()
         .await
         .expect("attributes")
         .attributes()
-        .and_then(|a| a.get(&A::ApproximateNumberOfMessagesNotVisible).cloned())
+        .and_then(|a| a.get(&which).cloned())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+async fn not_visible(aws: &LocalAws) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    queue_count(aws, A::ApproximateNumberOfMessagesNotVisible).await
+}
+
+/// Messages not yet deleted: waiting or being worked on.
+async fn in_queue(aws: &LocalAws) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    queue_count(aws, A::ApproximateNumberOfMessages).await + not_visible(aws).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +124,7 @@ async fn a_worker_killed_mid_job_loses_nothing() {
         // Slow enough that a worker is surely mid-image when it is killed.
         &slow_model(16, 2),
         |c| aws.configure(c, &endpoint, false),
-        Some(aws.backends(&endpoint)),
+        Some(aws.backends(&endpoint, AwsRole::LambdaApi)),
     )
     .await;
     let mut w1 = spawn_worker(&aws, &api.run_dir, api.dir.path(), "w1");
@@ -156,11 +167,20 @@ async fn a_worker_killed_mid_job_loses_nothing() {
         .filter(|k| k.contains("/items/"))
         .count();
     assert_eq!(states, 8);
+    // The S3 store answers with a redirect to a presigned URL of the result. (moto cannot serve
+    // a presigned URL while it enforces IAM: it looks for an Authorization header; the results
+    // are in the bucket, counted above.)
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
     for item in items {
         let url = item["result_url"].as_str().expect("url");
-        let r = client().get(api.url(url)).send().await.expect("send");
-        // The S3 store answers with a redirect to a presigned URL, which reqwest follows.
-        assert_eq!(r.status(), StatusCode::OK, "{url}");
+        let r = no_redirects.get(api.url(url)).send().await.expect("send");
+        assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT, "{url}");
+        let to = r.headers()["location"].to_str().expect("location");
+        let name = url.rsplit('/').next().expect("name");
+        assert!(to.contains(name) && to.contains("X-Amz-Signature="), "{to}");
     }
     assert!(killed_at.elapsed() < Duration::from_secs(180));
     assert_eq!(aws.dead_letters().await, 0);
@@ -172,14 +192,15 @@ async fn a_poison_image_ends_failed_and_dead_lettered() {
     let aws = LocalAws::start(2, 2).await;
     let endpoint = aws.moto.endpoint();
     // Every translation takes longer than this server allows: a failure that retrying does
-    // not cure.
+    // not cure. A job image may wait request_timeout x queue_depth (3.2 ms here), which a tiny
+    // model's forward pass can beat on a fast CPU: the 256 px model cannot.
     let api = Server::start_on(
-        &crate::common::tiny_config(),
+        &slow_model(16, 2),
         |c| {
             aws.configure(c, &endpoint, true);
             c.request_timeout = Duration::from_micros(100);
         },
-        Some(aws.backends(&endpoint)),
+        Some(aws.backends(&endpoint, AwsRole::Serve)),
     )
     .await;
     let id = submit(&api, 1).await;
@@ -210,7 +231,7 @@ async fn a_store_outage_delays_a_job_but_loses_nothing() {
     let api = Server::start_on(
         &crate::common::tiny_config(),
         |c| aws.configure(c, &proxy.endpoint(), true),
-        Some(aws.backends(&proxy.endpoint())),
+        Some(aws.backends(&proxy.endpoint(), AwsRole::Serve)),
     )
     .await;
     // Taken while the store answers; translated after it comes back.
@@ -248,5 +269,60 @@ async fn a_store_outage_delays_a_job_but_loses_nothing() {
         "{v}"
     );
     api.wait_ready(Duration::from_secs(15)).await;
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_deleted_mid_translation_leaves_nothing() {
+    let aws = LocalAws::start(5, 4).await;
+    let endpoint = aws.moto.endpoint();
+    let api = Server::start_on(
+        &slow_model(16, 2),
+        |c| aws.configure(c, &endpoint, false),
+        Some(aws.backends(&endpoint, AwsRole::LambdaApi)),
+    )
+    .await;
+    let _w = spawn_worker(&aws, &api.run_dir, api.dir.path(), "w");
+    let id = submit(&api, 6).await;
+    // Delete once the worker has finished an image, so it holds the job's manifest and is
+    // surely mid-job.
+    let t = Instant::now();
+    loop {
+        let v = get_json(api.url(&format!("/v1/jobs/{id}"))).await;
+        if v["done"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(120), "no image done: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = client()
+        .delete(api.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // Let the worker finish every message it was given.
+    let t = Instant::now();
+    while in_queue(&aws).await > 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "messages never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let left: Vec<String> = aws
+        .keys("")
+        .await
+        .into_iter()
+        .filter(|k| k.contains(&id))
+        .collect();
+    assert!(left.is_empty(), "the deleted job came back: {left:?}");
+    let r = client()
+        .get(api.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(aws.dead_letters().await, 0);
     api.stop().await;
 }

@@ -4,7 +4,9 @@
 use brs_serve::store::{Backend, FsStore, Key, S3Store, Store};
 use bytes::Bytes;
 
-use crate::common::aws::{LocalAws, s3_client};
+use brs_serve::store::namespaces::{Access, NAMESPACES};
+
+use crate::common::aws::{AwsRole, LocalAws, s3_client};
 
 fn key(k: &str) -> Key {
     Key::new(k).expect("valid key")
@@ -126,7 +128,7 @@ async fn the_s3_store_keeps_the_contract() {
     let aws = LocalAws::start(30, 3).await;
     let endpoint = aws.moto.endpoint();
     let store = Store::new(Backend::S3(S3Store::with_client(
-        s3_client(&endpoint),
+        s3_client(&endpoint, &aws.admin),
         &aws.s3_settings(&endpoint),
     )));
     keeps_the_contract(&store).await;
@@ -134,7 +136,7 @@ async fn the_s3_store_keeps_the_contract() {
     let mut settings = aws.s3_settings(&endpoint);
     settings.prefix = "other".into();
     let other = Store::new(Backend::S3(S3Store::with_client(
-        s3_client(&endpoint),
+        s3_client(&endpoint, &aws.admin),
         &settings,
     )));
     assert_eq!(other.get(&key("lease")).await.expect("get"), None);
@@ -147,6 +149,73 @@ async fn the_s3_store_keeps_the_contract() {
             .await
             .contains(&"other/lease".to_string())
     );
+}
+
+/// What the code does under each namespace, by role, is exactly what terraform grants: every
+/// access the table lists works when signed as the role, every other is denied (as AWS denies
+/// it), and nothing can be written outside the namespaces.
+#[tokio::test]
+async fn each_role_may_do_what_the_code_needs_and_nothing_else() {
+    let aws = LocalAws::start(30, 3).await;
+    let endpoint = aws.moto.endpoint();
+    let mut problems = Vec::new();
+    for role in AwsRole::ALL {
+        let store = Store::new(Backend::S3(S3Store::with_client(
+            s3_client(&endpoint, aws.role_keys(role)),
+            &aws.s3_settings(&endpoint),
+        )));
+        for ns in NAMESPACES {
+            let granted: Vec<Access> = match role {
+                AwsRole::Serve => ns.api.iter().chain(ns.worker).copied().collect(),
+                AwsRole::Worker | AwsRole::LambdaWorker => ns.worker.to_vec(),
+                AwsRole::LambdaApi => ns.api.to_vec(),
+            };
+            let k = key(&format!("{}/2026120600/probe-{}", ns.name, role.name()));
+            // Read and delete something that is there, so a denial cannot hide as a 404.
+            aws.s3
+                .put_object()
+                .bucket(&aws.bucket)
+                .key(k.as_str())
+                .body(b"x".to_vec().into())
+                .send()
+                .await
+                .expect("admin put");
+            for access in [Access::Get, Access::Put, Access::Delete] {
+                let ok = match access {
+                    Access::Get => store.get(&k).await.is_ok(),
+                    Access::Put => store.put(&k, Bytes::from_static(b"y")).await.is_ok(),
+                    Access::Delete => store.delete(&k).await.is_ok(),
+                };
+                if ok != granted.contains(&access) {
+                    problems.push(format!(
+                        "{}: {} {}/ {}",
+                        role.name(),
+                        access.as_str(),
+                        ns.name,
+                        if ok {
+                            "allowed, not in the table"
+                        } else {
+                            "denied"
+                        }
+                    ));
+                }
+            }
+            // Listing a namespace the role reads answers (an empty list is fine).
+            if granted.contains(&Access::Get) && store.list(&key(ns.name)).await.is_err() {
+                problems.push(format!("{}: list {}/ denied", role.name(), ns.name));
+            }
+        }
+        for outside in ["leases/prune", "sizes/2026120600", "lease"] {
+            if store
+                .put(&key(outside), Bytes::from_static(b"x"))
+                .await
+                .is_ok()
+            {
+                problems.push(format!("{}: put {outside} allowed", role.name()));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
 }
 
 fn walkdir_hidden(dir: &std::path::Path) -> usize {

@@ -41,7 +41,7 @@ pub(crate) async fn openapi() -> Json<Value> {
                     "413": err("body over max_upload_bytes"), "415": err("unsupported media type"),
                     "422": err("empty, undecodable, corrupt or truncated, animated, over max_pixels, or no face (code names which)"),
                     "429": err("this client is over its rate or in-flight limit (too_many_requests); has Retry-After"),
-                    "503": err("queue full (queue_full), overloaded, draining or not ready; has Retry-After"),
+                    "503": err("queue full (queue_full), overloaded, draining, not ready, or the style has no model deployed yet (model_unavailable); has Retry-After"),
                     "504": err("not translated within request_timeout")}}},
             "/v1/jobs": {"post": {
                 "summary": "Translate several images in the background", "parameters": image_params(),
@@ -53,7 +53,7 @@ pub(crate) async fn openapi() -> Json<Value> {
                     "401": err("no valid key"), "404": err("unknown style"), "408": err("body too slow"),
                     "413": err("an image over max_upload_bytes"), "415": err("not multipart, or not png/jpeg/webp"),
                     "429": err("over this client's limits; has Retry-After"),
-                    "503": err("draining, overloaded, or the store or queue unavailable; has Retry-After")}}},
+                    "503": err("draining, overloaded, the store or queue unavailable, or the style has no model deployed yet (model_unavailable); has Retry-After")}}},
             "/v1/jobs/{id}": {"get": {"summary": "Job status",
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "the job", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}},
@@ -73,7 +73,7 @@ pub(crate) async fn openapi() -> Json<Value> {
             "/v1/models": {"get": {"summary": "Styles and the checkpoints they serve", "responses": {"200": {"description": "styles"}}}},
             "/healthz": {"get": {"summary": "Alive", "responses": {"200": {"description": "alive"}}}},
             "/readyz": {"get": {"summary": "Models loaded and warmed up, not draining, the store answering",
-                "responses": {"200": {"description": "ready"}, "503": err("not_ready, draining or store_unavailable")}}},
+                "responses": {"200": {"description": "ready; `waiting` lists styles whose model is not deployed yet (their requests answer model_unavailable)"}, "503": err("not_ready, draining or store_unavailable")}}},
             "/metrics": {"get": {"summary": "Prometheus text format", "responses": {"200": {"description": "metrics"}}}},
             "/": {"get": {"summary": "Web page", "responses": {"200": {"description": "HTML"}}}}
         },
