@@ -1,13 +1,14 @@
-//! JPEG through `jpeg-decoder`, single-threaded (the caller bounds concurrency), with its scaled
-//! IDCT for reduced decodes and a structural check that refuses truncated files.
+//! JPEG through `jpeg-decoder` (built without rayon: above 128 px wide it decodes each colour
+//! component on a thread of its own), with its scaled IDCT for reduced decodes, a structural check
+//! that refuses truncated files, and colour profiles hidden from it.
 
-use std::io::Cursor;
+use std::io::Read;
 
 use image::RgbImage;
 use image::metadata::Orientation;
 use jpeg_decoder::{Decoder, PixelFormat};
 
-use super::{DecodeError, DecodeLimits, Probe, exif_orientation};
+use super::{DecodeError, DecodeLimits, Probe, exif};
 
 fn error(e: jpeg_decoder::Error) -> DecodeError {
     match e {
@@ -19,10 +20,54 @@ fn error(e: jpeg_decoder::Error) -> DecodeError {
     }
 }
 
-fn decoder<'a>(bytes: &'a [u8], limits: &DecodeLimits) -> Decoder<Cursor<&'a [u8]>> {
-    let mut d = Decoder::new(Cursor::new(bytes));
+pub(super) fn decoder<'a>(bytes: &'a [u8], limits: &DecodeLimits) -> Decoder<WithoutIcc<'a>> {
+    let mut d = Decoder::new(WithoutIcc { bytes, pos: 0 });
     d.set_max_decoding_buffer_size(limits.decoder_bytes());
     d
+}
+
+/// How an APP2 segment that holds part of an ICC profile begins, after its length.
+const ICC_SIGNATURE: &[u8; 12] = b"ICC_PROFILE\0";
+
+/// The JPEG as jpeg-decoder reads it, with the signature of every ICC profile segment spoiled.
+///
+/// A profile comes in APP2 segments of at most 64 KiB each, but there may be any number of them
+/// and the decoder keeps them all (to join them on request): an upload of 300 such segments was
+/// held whole, 18.8 MiB. Without the signature the decoder skips each segment unread, as it does
+/// every segment it does not know. Marker, length and every other byte are left as they are, so
+/// the decoder walks the file exactly as before. The signature is spoiled wherever `FF E2`, two
+/// length bytes and `ICC_PROFILE\0` appear, so no segment the decoder could take for a profile is
+/// missed, whatever the file's structure; a match inside another segment's payload (say, the
+/// profile of a thumbnail inside the EXIF segment) loses one byte that the picture does not
+/// depend on.
+pub(super) struct WithoutIcc<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl WithoutIcc<'_> {
+    /// True when `at` is where an ICC profile segment's signature begins.
+    fn icc_signature_at(&self, at: usize) -> bool {
+        at >= 4
+            && self.bytes[at - 4] == 0xFF
+            && self.bytes[at - 3] == 0xE2
+            && self.bytes[at..].starts_with(ICC_SIGNATURE)
+    }
+}
+
+impl Read for WithoutIcc<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let rest = &self.bytes[self.pos..];
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        for (i, b) in buf[..n].iter_mut().enumerate() {
+            if *b == ICC_SIGNATURE[0] && self.icc_signature_at(self.pos + i) {
+                *b = 0;
+            }
+        }
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 pub(super) fn dimensions(bytes: &[u8], limits: &DecodeLimits) -> Result<(u32, u32), DecodeError> {
@@ -93,7 +138,8 @@ pub(super) fn decode(
             rgb.len()
         )));
     }
-    let orientation = exif_orientation(d.exif_data());
+    // The decoder keeps the last EXIF segment only, at most 64 KiB.
+    let orientation = exif::orientation(d.exif_data());
     let img = RgbImage::from_raw(w, h, rgb)
         .ok_or_else(|| DecodeError::Corrupt("pixel buffer size".into()))?;
     Ok((img, orientation))

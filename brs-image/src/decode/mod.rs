@@ -6,9 +6,14 @@
 //! -> header dimensions against the pixel limits (before any pixel is decoded) -> decode with every
 //! decoder's own allocation limit set from the first header byte -> EXIF orientation -> RGB8.
 //!
-//! Metadata never costs memory: colour profiles and text chunks are skipped (brs does no colour
-//! management), EXIF is read only for the orientation and is bounded by its container (a JPEG APP1
-//! segment is at most 64 KiB; PNG and WebP chunks are bounded by the upload size).
+//! Metadata never costs memory (issue 24): brs does no colour management and shows no text, so
+//! colour profiles and text never reach a decoder that would hold or inflate them (PNG iCCP, tEXt,
+//! zTXt, iTXt and eXIf chunks are taken out of the stream the png crate reads; JPEG ICC profile
+//! segments are made unrecognisable to jpeg-decoder, which skips them; image-webp reads no chunk
+//! it is not asked for). EXIF is read only for the orientation, in place and without allocating:
+//! from the PNG or WebP bytes themselves, or from the one APP1 segment (at most 64 KiB) that
+//! jpeg-decoder keeps. A picture with small pixels decodes in well under 16 MiB of heap whatever
+//! its metadata; the tests hold it to that.
 //!
 //! [`decode_rgb_at_least`] decodes straight to a reduced size where the format allows it, which is
 //! what a server that feeds a 256 px model wants: JPEG through its scaled IDCT (1/2, 1/4, 1/8),
@@ -22,6 +27,7 @@
 //! never padded with grey. Any panic inside a third-party decoder is caught and reported as corrupt
 //! input.
 
+mod exif;
 mod frames;
 mod jpeg;
 mod other;
@@ -322,23 +328,6 @@ fn check_dimensions(width: u32, height: u32, limits: &DecodeLimits) -> Result<()
 fn guarded<T>(f: impl FnOnce() -> Result<T, DecodeError>) -> Result<T, DecodeError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
         .unwrap_or_else(|_| Err(DecodeError::Corrupt("the decoder panicked".into())))
-}
-
-/// The EXIF orientation in a raw TIFF-structured EXIF block; a broken block counts as upright (a
-/// damaged tag should not cost the picture).
-fn exif_orientation(exif: Option<&[u8]>) -> Orientation {
-    let Some(raw) = exif else {
-        return Orientation::NoTransforms;
-    };
-    let Ok(parsed) = exif::Reader::new().read_raw(raw.to_vec()) else {
-        return Orientation::NoTransforms;
-    };
-    parsed
-        .get_field(exif::Tag::Orientation, exif::In::PRIMARY)
-        .and_then(|f| f.value.get_uint(0))
-        .and_then(|v| u8::try_from(v).ok())
-        .and_then(Orientation::from_exif)
-        .unwrap_or(Orientation::NoTransforms)
 }
 
 fn orient(img: RgbImage, orientation: Orientation) -> RgbImage {

@@ -1,29 +1,164 @@
-//! PNG through the `png` crate directly, row by row: metadata chunks skipped, every allocation
-//! under a limit from the first byte, and a box filter that shrinks while decoding so a reduced
-//! decode never holds the full-size image.
+//! PNG through the `png` crate directly, row by row: metadata chunks never reach the decoder,
+//! every allocation is under a limit from the first byte, and a box filter shrinks while decoding
+//! so a reduced decode never holds the full-size image.
 
-use std::io::Cursor;
+use std::io::{BufRead, Read, Seek, SeekFrom};
 
 use ::png::{BitDepth, ColorType, Decoder, Limits, Transformations};
 use image::RgbImage;
 use image::metadata::Orientation;
 
-use super::{DecodeError, DecodeLimits, exif_orientation, over_white, reduction};
+use super::{DecodeError, DecodeLimits, exif, over_white, reduction};
 
-fn decoder<'a>(bytes: &'a [u8], limits: &DecodeLimits) -> Decoder<Cursor<&'a [u8]>> {
-    // The limit covers the decoder's own buffers (rows, metadata); our output is allocated by us.
+/// Chunks brs has no use for that the png crate would hold in memory or inflate: the colour
+/// profile, text, and EXIF (read in place for the orientation instead, see [`exif_block`]).
+const METADATA: [&[u8; 4]; 5] = [b"iCCP", b"tEXt", b"zTXt", b"iTXt", b"eXIf"];
+
+fn decoder<'a>(bytes: &'a [u8], limits: &DecodeLimits) -> Decoder<WithoutMetadata<'a>> {
+    // The limit covers the decoder's own buffers (rows); our output is allocated by us.
     let mut d = Decoder::new_with_limits(
-        Cursor::new(bytes),
+        WithoutMetadata::new(bytes),
         Limits {
             bytes: limits.decoder_bytes(),
         },
     );
-    // A colour profile or a text chunk can inflate to hundreds of megabytes from a few kilobytes,
-    // and brs uses neither.
-    d.set_ignore_iccp_chunk(true);
-    d.set_ignore_text_chunk(true);
     d.set_transformations(Transformations::EXPAND | Transformations::STRIP_16);
     d
+}
+
+/// One chunk of a PNG: its type and where it ends (past its CRC), if its header is all there.
+fn chunk_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let header = bytes.get(at..at.checked_add(8)?)?;
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+    let end = at.saturating_add(12).saturating_add(len as usize);
+    Some((&header[4..], end))
+}
+
+/// The PNG as the png crate reads it: the same bytes without the [`METADATA`] chunks.
+///
+/// The crate reads an eXIf chunk into memory whatever its options, growing a buffer by doubling
+/// and then copying it into its `Info`: a 19 MiB chunk cost 51 MiB. Colour profiles and text it
+/// skips when told to, which would leave us trusting every future version to skip them unread.
+/// A chunk that is not in the stream costs nothing. Whole chunks go, so every CRC the crate checks
+/// is still right. Chunks are found by walking their lengths from the signature, as the crate
+/// does; a cut-off header and whatever follows are passed on as they are, for the crate to
+/// report.
+pub(super) struct WithoutMetadata<'a> {
+    bytes: &'a [u8],
+    /// Offset in `bytes` of the next byte to hand out.
+    pos: usize,
+    /// End of the run of kept bytes that `pos` is in (the next chunk to check starts there).
+    run_end: usize,
+    /// Bytes handed out so far: the position in the stream the crate sees.
+    seen: u64,
+}
+
+impl<'a> WithoutMetadata<'a> {
+    pub(super) fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            pos: 0,
+            // The signature.
+            run_end: bytes.len().min(8),
+            seen: 0,
+        }
+    }
+
+    /// Once a run is used up, steps over the metadata chunks that follow it.
+    fn settle(&mut self) {
+        let len = self.bytes.len();
+        while self.pos == self.run_end && self.pos < len {
+            match chunk_at(self.bytes, self.pos) {
+                Some((kind, end)) if METADATA.iter().any(|m| m.as_slice() == kind) => {
+                    self.pos = end.min(len);
+                    self.run_end = self.pos;
+                }
+                Some((_, end)) => self.run_end = end.min(len),
+                None => self.run_end = len,
+            }
+        }
+    }
+
+    /// The length of the stream the crate sees.
+    fn visible_len(&self) -> u64 {
+        let mut walk = Self::new(self.bytes);
+        loop {
+            walk.settle();
+            let n = walk.run_end - walk.pos;
+            if n == 0 {
+                return walk.seen;
+            }
+            walk.consume(n);
+        }
+    }
+}
+
+impl BufRead for WithoutMetadata<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.settle();
+        Ok(&self.bytes[self.pos..self.run_end])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        let amt = amt.min(self.run_end - self.pos);
+        self.pos += amt;
+        self.seen += amt as u64;
+    }
+}
+
+impl Read for WithoutMetadata<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let run = self.fill_buf()?;
+        let n = run.len().min(buf.len());
+        buf[..n].copy_from_slice(&run[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+/// The crate asks for `Seek` (and does not seek as of 0.18); positions are in the stream it sees.
+/// Seeking past the end stops at the end.
+impl Seek for WithoutMetadata<'_> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::Current(d) => self.seen.checked_add_signed(d),
+            SeekFrom::End(d) => self.visible_len().checked_add_signed(d),
+        }
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek before the start of the stream",
+            )
+        })?;
+        if target < self.seen {
+            *self = Self::new(self.bytes);
+        }
+        while self.seen < target {
+            let n = self.fill_buf()?.len();
+            if n == 0 {
+                break;
+            }
+            self.consume(n.min(usize::try_from(target - self.seen).unwrap_or(usize::MAX)));
+        }
+        Ok(self.seen)
+    }
+}
+
+/// The payload of the first eXIf chunk before the image data, if it is all there: the one the png
+/// crate would have put in its `Info` (it skips a second eXIf as an error, and its `Info` is
+/// taken before the image data). Unlike the crate, this does not check the chunk's CRC: at worst
+/// a damaged block turns the picture wrongly.
+pub(super) fn exif_block(bytes: &[u8]) -> Option<&[u8]> {
+    let mut at = 8;
+    while let Some((kind, end)) = chunk_at(bytes, at) {
+        match kind {
+            b"IDAT" | b"IEND" => return None,
+            b"eXIf" => return bytes.get(at + 8..end - 4),
+            _ => at = end,
+        }
+    }
+    None
 }
 
 fn corrupt(e: ::png::DecodingError) -> DecodeError {
@@ -165,7 +300,7 @@ pub(super) fn decode(
     let mut reader = decoder(bytes, limits).read_info().map_err(corrupt)?;
     let (width, height) = (reader.info().width, reader.info().height);
     let interlaced = reader.info().interlaced;
-    let orientation = exif_orientation(reader.info().exif_metadata.as_deref());
+    let orientation = exif::orientation(exif_block(bytes));
     let (color, depth) = reader.output_color_type();
     if depth != BitDepth::Eight {
         return Err(DecodeError::Corrupt(format!(

@@ -346,3 +346,167 @@ fn webp_decodes_and_is_never_reduced() {
     let e = decode_rgb(&webp[..webp.len() / 2], &DecodeLimits::default()).unwrap_err();
     assert_eq!(e.code(), "corrupt");
 }
+
+/// A TIFF block with IFD0 holding one orientation entry of `kind` and `count`, its value bytes
+/// inline (`value`, padded to four) or, when longer, right after the IFD.
+fn tiff(big_endian: bool, kind: u16, count: u32, value: &[u8]) -> Vec<u8> {
+    let u16b = |v: u16| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let u32b = |v: u32| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let mut t = if big_endian {
+        b"MM\0*".to_vec()
+    } else {
+        b"II*\0".to_vec()
+    };
+    t.extend_from_slice(&u32b(8));
+    t.extend_from_slice(&u16b(1));
+    t.extend_from_slice(&u16b(0x0112));
+    t.extend_from_slice(&u16b(kind));
+    t.extend_from_slice(&u32b(count));
+    if value.len() <= 4 {
+        let mut inline = value.to_vec();
+        inline.resize(4, 0);
+        t.extend_from_slice(&inline);
+        t.extend_from_slice(&u32b(0));
+    } else {
+        t.extend_from_slice(&u32b(8 + 2 + 12 + 4));
+        t.extend_from_slice(&u32b(0));
+        t.extend_from_slice(value);
+    }
+    t
+}
+
+#[test]
+fn exif_orientation_reads_ifd0_in_place() {
+    use image::metadata::Orientation::*;
+    let read = |block: &[u8]| exif::orientation(Some(block));
+    assert_eq!(read(&exif_rotate_90()), Rotate90);
+    assert_eq!(read(&tiff(true, 3, 1, &3u16.to_be_bytes())), Rotate180);
+    assert_eq!(read(&tiff(false, 4, 1, &8u32.to_le_bytes())), Rotate270);
+    assert_eq!(read(&tiff(true, 1, 1, &[2])), FlipHorizontal);
+    // Three SHORTs do not fit in the entry: the first is read at the offset it holds.
+    let three: Vec<u8> = [6u16, 1, 1].iter().flat_map(|v| v.to_le_bytes()).collect();
+    assert_eq!(read(&tiff(false, 3, 3, &three)), Rotate90);
+    // Some writers keep the APP1 header.
+    assert_eq!(
+        read(&[b"Exif\0\0".as_slice(), &exif_rotate_90()].concat()),
+        Rotate90
+    );
+    let rotate = exif_rotate_90();
+    // The entry is all it needs (the next-IFD offset may be cut).
+    assert_eq!(read(&rotate[..20]), Rotate90);
+    // Broken or unusable: upright.
+    for cut in [3, 8, 12, 19] {
+        assert_eq!(read(&rotate[..cut]), NoTransforms, "cut at {cut}");
+    }
+    let mut far = tiff(false, 3, 3, &three);
+    far.truncate(far.len() - 1);
+    assert_eq!(read(&far), NoTransforms, "value past the end");
+    assert_eq!(read(&tiff(false, 2, 2, b"6\0")), NoTransforms, "ASCII");
+    assert_eq!(read(&tiff(false, 3, 0, &[])), NoTransforms, "no value");
+    assert_eq!(read(&tiff(false, 3, 1, &9u16.to_le_bytes())), NoTransforms);
+    assert_eq!(read(b"not a TIFF block"), NoTransforms);
+    let mut lost = exif_rotate_90();
+    lost[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(read(&lost), NoTransforms, "IFD0 outside the block");
+    assert_eq!(exif::orientation(None), NoTransforms);
+}
+
+#[test]
+fn png_stream_leaves_out_metadata_chunks_whole() {
+    use std::io::{BufRead, Read, Seek, SeekFrom};
+    let img = gradient(8, 4);
+    let phys = vec![0, 0, 11, 19, 0, 0, 11, 19, 1];
+    let full = png_with(
+        &img,
+        false,
+        &[
+            (b"iCCP", b"icc\0\0\x78\x9c".to_vec()),
+            (b"pHYs", phys.clone()),
+            (b"tEXt", b"Comment\0hello".to_vec()),
+            (b"zTXt", b"Comment\0\0\x78\x9c".to_vec()),
+            (b"iTXt", b"Comment\0\0\0\0\0hi".to_vec()),
+            (b"eXIf", exif_rotate_90()),
+        ],
+    );
+    let kept = png_with(&img, false, &[(b"pHYs", phys)]);
+    let mut stream = png::WithoutMetadata::new(&full);
+    let mut seen = Vec::new();
+    stream.read_to_end(&mut seen).unwrap();
+    assert_eq!(seen, kept);
+    assert!(stream.fill_buf().unwrap().is_empty());
+
+    // Positions are those of the stream the crate sees.
+    assert_eq!(stream.seek(SeekFrom::End(0)).unwrap(), kept.len() as u64);
+    assert_eq!(stream.seek(SeekFrom::Start(40)).unwrap(), 40);
+    assert_eq!(stream.seek(SeekFrom::Current(-7)).unwrap(), 33);
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, kept[33..]);
+    assert_eq!(
+        stream.seek(SeekFrom::End(100)).unwrap(),
+        kept.len() as u64,
+        "stops at the end"
+    );
+    assert!(
+        stream
+            .seek(SeekFrom::Current(-(kept.len() as i64) - 1))
+            .is_err()
+    );
+
+    // A cut chunk header, and what follows, are passed on as they are.
+    let cut = &full[..full.len() - 5];
+    let mut seen = Vec::new();
+    png::WithoutMetadata::new(cut)
+        .read_to_end(&mut seen)
+        .unwrap();
+    assert_eq!(seen, kept[..kept.len() - 5]);
+
+    // The orientation still comes from the eXIf chunk, read where it lies.
+    assert_eq!(png::exif_block(&full), Some(exif_rotate_90().as_slice()));
+    assert_eq!(
+        decode_rgb(&full, &DecodeLimits::default())
+            .unwrap()
+            .dimensions(),
+        (4, 8)
+    );
+}
+
+/// An APP2 segment holding the whole of a (fake) ICC profile.
+fn icc_segment(profile: &[u8]) -> Vec<u8> {
+    let mut payload = b"ICC_PROFILE\0\x01\x01".to_vec();
+    payload.extend_from_slice(profile);
+    let mut seg = vec![0xFF, 0xE2];
+    seg.extend_from_slice(&(payload.len() as u16 + 2).to_be_bytes());
+    seg.extend_from_slice(&payload);
+    seg
+}
+
+#[test]
+fn jpeg_decoder_is_shown_no_icc_profile() {
+    let plain = jpeg_of(&gradient(16, 8), 90);
+    let profile = b"a profile brs does not use".to_vec();
+    let jpeg = [&plain[..2], &icc_segment(&profile), &plain[2..]].concat();
+    // The control: read as it is, the decoder keeps the profile.
+    let mut as_is = jpeg_decoder::Decoder::new(Cursor::new(&jpeg));
+    as_is.read_info().unwrap();
+    assert_eq!(as_is.icc_profile(), Some(profile));
+    let mut d = jpeg::decoder(&jpeg, &DecodeLimits::default());
+    d.read_info().unwrap();
+    assert_eq!(d.icc_profile(), None);
+    assert_eq!(
+        decode_rgb(&jpeg, &DecodeLimits::default()).unwrap(),
+        decode_rgb(&plain, &DecodeLimits::default()).unwrap()
+    );
+}
