@@ -78,6 +78,11 @@ pub enum ModelError {
     #[cfg(feature = "import")]
     #[error("PyTorch checkpoint: {0}")]
     Import(ImportError),
+    #[cfg(feature = "import")]
+    // Boxed: its largest variants would double the size of every ModelError (and of the
+    // serving side's errors that carry one), though only an import ever makes one.
+    #[error("TensorFlow checkpoint: {0}")]
+    TfBundle(Box<TfBundleError>),
 }
 
 /// Why an official UGATIT-pytorch checkpoint cannot be imported.
@@ -127,6 +132,149 @@ pub enum ImportError {
     },
 }
 
+/// Why a TensorFlow checkpoint (a tensor bundle: `PREFIX.index` plus `PREFIX.data-*-of-*`)
+/// or a directory of them cannot be read. Paths name the file at fault.
+#[cfg(feature = "import")]
+#[derive(Debug, thiserror::Error)]
+pub enum TfBundleError {
+    #[error("{path}: {cause}")]
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    /// The file is something else (a PyTorch zip, a directory, ...); `reason` says what.
+    #[error("{path}: this is not a TensorFlow bundle index: {reason}")]
+    NotABundle { path: PathBuf, reason: String },
+    #[error(
+        "{path}: no bundle index {index} (a TensorFlow checkpoint PREFIX is read from \
+         PREFIX.index and PREFIX.data-*-of-*)"
+    )]
+    MissingIndex { path: PathBuf, index: PathBuf },
+    #[error("{path}: truncated bundle index: {detail}")]
+    TruncatedIndex { path: PathBuf, detail: String },
+    #[error(
+        "{path}: bad magic number {found:#018x} at the end: this is not a TensorFlow bundle \
+         index, or it was truncated"
+    )]
+    BadMagic { path: PathBuf, found: u64 },
+    #[error(
+        "{path}: {block} block at offset {offset}: checksum mismatch (stored {stored:#010x}, \
+         computed {computed:#010x}): the index is corrupt"
+    )]
+    BlockChecksum {
+        path: PathBuf,
+        block: &'static str,
+        offset: u64,
+        stored: u32,
+        computed: u32,
+    },
+    #[error(
+        "{path}: {block} block at offset {offset} is compressed ({kind}); TensorFlow writes \
+         bundle indexes uncompressed and this reader does not decompress"
+    )]
+    CompressedBlock {
+        path: PathBuf,
+        block: &'static str,
+        offset: u64,
+        kind: String,
+    },
+    #[error("{path}: corrupt bundle index: {reason}")]
+    CorruptIndex { path: PathBuf, reason: String },
+    #[error("{path}: the index holds more than this reader allows for its size: {reason}")]
+    TooLarge { path: PathBuf, reason: String },
+    #[error(
+        "{path}: the bundle was written on a big-endian machine; only little-endian bundles \
+         can be read"
+    )]
+    BigEndian { path: PathBuf },
+    #[error("{path}: unsupported bundle format version: {detail}")]
+    Version { path: PathBuf, detail: String },
+    #[error("{path}: tensor {tensor:?} has an invalid shape: {reason}")]
+    Shape {
+        path: PathBuf,
+        tensor: String,
+        reason: String,
+    },
+    #[error(
+        "{path}: tensor {tensor:?} ({dtype} of shape {shape:?}) needs {expected} bytes but its \
+         entry says {size}"
+    )]
+    ShapeSize {
+        path: PathBuf,
+        tensor: String,
+        dtype: String,
+        shape: Vec<usize>,
+        expected: u64,
+        size: u64,
+    },
+    #[error("{path}: missing data shard {shard} of {num_shards}, needed by tensor {tensor:?}")]
+    MissingShard {
+        path: PathBuf,
+        shard: u32,
+        num_shards: u32,
+        tensor: String,
+    },
+    #[error(
+        "{path}: truncated data shard: tensor {tensor:?} needs bytes {offset}..{end} but the \
+         file has {len}"
+    )]
+    TruncatedShard {
+        path: PathBuf,
+        tensor: String,
+        offset: u64,
+        end: u64,
+        len: u64,
+    },
+    #[error(
+        "{path}: tensor {tensor:?}: checksum mismatch (stored {stored:#010x}, computed \
+         {computed:#010x}): the data shard is corrupt"
+    )]
+    TensorChecksum {
+        path: PathBuf,
+        tensor: String,
+        stored: u32,
+        computed: u32,
+    },
+    #[error("{prefix}: tensor {tensor:?} is {dtype}; {wanted}")]
+    UnsupportedDtype {
+        prefix: PathBuf,
+        tensor: String,
+        dtype: String,
+        wanted: &'static str,
+    },
+    #[error(
+        "{prefix}: tensor {tensor:?} is saved in {slices} slices (a partitioned variable); \
+         sliced tensors are not supported"
+    )]
+    Sliced {
+        prefix: PathBuf,
+        tensor: String,
+        slices: usize,
+    },
+    #[error("{prefix}: no tensor {tensor:?} in this checkpoint (it holds {count} tensors)")]
+    NoSuchTensor {
+        prefix: PathBuf,
+        tensor: String,
+        count: usize,
+    },
+    #[error("{path}: invalid checkpoint state file: {reason}")]
+    CheckpointState { path: PathBuf, reason: String },
+    #[error("{dir}: no checkpoint file naming the latest checkpoint (prefixes present: {found})")]
+    NoCheckpointFile { dir: PathBuf, found: String },
+    #[error("{dir}: no checkpoint of step {step} (steps present: {found})")]
+    NoSuchStep {
+        dir: PathBuf,
+        step: u64,
+        found: String,
+    },
+    #[error("{dir}: several checkpoints of step {step}: {found}")]
+    AmbiguousStep {
+        dir: PathBuf,
+        step: u64,
+        found: String,
+    },
+}
+
 // Not `#[from]`, which would also make the cause the `source()` (see the module doc).
 impl From<tch::TchError> for ModelError {
     fn from(e: tch::TchError) -> Self {
@@ -138,6 +286,13 @@ impl From<tch::TchError> for ModelError {
 impl From<ImportError> for ModelError {
     fn from(e: ImportError) -> Self {
         ModelError::Import(e)
+    }
+}
+
+#[cfg(feature = "import")]
+impl From<TfBundleError> for ModelError {
+    fn from(e: TfBundleError) -> Self {
+        ModelError::TfBundle(Box::new(e))
     }
 }
 

@@ -4,8 +4,9 @@
 //! No CLI, no HTTP, no training loop: those live in the crates that use this one.
 //!
 //! Feature `import` adds [`pickle`], a reader of PyTorch `.pt` files, and [`import`], which turns
-//! official UGATIT-pytorch checkpoints into ours. Only brs-train enables it, for its
-//! `import-pytorch` command; the servers never parse a pickle and do not compile the reader.
+//! official UGATIT-pytorch checkpoints into ours, and [`tfbundle`], a reader of TensorFlow
+//! checkpoints. Only brs-train enables it, for its `import-pytorch` command; the servers never
+//! parse a pickle or a bundle and do not compile the readers.
 
 pub mod alloc;
 pub mod checkpoint;
@@ -26,6 +27,8 @@ pub mod pickle;
 pub mod precision;
 mod spectral;
 pub mod tensors;
+#[cfg(feature = "import")]
+pub mod tfbundle;
 pub mod translator;
 
 pub use config::ModelConfig;
