@@ -41,7 +41,7 @@ pub(crate) async fn create(
     };
     let (client, params) = (&admitted.client, &admitted.params);
     let id = new_id().map_err(|e| ApiError::from(ServeError::Random(e.to_string())))?;
-    let (req, unread) = request::Unread::split(req);
+    let (req, unread) = request::Unread::split(req, &state.config.http);
     let mut items = Vec::new();
     let mut tokens = 0u32;
     if let Err(e) = upload(&state, req, &id, &mut items, &mut tokens).await {
@@ -106,14 +106,13 @@ async fn upload(
     if declared.is_some_and(|n| n > whole) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let deadline = tokio::time::Instant::now() + http.body_deadline(declared.unwrap_or(whole));
     let mp = Multipart::from_request(req, &()).await.map_err(|e| {
         ApiError::UnsupportedMediaType(format!(
             "POST /v1/jobs takes multipart/form-data with one or more `image` fields ({})",
             e.body_text()
         ))
     })?;
-    let mut fields = request::Fields::new(mp, deadline, limit, http);
+    let mut fields = request::Fields::new(mp, limit, http);
     while let Some(field) = fields.next().await? {
         if field.name() != Some("image") {
             let name = request::shown_name(field.name());
@@ -130,7 +129,7 @@ async fn upload(
             Some(f) => clean_filename(f)?,
             None => None,
         };
-        let bytes = request::field_bytes(field, deadline, limit).await?;
+        let bytes = request::field_bytes(field, limit).await?;
         pipeline::accepted(&bytes)?;
         // An image whose header does not read fails as its item, with its reason, later.
         let cost = pipeline::header_cost(state, &bytes).unwrap_or(1);

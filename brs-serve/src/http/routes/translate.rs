@@ -34,7 +34,7 @@ pub(crate) async fn translate(
         Err(refused) => return Ok(*refused),
     };
     let params = &admitted.params;
-    let (req, unread) = request::Unread::split(req);
+    let (req, unread) = request::Unread::split(req, &state.config.http);
     let bytes = match read_image(&state, req).await {
         Ok(bytes) => bytes,
         Err(e) => return Ok(unread.refuse(e, &state.config)),
@@ -113,22 +113,21 @@ async fn read_image(state: &AppState, req: Request) -> Result<Bytes, ApiError> {
                 .get(header::CONTENT_TYPE)
                 .map(|v| v.to_str().unwrap_or("?")),
         )?;
-        return read_body(req.into_body(), declared, limit, http).await;
+        return read_body(req.into_body(), declared, limit).await;
     }
     let whole = limit.saturating_add(crate::http::MULTIPART_SLACK);
     if declared.is_some_and(|n| n > whole) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let deadline = tokio::time::Instant::now() + http.body_deadline(declared.unwrap_or(whole));
     let mp = Multipart::from_request(req, &())
         .await
         .map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let mut image = None;
-    let mut fields = request::Fields::new(mp, deadline, limit, http);
+    let mut fields = request::Fields::new(mp, limit, http);
     while let Some(field) = fields.next().await? {
         match field.name() {
             Some("image") if image.is_none() => {
-                image = Some(request::field_bytes(field, deadline, limit).await?);
+                image = Some(request::field_bytes(field, limit).await?);
             }
             Some("image") => {
                 return Err(ApiError::BadRequest(
