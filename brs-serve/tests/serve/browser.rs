@@ -113,6 +113,9 @@ async fn page_translates_a_picked_photo_in_headless_chromium() {
         let status = script(&browser, "return document.getElementById('hero-status').textContent;").await;
         assert!(status.as_str().is_some_and(|t| t.starts_with("Drawn by")), "{status}");
 
+        // One way to pick files: the "pick files" label; the browser's own button is not drawn.
+        let drawn = script(&browser, "const r = document.getElementById('file').getBoundingClientRect(); return r.width * r.height;").await;
+        assert!(drawn.as_f64().is_some_and(|a| a <= 1.0), "the native file button is drawn too: {drawn}");
         let input = browser.find(Locator::Css("input#file")).await.expect("file input");
         let photo = fixture_path("astronaut.png");
         input

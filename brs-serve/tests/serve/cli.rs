@@ -156,3 +156,65 @@ async fn the_result_secret_comes_from_secrets_manager() {
     let line = loaded.unwrap_or_else(|| panic!("no secret loaded: {seen:#?}"));
     assert!(line.contains("Secrets Manager"), "{line}");
 }
+
+/// The access log names the matched route, never the path a client sent: job ids and result names
+/// are capabilities, and more people read logs than hold results.
+#[test]
+fn the_access_log_names_routes_not_capabilities() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let dir = brs_testkit::tempdir("brs-serve-log-");
+    let port = brs_testkit::free_port();
+    // A style with no model yet: the server starts and answers without one.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_brs-serve"))
+        .args([
+            "--model-dir",
+            dir.path().join("no-run-yet").to_str().expect("utf8"),
+        ])
+        .args([
+            "--set",
+            &format!("store.path={:?}", dir.path().join("results")),
+        ])
+        .args(["--bind", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn brs-serve");
+    let job = "2026120700aaaabbbbccccddddeeeeffff00001111";
+    let result = "2026120700ffffeeeeddddccccbbbbaaaa99998888-3.png";
+    let get = |path: &str| -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    let t = Instant::now();
+    while get("/healthz").is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "brs-serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for path in [format!("/v1/jobs/{job}"), format!("/v1/results/{result}")] {
+        let answer = get(&path).expect("an answer");
+        assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+    }
+    // The answers are logged before they are sent; give the writer a moment, then stop.
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("wait");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("route=/v1/jobs/{id}"), "{log}");
+    assert!(log.contains("route=/v1/results/{name}"), "{log}");
+    assert!(!log.contains(job) && !log.contains(result), "{log}");
+}
