@@ -1,5 +1,5 @@
 """Licences for a release bundle: of every wheel a bundled library came from, of named extra wheels,
-and of every Rust crate compiled into the binaries (from `cargo metadata`, offline).
+and of every Rust crate compiled into the binaries (from `cargo tree`, offline).
 
     bundle_licenses.py --site SITE --libs LIB... [--dist NAME...] --cargo-root DIR --out DIR
 """
@@ -7,7 +7,6 @@ and of every Rust crate compiled into the binaries (from `cargo metadata`, offli
 import argparse
 import csv
 import importlib.metadata as md
-import json
 import shutil
 import subprocess
 import sys
@@ -52,24 +51,27 @@ def copy_dist(dist: md.Distribution, out: Path) -> int:
 
 
 def rust_crates(cargo_root: Path) -> list[dict]:
-    meta = json.loads(subprocess.run(
-        ["cargo", "metadata", "--format-version", "1", "--locked", "--offline",
-         "--filter-platform", "x86_64-unknown-linux-gnu"],
-        cwd=cargo_root, check=True, capture_output=True, text=True).stdout)
-    pkgs = {p["id"]: p for p in meta["packages"]}
-    nodes = {n["id"]: n for n in meta["resolve"]["nodes"]}
-    todo = [p["id"] for p in meta["packages"] if p["name"] in BINARY_PACKAGES and p["source"] is None]
-    seen: set[str] = set()
-    while todo:
-        i = todo.pop()
-        if i in seen:
+    """The crates compiled into the binaries: their normal dependencies, with the features a build
+    of exactly these packages resolves. `cargo tree` needs only the packages it lists, so it works
+    offline right after the release build; `cargo metadata` resolves every workspace member's
+    dev-dependencies too and failed on a fresh clone, where the build had not downloaded them."""
+    cmd = ["cargo", "tree", "--offline", "--locked", "--edges", "normal",
+           "--target", "x86_64-unknown-linux-gnu", "--prefix", "none", "--no-dedupe",
+           "--format", "{p}\t{l}\t{r}"]
+    for name in BINARY_PACKAGES:
+        cmd += ["--package", name]
+    out = subprocess.run(cmd, cwd=cargo_root, check=True, capture_output=True, text=True).stdout
+    crates: dict[tuple[str, str], dict] = {}
+    for line in out.splitlines():
+        fields = line.split("\t")
+        if len(fields) != 3:
             continue
-        seen.add(i)
-        for d in nodes[i]["deps"]:
-            # Normal dependencies only: build scripts and dev-dependencies are not in the binaries.
-            if any(k["kind"] is None for k in d["dep_kinds"]):
-                todo.append(d["pkg"])
-    return sorted((pkgs[i] for i in seen), key=lambda p: (p["name"], p["version"]))
+        # "{p}" is "NAME vVERSION", with " (PATH)" for a local package.
+        name, _, rest = fields[0].partition(" v")
+        version = rest.split(" ", 1)[0]
+        crates[(name, version)] = {"name": name, "version": version,
+                                   "license": fields[1].strip(), "repository": fields[2].strip()}
+    return [crates[k] for k in sorted(crates)]
 
 
 def main() -> int:
