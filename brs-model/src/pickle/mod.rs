@@ -35,6 +35,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub(crate) use tensor::f16_to_f32;
 pub use tensor::{DType, RawTensor};
 
 /// Tensor name -> tensor, as in a module's `state_dict()`.

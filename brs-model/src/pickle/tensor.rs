@@ -122,7 +122,7 @@ impl RawTensor {
 }
 
 /// IEEE half to single; exact for every input, subnormals and NaN payloads included.
-fn f16_to_f32(h: u16) -> f32 {
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
     let sign = u32::from(h >> 15) << 31;
     let exp = u32::from((h >> 10) & 0x1f);
     let man = u32::from(h & 0x3ff);

@@ -87,28 +87,8 @@ const NAMES: [(&str, usize); 34] = [
     ("DT_FLOAT4_E2M1FN", 0),
 ];
 
-/// IEEE half to single; exact for every input, subnormals, infinities and NaN payloads included.
-pub(super) fn f16_to_f32(h: u16) -> f32 {
-    let sign = u32::from(h >> 15) << 31;
-    let exp = u32::from((h >> 10) & 0x1f);
-    let man = u32::from(h & 0x3ff);
-    let bits = match (exp, man) {
-        (0, 0) => sign,
-        (0, _) => {
-            // Subnormal: shift until the implicit leading one appears, lowering the exponent.
-            let mut e: u32 = 127 - 15 + 1;
-            let mut m = man;
-            while m & 0x400 == 0 {
-                m <<= 1;
-                e -= 1;
-            }
-            sign | (e << 23) | ((m & 0x3ff) << 13)
-        }
-        (0x1f, _) => sign | 0x7f80_0000 | (man << 13),
-        _ => sign | ((exp + 127 - 15) << 23) | (man << 13),
-    };
-    f32::from_bits(bits)
-}
+/// IEEE half to single (shared with the PyTorch reader).
+pub(super) use crate::pickle::f16_to_f32;
 
 /// bfloat16 is the top half of an f32, so widening is a shift.
 pub(super) fn bf16_to_f32(b: u16) -> f32 {
