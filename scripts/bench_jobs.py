@@ -10,8 +10,12 @@ and one light 256 px generator (ch 64, n_res 4, random weights):
 For each: seconds from the POST to the last result, images per second, and the overhead per image
 beyond the generator itself: (wall time x workers' inference threads - summed forward-pass
 seconds) / images, where the forward-pass seconds come from the servers' own
-brs_inference_seconds histograms. The reference point is a sibling system's 310 s for 100 images
-on 19 instances; this is one 2-core machine. Writes out/bench-jobs/summary.json.
+brs_inference_seconds histograms. For `s3 + sqs` the worker process also serves its operations
+port (worker.ops_bind), and its /metrics, scraped after the run, split the time of each job image
+it ran: S3 calls, SQS calls (settling and visibility extensions; receives, which include the long
+poll's wait, apart), the translation (job slot, decode, batch wait, forward pass, encode) and the
+forward pass itself. The reference point is a sibling system's 310 s for 100 images on 19 instances; this
+is one 2-core machine. Writes out/bench-jobs/summary.json.
 
 Usage: scripts/bench-jobs [--images 100] [--out out/bench-jobs] [--bin PATH]
 """
@@ -21,6 +25,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -62,14 +67,86 @@ def wait_ready(port, proc, limit=300):
 
 def inference_seconds(port):
     """Summed forward-pass seconds and batches, from /metrics."""
+    m = scrape(port)
+    return total(m, "brs_inference_seconds_sum"), int(total(m, "brs_inference_seconds_count"))
+
+
+def scrape(port):
+    """Every sample of a Prometheus text page: (name, {label: value}, value)."""
     text = call(port, "GET", "/metrics")[1].decode()
-    total, count = 0.0, 0
+    out = []
     for line in text.splitlines():
-        if line.startswith("brs_inference_seconds_sum{"):
-            total += float(line.split()[-1])
-        elif line.startswith("brs_inference_seconds_count{"):
-            count += int(float(line.split()[-1]))
-    return total, count
+        if not line or line.startswith("#"):
+            continue
+        series, value = line.rsplit(" ", 1)
+        name, _, labels = series.partition("{")
+        pairs = re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels)
+        out.append((name, dict(pairs), float(value)))
+    return out
+
+
+def total(samples, name, **labels):
+    """The sum of `name`'s samples whose labels include `labels`."""
+    return sum(v for n, ls, v in samples if n == name and all(ls.get(k) == w for k, w in labels.items()))
+
+
+def split(samples):
+    """Where a worker process's time per job image went, in ms, from its own /metrics.
+
+    brs_job_image_seconds{stage="total"} runs from a message's receipt to its settling; within it
+    stage="translate" (wait for a job slot, decode, wait for a batch, forward pass, encode), every store call
+    (brs_store_op_seconds: S3 gets and puts of the input, the dedup entry, the result, the job's
+    manifest and item state) and the settling SQS call; visibility extensions run beside it. The
+    forward pass alone is brs_inference_seconds per translated image (a batch's time shared by its
+    images). Receives are per call and include the long poll's wait for messages, so they are
+    reported apart and not charged to images.
+    """
+    images = total(samples, "brs_job_image_seconds_count", stage="total")
+    translated = total(samples, "brs_images_translated_total")
+    r = {"job_images": int(images or total(samples, "brs_job_items_total")),
+         "translated": int(translated),
+         "forward_ms_per_image": round(1000 * total(samples, "brs_inference_seconds_sum") / translated, 1) if translated else None}
+    if not images:
+        r["note"] = "no brs_job_image_seconds in this brs-serve's /metrics: only the forward pass is split out"
+        return r
+
+    def per(seconds):
+        return round(1000 * seconds / images, 1)
+
+    ops = sorted({ls.get("op") for n, ls, _ in samples if n == "brs_store_op_seconds_count"})
+    store = {op: per(total(samples, "brs_store_op_seconds_sum", op=op)) for op in ops}
+    store_calls = {op: total(samples, "brs_store_op_seconds_count", op=op) / images for op in ops}
+    queue = {op: per(total(samples, "brs_queue_op_seconds_sum", op=op)) for op in ("delete", "release", "extend")}
+    image_ms = per(total(samples, "brs_job_image_seconds_sum", stage="total"))
+    translate_ms = per(total(samples, "brs_job_image_seconds_sum", stage="translate"))
+    store_ms, queue_ms = round(sum(store.values()), 1), round(queue["delete"] + queue["release"], 1)
+    receives = total(samples, "brs_queue_op_seconds_count", op="receive")
+    r.update({
+        "image_ms": image_ms,
+        "translate_ms": translate_ms,
+        "store_ms": store_ms,
+        "store_ms_by_op": store,
+        "store_calls_per_image": {op: round(n, 2) for op, n in store_calls.items()},
+        "queue_settle_ms": queue_ms,
+        "queue_extend_ms": queue["extend"],
+        "other_ms": round(image_ms - translate_ms - store_ms - queue_ms, 1),
+        "receives": int(receives),
+        "receive_ms_per_call": round(1000 * total(samples, "brs_queue_op_seconds_sum", op="receive") / receives, 1) if receives else None,
+    })
+    return r
+
+
+def print_split(r):
+    if "image_ms" not in r:
+        print("bench-jobs: worker: %d job images, forward pass %s ms per image (%s)"
+              % (r["job_images"], r["forward_ms_per_image"], r.get("note", "")), file=sys.stderr)
+        return
+    print("bench-jobs: worker, per job image (%d images): %.1f ms = translate %.1f (forward pass %s)"
+          " + S3 %.1f + SQS settle %.1f + other %.1f; SQS extensions %.1f beside it; %d receives, %s ms each"
+          % (r["job_images"], r["image_ms"], r["translate_ms"], r["forward_ms_per_image"], r["store_ms"],
+             r["queue_settle_ms"], r["other_ms"], r["queue_extend_ms"], r["receives"], r["receive_ms_per_call"]),
+          file=sys.stderr)
+    print("bench-jobs: worker, S3 ms per image by call: %s" % json.dumps(r["store_ms_by_op"]), file=sys.stderr)
 
 
 def photos(n):
@@ -181,16 +258,22 @@ def main():
         web = subprocess.Popen(server_cmd(binary, model, port, sections), env=aws_env,
                                stderr=open(os.path.join(args.out, "s3-sqs-web.log"), "w"))
         procs.append(web)
-        worker = subprocess.Popen([binary, "worker", "--model-dir", model] + sections, env=aws_env,
+        # The worker's operations port: /readyz says when it consumes, /metrics what it did.
+        ops_port = free_port()
+        worker = subprocess.Popen([binary, "worker", "--model-dir", model] + sections
+                                  + ["--set", "worker.ops_bind=127.0.0.1:%d" % ops_port], env=aws_env,
                                   stderr=open(os.path.join(args.out, "s3-sqs-worker.log"), "w"))
         procs.append(worker)
         wait_ready(port, web)
-        time.sleep(2)
+        wait_ready(ops_port, worker)
         wall, accepted, failed = run_job(port, args.images)
         fwd, batches = inference_seconds(port)
-        summary["s3_sqs"] = report(wall, accepted, failed, fwd, batches, args.images, workers=2,
-                                   note="forward-pass seconds of the HTTP instance only; the worker "
-                                        "process has no metrics endpoint, so the overhead is an upper bound")
+        wfwd, wbatches = inference_seconds(ops_port)
+        summary["s3_sqs"] = report(wall, accepted, failed, fwd + wfwd, batches + wbatches, args.images, workers=2,
+                                   note="forward passes of both processes (the HTTP instance also consumes)")
+        summary["s3_sqs"]["forward_passes_by_process"] = {"http": [batches, round(fwd, 1)], "worker": [wbatches, round(wfwd, 1)]}
+        summary["s3_sqs"]["worker_split_ms_per_image"] = split(scrape(ops_port))
+        print_split(summary["s3_sqs"]["worker_split_ms_per_image"])
     finally:
         for p in reversed(procs):
             p.terminate()

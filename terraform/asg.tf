@@ -4,7 +4,8 @@ locals {
   default_style = var.default_style != null ? var.default_style : (length(var.styles) == 1 ? keys(var.styles)[0] : "default")
 
   # The two groups running brs-serve: the HTTP tier behind the load balancer and, with s3_sqs, the
-  # queue workers (no listener). They share the launch template shape and the serve.toml body.
+  # queue workers (no HTTP API; an operations port on worker_ops_port). They share the launch
+  # template shape and the serve.toml body.
   groups = merge(
     {
       serve = {
@@ -21,6 +22,11 @@ locals {
         description   = "brs-serve translation server"
       }
     },
+    # The workers' health check is EC2: an Auto Scaling group checks an instance itself or through a
+    # target group, and a target group checks only behind a load balancer, which workers have none
+    # of. A worker process that dies is restarted by systemd (Restart=on-failure); one that cannot
+    # start takes no messages, which wait for the other workers (the backlog scales the group out).
+    # /healthz, /readyz and /metrics on worker_ops_port are for the scraper and for people.
     local.workers ? {
       worker = {
         asg_name      = local.worker_asg_name
@@ -75,7 +81,9 @@ locals {
       "kind = \"local\"",
     ],
   ))
-  serve_toml = { for k, g in local.groups : k => join("\n", concat(local.serve_toml_body, [
+  # The workers' operations port (worker_ops_port; brs-serve listens on it only as `brs-serve worker`).
+  worker_toml = var.worker_ops_port == null ? [] : ["\n[worker]", "ops_bind = \"0.0.0.0:${var.worker_ops_port}\""]
+  serve_toml = { for k, g in local.groups : k => join("\n", concat(local.serve_toml_body, k == "worker" ? local.worker_toml : [], [
     "\n[aws]",
     "region = \"${local.region}\"",
     "asg_name = \"${g.asg_name}\"",
@@ -137,6 +145,15 @@ resource "aws_launch_template" "this" {
   }
 
   user_data = base64encode(local.user_data[each.key])
+
+  lifecycle {
+    # terraform writes the workers' [worker] table; a second one (header or dotted keys) in
+    # serve_config_extra would stop every worker at boot with a duplicate-table error.
+    precondition {
+      condition     = each.key != "worker" || var.worker_ops_port == null || !can(regex("(?m)^\\s*(\\[\\s*\"?worker\"?\\s*[].]|\"?worker\"?\\s*\\.)", var.serve_config_extra))
+      error_message = "serve_config_extra must not set [worker]: terraform writes its ops_bind from worker_ops_port (null turns it off)."
+    }
+  }
 
   tag_specifications {
     resource_type = "instance"

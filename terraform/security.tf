@@ -1,5 +1,5 @@
 # One security group per role; every rule names its peer group, so the only CIDR-based ingress in the
-# whole deployment is clients -> ALB.
+# whole deployment is clients -> ALB, and the VPC -> the workers' operations port (worker_ops).
 
 resource "aws_security_group" "alb" {
   name        = "${var.name}-alb"
@@ -73,12 +73,27 @@ resource "aws_vpc_security_group_egress_rule" "serve_efs" {
   to_port                      = 2049
 }
 
+# The description predates the operations port (worker_ops below) and stays as it was: a new
+# description replaces the group, which the workers' instances hold.
 resource "aws_security_group" "worker" {
   count       = local.workers ? 1 : 0
   name        = "${var.name}-worker"
   description = "brs-serve queue workers: nothing in; EFS and AWS APIs out"
   vpc_id      = local.vpc_id
   tags        = merge(local.tags, { Name = "${var.name}-worker" })
+}
+
+# /healthz, /readyz and /metrics of `brs-serve worker` (worker_ops_port), unauthenticated: from the
+# VPC only, where a Prometheus scraper or an operator's shell runs (its group is not this module's,
+# so the rule names the VPC's CIDR). No load balancer or internet path leads here.
+resource "aws_vpc_security_group_ingress_rule" "worker_ops" {
+  count             = local.workers && var.worker_ops_port != null ? 1 : 0
+  security_group_id = aws_security_group.worker[0].id
+  description       = "brs-serve worker operations port (health, metrics) from within the VPC"
+  cidr_ipv4         = local.vpc_cidr
+  ip_protocol       = "tcp"
+  from_port         = var.worker_ops_port
+  to_port           = var.worker_ops_port
 }
 
 resource "aws_vpc_security_group_egress_rule" "worker_https" {

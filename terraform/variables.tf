@@ -851,6 +851,18 @@ variable "worker_backlog_target" {
   }
 }
 
+variable "worker_ops_port" {
+  description = "Port of the queue workers' operations endpoint ([worker] ops_bind = \"0.0.0.0:PORT\" in their serve.toml): GET /healthz, /readyz and /metrics, for a Prometheus scraper or an operator inside the VPC. The worker security group admits it from the VPC's CIDR only; nothing else listens on a worker. Null turns it off."
+  type        = number
+  default     = 9091
+
+  validation {
+    # A conditional, not ||: terraform evaluates both sides of || and a null cannot be compared.
+    condition     = var.worker_ops_port == null ? true : (var.worker_ops_port >= 1024 && var.worker_ops_port <= 65535 && floor(var.worker_ops_port) == var.worker_ops_port)
+    error_message = "worker_ops_port must be an unprivileged port (1024-65535): brs-serve runs as a non-root user; null turns the endpoint off."
+  }
+}
+
 # ---------------------------------------------------------------------------------------------------
 # Abuse control at the edge
 # ---------------------------------------------------------------------------------------------------

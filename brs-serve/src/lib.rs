@@ -68,10 +68,23 @@ pub async fn shutdown_signal() -> Stop {
 }
 
 /// Starts the domain for `role` and runs until SIGTERM or Ctrl-C, then drains: the HTTP server
-/// on `config.bind` (role `Server`), or only the queue's consumer (role `Worker`).
+/// on `config.bind` (role `Server`), or only the queue's consumer (role `Worker`), with its
+/// operations port on `worker.ops_bind` when that is set.
 pub async fn run(config: Config, role: Role) -> Result<(), StartError> {
     let bind = config.bind;
+    let ops = match (role, config.worker.ops_bind.addr()) {
+        (Role::Worker, Some(addr)) => Some(bind_ops(addr).await?),
+        (_, Some(_)) => {
+            tracing::warn!(
+                "worker.ops_bind is for `brs-serve worker`; this process answers /healthz, /readyz and /metrics on `bind`"
+            );
+            None
+        }
+        (_, None) => None,
+    };
     let state = AppState::start(config, role).await?;
+    // From here the consumer runs (AppState::start spawned it): /healthz answers 200 until exit.
+    let ops = ops.map(|listener| tokio::spawn(http::ops::serve(listener, state.clone())));
     // On an Auto Scaling instance the lifecycle watcher drains us when the group terminates the
     // instance, and must complete the lifecycle action after the drain, before we exit.
     #[cfg(feature = "aws")]
@@ -108,6 +121,22 @@ pub async fn run(config: Config, role: Role) -> Result<(), StartError> {
     if let Some(watcher) = watcher {
         watcher.finish().await;
     }
+    if let Some(ops) = ops {
+        ops.abort();
+    }
     served?;
     Ok(())
+}
+
+/// The worker's operations listener, bound before the models load: a port already taken fails
+/// the start at once, naming the key.
+async fn bind_ops(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        StartError::Config(config::ConfigError::Invalid {
+            key: "worker.ops_bind".into(),
+            message: format!("cannot listen on {addr}: {e}"),
+        })
+    })?;
+    tracing::info!(addr = %listener.local_addr()?, "operations port (/healthz, /readyz, /metrics)");
+    Ok(listener)
 }

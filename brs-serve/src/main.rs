@@ -26,7 +26,8 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Only consume the job queue (no HTTP listener): the worker Auto Scaling group's process.
+    /// Only consume the job queue (no HTTP API): the worker Auto Scaling group's process. With
+    /// `worker.ops_bind` set it answers /healthz, /readyz and /metrics on that address.
     Worker(brs_serve::Cli),
     /// Print the `[auth] keys` entry for an API key (read from stdin when not given).
     HashKey { key: Option<String> },

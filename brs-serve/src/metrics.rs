@@ -29,9 +29,21 @@ pub(crate) const UNSTORED: &str = "brs_results_not_stored_total";
 pub(crate) const JOB_ITEMS: &str = "brs_job_items_total";
 pub(crate) const QUEUE_ERRORS: &str = "brs_queue_errors_total";
 pub(crate) const STORE_HEALTHY: &str = "brs_store_healthy";
+pub(crate) const STORE_OP: &str = "brs_store_op_seconds";
+pub(crate) const QUEUE_OP: &str = "brs_queue_op_seconds";
+pub(crate) const JOB_IMAGE: &str = "brs_job_image_seconds";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// The histograms of seconds, on `LATENCY_BUCKETS`.
+const TIMINGS: [&str; 6] = [
+    HTTP_DURATION,
+    INFERENCE,
+    QUEUE_WAIT,
+    STORE_OP,
+    QUEUE_OP,
+    JOB_IMAGE,
 ];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
@@ -77,7 +89,7 @@ impl Default for Metrics {
 impl Metrics {
     pub(crate) fn new() -> Metrics {
         let builder = PrometheusBuilder::new();
-        let built = [HTTP_DURATION, INFERENCE, QUEUE_WAIT]
+        let built = TIMINGS
             .into_iter()
             .try_fold(builder, |b, name| {
                 b.set_buckets_for_metric(Matcher::Full(name.into()), LATENCY_BUCKETS)
@@ -192,6 +204,25 @@ impl Metrics {
         self.add(QUEUE_ERRORS, &[("op", op)], 1);
     }
 
+    /// One store call's time, failures included: `get`, `put`, `put_if_absent`, `delete`, `list`,
+    /// `children`.
+    pub(crate) fn store_op(&self, op: &str, elapsed: Duration) {
+        self.observe(STORE_OP, &[("op", op)], elapsed.as_secs_f64());
+    }
+
+    /// One queue call's time, failures included: `receive` (the long poll's wait for messages
+    /// included), `delete`, `release` (back for a retry) and `extend` (visibility).
+    pub(crate) fn queue_op(&self, op: &str, elapsed: Duration) {
+        self.observe(QUEUE_OP, &[("op", op)], elapsed.as_secs_f64());
+    }
+
+    /// A job image's time in a consumer: `total` from its message's receipt until the message is
+    /// settled, and within it `translate`: its wait for a job slot, decode, wait for a batch,
+    /// forward pass and encode (the rest of `total` is store and queue calls and the dedup hash).
+    pub(crate) fn job_image(&self, stage: &str, elapsed: Duration) {
+        self.observe(JOB_IMAGE, &[("stage", stage)], elapsed.as_secs_f64());
+    }
+
     /// The exposition text, gauges read from `g` now.
     pub(crate) fn render(&self, g: &Gauges) -> String {
         for (style, depth) in &g.queue_depth {
@@ -230,6 +261,26 @@ mod tests {
         );
         assert!(text.contains("brs_rejected_requests_total{reason=\"rate_limited\"} 1"));
         assert!(text.contains("brs_draining 0"));
+    }
+
+    #[test]
+    fn job_images_split_into_store_queue_and_translation() {
+        let m = Metrics::new();
+        m.store_op("get", Duration::from_millis(3));
+        m.store_op("put", Duration::from_millis(20));
+        m.queue_op("delete", Duration::from_millis(4));
+        m.job_image("translate", Duration::from_millis(400));
+        m.job_image("total", Duration::from_millis(450));
+        let text = m.render(&Gauges::default());
+        for series in [
+            "brs_store_op_seconds_bucket{op=\"get\",le=\"0.005\"} 1",
+            "brs_store_op_seconds_bucket{op=\"put\",le=\"0.025\"} 1",
+            "brs_queue_op_seconds_count{op=\"delete\"} 1",
+            "brs_job_image_seconds_bucket{stage=\"translate\",le=\"0.5\"} 1",
+            "brs_job_image_seconds_sum{stage=\"total\"} 0.45",
+        ] {
+            assert!(text.contains(series), "{series} in {text}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! shows two results.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
@@ -72,10 +72,12 @@ pub(crate) async fn run(state: AppState) {
                 Err(_) => break,
             }
         }
+        let asked = Instant::now();
         let received = tokio::select! {
             r = state.queue.receive(held.len(), wait) => r,
             () = state.drain.started(), if !state.queue.is_local() => break,
         };
+        state.metrics.queue_op("receive", asked.elapsed());
         let deliveries = match received {
             Ok(d) => {
                 backoff = Duration::from_millis(500);
@@ -116,6 +118,7 @@ async fn stop(state: &AppState) -> bool {
 
 /// Processes one delivery and settles its message.
 pub(crate) async fn handle(state: &AppState, d: Delivery) -> Outcome {
+    let received = Instant::now();
     let _guard = state.drain.job_image();
     let heartbeat = keep_invisible(state, &d);
     let outcome = process(state, &d.item, d.receive_count).await;
@@ -123,14 +126,17 @@ pub(crate) async fn handle(state: &AppState, d: Delivery) -> Outcome {
         h.abort();
     }
     let delay = retry_delay(d.receive_count);
-    let settled = match outcome {
-        Outcome::Done | Outcome::Failed => state.queue.delete(d).await,
-        Outcome::Retry => state.queue.release(d, delay).await,
+    let settling = Instant::now();
+    let (op, settled) = match outcome {
+        Outcome::Done | Outcome::Failed => ("delete", state.queue.delete(d).await),
+        Outcome::Retry => ("release", state.queue.release(d, delay).await),
         // Visible again at once: the next receive finds it over the limit and the redrive
         // policy moves it to the dead-letter queue (the in-process queue just drops it).
-        Outcome::GaveUp if state.queue.is_local() => state.queue.delete(d).await,
-        Outcome::GaveUp => state.queue.release(d, Duration::ZERO).await,
+        Outcome::GaveUp if state.queue.is_local() => ("delete", state.queue.delete(d).await),
+        Outcome::GaveUp => ("release", state.queue.release(d, Duration::ZERO).await),
     };
+    state.metrics.queue_op(op, settling.elapsed());
+    state.metrics.job_image("total", received.elapsed());
     if let Err(e) = settled {
         state.metrics.queue_error("settle");
         tracing::warn!(error = %e, ?outcome, "could not settle a job message; it will be delivered again");
@@ -148,7 +154,10 @@ fn keep_invisible(state: &AppState, d: &Delivery) -> Option<tokio::task::JoinHan
     Some(tokio::spawn(async move {
         loop {
             tokio::time::sleep(vis / 2).await;
-            if let Err(e) = state.queue.extend(&receipt, vis).await {
+            let asked = Instant::now();
+            let extended = state.queue.extend(&receipt, vis).await;
+            state.metrics.queue_op("extend", asked.elapsed());
+            if let Err(e) = extended {
                 state.metrics.queue_error("extend");
                 tracing::warn!(error = %e, "could not extend a job message's visibility");
             }
@@ -292,12 +301,15 @@ async fn translate_item(
             true
         }
         None => {
+            let translating = Instant::now();
             let slot = params
                 .style
                 .slots
                 .job(manifest.tenant.as_str().into())
                 .await?;
-            let out = pipeline::translate(state, input, &params, Lane::Job, slot).await?;
+            let out = pipeline::translate(state, input, &params, Lane::Job, slot).await;
+            state.metrics.job_image("translate", translating.elapsed());
+            let out = out?;
             results::save(&state.store, &name, out.bytes, Some(&mac)).await?;
             false
         }

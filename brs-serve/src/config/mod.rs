@@ -16,8 +16,8 @@ use brs_model::{DeviceSpec, Direction, Precision};
 use serde::{Deserialize, Serialize};
 
 pub use sections::{
-    AuthConfig, ClientLimits, HttpLimits, ModelLimits, QueueConfig, QueueKind, StoreConfig,
-    StoreKind,
+    AuthConfig, ClientLimits, HttpLimits, Listen, ModelLimits, QueueConfig, QueueKind, StoreConfig,
+    StoreKind, WorkerConfig,
 };
 
 /// Why a configuration could not be built.
@@ -159,6 +159,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Where job images wait for a worker.
     pub queue: QueueConfig,
+    /// `brs-serve worker` only: its operations port.
+    pub worker: WorkerConfig,
     /// AWS lifecycle settings: brs-aws's watcher runs when present (feature `aws`).
     pub aws: Option<AwsSection>,
 }
@@ -199,6 +201,7 @@ impl Default for Config {
             models: ModelLimits::default(),
             store: StoreConfig::default(),
             queue: QueueConfig::default(),
+            worker: WorkerConfig::default(),
             aws: None,
         }
     }
@@ -360,6 +363,7 @@ impl Config {
         self.models.validate()?;
         self.store.validate()?;
         self.queue.validate()?;
+        self.worker.validate()?;
         if let Some(auth) = &self.auth {
             auth.validate()?;
         }

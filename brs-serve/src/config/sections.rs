@@ -1,5 +1,7 @@
-//! The config's sections: HTTP limits, per-client limits, API keys, model limits, store and queue.
+//! The config's sections: HTTP limits, per-client limits, API keys, model limits, store, queue and
+//! the queue worker.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,10 +16,14 @@ pub struct HttpLimits {
     /// Time for a client to send a request's headers (also the idle keep-alive limit).
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
-    /// Slowest accepted upload: a body must arrive at this many bytes per second on average,
-    /// after `body_grace`; slower senders get 408.
+    /// Slowest accepted upload, in bytes per second, measured on what arrives whatever length
+    /// the body declares: each byte buys `1 / body_min_rate` s, a sender may be `body_grace`
+    /// ahead at most, and a body whose time runs out before it ends gets 408 `body_timeout`.
     pub body_min_rate: u64,
-    /// Time every body gets on top of its size at `body_min_rate`.
+    /// The slack on `body_min_rate`: the time a body has for its first bytes, the longest it may
+    /// send nothing (a stalled body is cut this long after its last byte, whatever it declared),
+    /// and the time a stretch slower than the rate may lose against it before it is cut. Also how
+    /// long a refused body is still read (lingering) so its sender reads the answer.
     #[serde(with = "humantime_serde")]
     pub body_grace: Duration,
     /// Requests served at once on the /v1 API; beyond it 503 `overloaded` at once.
@@ -48,6 +54,9 @@ impl HttpLimits {
         if self.body_min_rate == 0 {
             return Err(invalid("http.body_min_rate", "must be positive"));
         }
+        if self.body_grace.is_zero() {
+            return Err(invalid("http.body_grace", "must be positive"));
+        }
         if self.max_concurrent_requests == 0 || self.max_parts == 0 {
             return Err(invalid(
                 "http.max_concurrent_requests / http.max_parts",
@@ -63,7 +72,9 @@ impl HttpLimits {
         Ok(())
     }
 
-    /// How long a body of `len` bytes may take to arrive.
+    /// The longest a body of `len` bytes can be waited for at the pace `body_min_rate` and
+    /// `body_grace` set (the bound the pacing of `http::request` implies, for the routes' overall
+    /// deadline).
     pub(crate) fn body_deadline(&self, len: usize) -> Duration {
         self.body_grace + Duration::from_secs_f64(len as f64 / self.body_min_rate as f64)
     }
@@ -390,5 +401,72 @@ impl QueueConfig {
             batch_size: self.batch_size,
             max_receives: self.max_receives,
         })
+    }
+}
+
+/// `[worker]`: what only `brs-serve worker` (the queue's consumer, without the HTTP API) reads.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// The worker's operations port: an address (`"0.0.0.0:9091"`) where it answers GET /healthz
+    /// (200 while the process runs its consumer), /readyz (200 when its models are loaded, the
+    /// store answers and it is not draining; else 503) and /metrics (the HTTP server's
+    /// Prometheus text), and 404 to anything else; or `"off"`, listening nowhere. No
+    /// authentication: bind it to loopback or keep the port inside the VPC.
+    pub ops_bind: Listen,
+}
+
+impl WorkerConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if let Listen::On(addr) = self.ops_bind
+            && addr.port() == 0
+        {
+            return Err(invalid(
+                "worker.ops_bind",
+                format!("{addr}: port 0 would listen where no scraper looks; give a port"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An address to listen on, or `"off"`, written as a string either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Listen {
+    #[default]
+    Off,
+    On(SocketAddr),
+}
+
+impl Listen {
+    /// The address, when on.
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            Listen::Off => None,
+            Listen::On(a) => Some(a),
+        }
+    }
+}
+
+impl TryFrom<String> for Listen {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Listen, String> {
+        if s == "off" {
+            return Ok(Listen::Off);
+        }
+        s.parse().map(Listen::On).map_err(|_| {
+            format!("{s:?}: expected \"off\" or an address with a port, like \"0.0.0.0:9091\"")
+        })
+    }
+}
+
+impl From<Listen> for String {
+    fn from(l: Listen) -> String {
+        match l {
+            Listen::Off => "off".into(),
+            Listen::On(a) => a.to_string(),
+        }
     }
 }

@@ -213,3 +213,40 @@ fn the_documented_defaults_are_the_real_ones() {
          `brs-serve --print-config` between the markers"
     );
 }
+
+/// `worker.ops_bind`: off unless set, shown by `--print-config` either way, an address or "off".
+#[test]
+fn the_worker_ops_port_is_off_by_default_and_named_when_wrong() {
+    assert_eq!(Config::default().worker.ops_bind, Listen::Off);
+    assert!(
+        Config::defaults_toml().contains("[worker]\nops_bind = \"off\"\n"),
+        "{}",
+        Config::defaults_toml()
+    );
+    let cfg = Config::from_cli(&cli(&[
+        "--model-dir",
+        "x",
+        "--set",
+        "worker.ops_bind=0.0.0.0:9091",
+    ]))
+    .expect("an address");
+    assert_eq!(
+        cfg.worker.ops_bind.addr(),
+        Some("0.0.0.0:9091".parse().expect("addr"))
+    );
+    assert!(cfg.to_toml().contains("ops_bind = \"0.0.0.0:9091\""));
+    assert_eq!(
+        Config::from_toml(&cfg.to_toml(), Path::new("x")).expect("round trip"),
+        cfg
+    );
+    let off =
+        Config::from_cli(&cli(&["--model-dir", "x", "--set", "worker.ops_bind=off"])).expect("off");
+    assert_eq!(off.worker.ops_bind, Listen::Off);
+    for bad in ["9091", "localhost:9091", "on", "0.0.0.0:0"] {
+        let set = format!("worker.ops_bind={bad}");
+        let err = Config::from_cli(&cli(&["--model-dir", "x", "--set", &set]))
+            .expect_err(bad)
+            .to_string();
+        assert!(err.contains("worker.ops_bind"), "{bad}: {err}");
+    }
+}

@@ -8,6 +8,7 @@
 
 pub(crate) mod error;
 mod headers;
+pub(crate) mod ops;
 pub(crate) mod request;
 pub(crate) mod routes;
 mod server;

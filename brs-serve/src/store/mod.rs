@@ -134,12 +134,14 @@ pub struct Store {
 
 macro_rules! call {
     ($self:ident, $method:ident ( $($arg:expr),* )) => {{
+        let started = std::time::Instant::now();
         let r = match &$self.backend {
             Backend::Fs(s) => s.$method($($arg),*).await,
             #[cfg(feature = "aws")]
             Backend::S3(s) => s.$method($($arg),*).await,
         };
         if let Some((health, metrics)) = &$self.observer {
+            metrics.store_op(stringify!($method), started.elapsed());
             health.observe(metrics, &r);
         }
         r
@@ -154,7 +156,7 @@ impl Store {
         }
     }
 
-    /// Reports every operation's outcome to `health` (and failures to `metrics`).
+    /// Reports every operation's outcome to `health`, and its time (and failures) to `metrics`.
     pub(crate) fn observed(mut self, health: Arc<StoreHealth>, metrics: Arc<Metrics>) -> Store {
         self.observer = Some((health, metrics));
         self

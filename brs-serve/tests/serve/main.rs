@@ -14,3 +14,4 @@ mod reload;
 mod shutdown;
 mod sqs;
 mod store;
+mod worker_ops;

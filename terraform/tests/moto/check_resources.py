@@ -5,8 +5,9 @@ It asserts the properties the deployment depends on, not merely that resources e
 hooks, IMDSv2, encryption, the user data (bash -n and shellcheck, the bundle verified by hash, EFS models
 mounted read-only), the serve.toml it writes (parsed as TOML; [store], [queue] and [aws] exact), the
 jobs bucket (lifecycle and S3 grants per namespace of store-namespaces.json, objects fenced to the brs
-roles) and queue, the workers' metric-math scaling, /metrics refused at the load balancer, the S3
-gateway endpoint, WAF, the secret kept out of state, and least-privilege IAM.
+roles) and queue, the workers' metric-math scaling and operations port (on in their serve.toml,
+open to the VPC's CIDR only), /metrics refused at the load balancer, the S3 gateway endpoint, WAF,
+the secret kept out of state, and least-privilege IAM.
 """
 
 import argparse
@@ -44,8 +45,10 @@ SERVE_KEYS = {
     "max_upload_bytes", "max_pixels", "max_side", "max_output_size", "max_job_images", "decode_concurrency",
     "results_max_age", "results_max_bytes", "reload_poll", "reload_jitter", "drain_grace", "drain_timeout",
     "default_style", "secret_file", "trusted_proxies", "styles", "detector", "crop", "http", "clients", "auth",
-    "models", "store", "queue", "aws",
+    "models", "store", "queue", "worker", "aws",
 }
+# The workers' operations port (variable worker_ops_port, at its default in the test root).
+WORKER_OPS_PORT = 9091
 # The [queue] keys terraform writes with s3_sqs (brs-serve also accepts endpoint and consume).
 QUEUE_KEYS = {"kind", "url", "region", "visibility_timeout", "wait_time", "batch_size", "max_receives"}
 # humantime's units, as brs-serve reads durations ("120s", "2m", "30days", "1h 30m").
@@ -239,6 +242,11 @@ def check_group(out, asg_c, ec2, kind: str, asg_name: str, lt_id: str, al2023: s
     check(set(queue) == QUEUE_KEYS and queue.get("kind") == "sqs" and queue.get("url") == out["jobs_queue_url"]
           and seconds(queue.get("visibility_timeout")) == 120 and seconds(queue.get("wait_time")) == 20 and queue.get("batch_size") == 4
           and queue.get("max_receives") == MAX_RECEIVES, f"{kind}: [queue] is the jobs queue with max_receives {MAX_RECEIVES} ({queue})")
+    if kind == "worker":
+        check(conf.get("worker") == {"ops_bind": f"0.0.0.0:{WORKER_OPS_PORT}"},
+              f"worker: [worker] ops_bind turns the operations port on at {WORKER_OPS_PORT} ({conf.get('worker')})")
+    else:
+        check("worker" not in conf, f"{kind}: no [worker] table (the HTTP tier answers /metrics on bind)")
     return asg
 
 
@@ -321,6 +329,16 @@ def check_present(endpoint: str, out: dict, plan: dict, refresh_plan: dict | Non
     check(len(alarms) == 1 and step.get("PolicyARN") in alarms[0].get("AlarmActions", []) and step.get("AdjustmentType") == "ExactCapacity"
           and any(m.get("Expression") == "IF(visible > 0 AND desired == 0, 1, 0)" for m in alarms[0].get("Metrics", [])),
           "worker: an alarm starts the first worker when items wait and the group wants none")
+
+    wsgs = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [out["vpc_id"]]},
+                                                 {"Name": "group-name", "Values": ["brs-moto-worker"]}])["SecurityGroups"]
+    check(len(wsgs) == 1, f"worker: its own security group ({len(wsgs)})")
+    if wsgs:
+        perms = wsgs[0].get("IpPermissions", [])
+        ranges = [r.get("CidrIp") for p in perms for r in p.get("IpRanges", [])]
+        check(len(perms) == 1 and perms[0].get("IpProtocol") == "tcp" and (perms[0].get("FromPort"), perms[0].get("ToPort")) == (WORKER_OPS_PORT, WORKER_OPS_PORT)
+              and ranges == [VPC_CIDR] and not perms[0].get("Ipv6Ranges") and not perms[0].get("UserIdGroupPairs"),
+              f"worker: the only way in is TCP {WORKER_OPS_PORT} (operations port) from the VPC's CIDR {VPC_CIDR}, not 0.0.0.0/0 ({perms})")
 
     # --- S3 and SQS ---------------------------------------------------------------------------------
     bucket = out["jobs_bucket"]
