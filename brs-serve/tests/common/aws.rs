@@ -412,3 +412,57 @@ impl Drop for Flaky {
         self.task.abort();
     }
 }
+
+/// A `brs-serve worker` process on this moto and `api`'s model, signing as the worker role; its
+/// log goes to `<api dir>/<name>.log`; `extra`: flags after `--config`.
+pub(crate) fn spawn_worker(
+    aws: &LocalAws,
+    api: &super::Server,
+    name: &str,
+    extra: &[&str],
+) -> super::Kill {
+    let dir = api.dir.path();
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            r#"reload_jitter = "0s"
+drain_grace = "3s"
+[styles.default]
+path = {run:?}
+[store]
+kind = "s3"
+bucket = "{bucket}"
+region = "{REGION}"
+endpoint = "{endpoint}"
+[queue]
+kind = "sqs"
+url = "{queue}"
+region = "{REGION}"
+endpoint = "{endpoint}"
+visibility_timeout = "{vis}s"
+wait_time = "1s"
+batch_size = 2
+max_receives = {max}
+"#,
+            run = api.run_dir,
+            bucket = aws.bucket,
+            endpoint = aws.moto.endpoint(),
+            queue = aws.queue_url,
+            vis = aws.visibility_secs,
+            max = aws.max_receives,
+        ),
+    )
+    .expect("worker config");
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("worker log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_brs-serve"))
+        .args(["worker", "--config", config.to_str().expect("utf8")])
+        .args(extra)
+        .envs(aws.role_keys(AwsRole::Worker).env())
+        .env("BRS_SECRET", "w".repeat(32))
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn worker");
+    super::Kill(child)
+}

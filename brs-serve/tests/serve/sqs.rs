@@ -2,14 +2,13 @@
 //! in the dead-letter queue and failed, a store outage delays a job without losing it, and any
 //! instance answers for a job it does not run.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 
-use crate::common::aws::{AwsRole, Flaky, LocalAws};
-use crate::common::{Kill, Server, client, error_code, get_json, png, slow_model};
+use crate::common::aws::{AwsRole, Flaky, LocalAws, spawn_worker};
+use crate::common::{Server, client, error_code, get_json, png, slow_model};
 
 async fn submit(s: &Server, n: u8) -> String {
     let form = (0..n).fold(Form::new(), |f, i| {
@@ -39,55 +38,6 @@ async fn wait_done(s: &Server, id: &str, limit: Duration) -> serde_json::Value {
         assert!(t.elapsed() < limit, "job not done within {limit:?}: {v}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// A `brs-serve worker` process on this moto and this model.
-fn spawn_worker(
-    aws: &LocalAws,
-    run_dir: &std::path::Path,
-    dir: &std::path::Path,
-    name: &str,
-) -> Kill {
-    let config = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            r#"reload_jitter = "0s"
-[styles.default]
-path = {run:?}
-[store]
-kind = "s3"
-bucket = "{bucket}"
-region = "eu-west-1"
-endpoint = "{endpoint}"
-[queue]
-kind = "sqs"
-url = "{queue}"
-region = "eu-west-1"
-endpoint = "{endpoint}"
-visibility_timeout = "{vis}s"
-wait_time = "1s"
-batch_size = 2
-max_receives = {max}
-"#,
-            run = run_dir,
-            bucket = aws.bucket,
-            endpoint = aws.moto.endpoint(),
-            queue = aws.queue_url,
-            vis = aws.visibility_secs,
-            max = aws.max_receives,
-        ),
-    )
-    .expect("worker config");
-    let child = Command::new(env!("CARGO_BIN_EXE_brs-serve"))
-        .args(["worker", "--config", config.to_str().expect("utf8")])
-        .envs(aws.role_keys(AwsRole::Worker).env())
-        .env("BRS_SECRET", "w".repeat(32))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn worker");
-    Kill(child)
 }
 
 async fn queue_count(aws: &LocalAws, which: aws_sdk_sqs::types::QueueAttributeName) -> u64 {
@@ -127,7 +77,7 @@ async fn a_worker_killed_mid_job_loses_nothing() {
         Some(aws.backends(&endpoint, AwsRole::LambdaApi)),
     )
     .await;
-    let mut w1 = spawn_worker(&aws, &api.run_dir, api.dir.path(), "w1");
+    let mut w1 = spawn_worker(&aws, &api, "w1", &[]);
     let id = submit(&api, 8).await;
     // Kill the first worker with SIGKILL while it holds messages: after it finished one image,
     // so it is surely running.
@@ -145,7 +95,7 @@ async fn a_worker_killed_mid_job_loses_nothing() {
     }
     w1.0.kill().expect("SIGKILL");
     let killed_at = Instant::now();
-    let _w2 = spawn_worker(&aws, &api.run_dir, api.dir.path(), "w2");
+    let _w2 = spawn_worker(&aws, &api, "w2", &[]);
     let v = wait_done(&api, &id, Duration::from_secs(180)).await;
     let items = v["items"].as_array().expect("items");
     assert_eq!(items.len(), 8);
@@ -282,7 +232,7 @@ async fn a_job_deleted_mid_translation_leaves_nothing() {
         Some(aws.backends(&endpoint, AwsRole::LambdaApi)),
     )
     .await;
-    let _w = spawn_worker(&aws, &api.run_dir, api.dir.path(), "w");
+    let _w = spawn_worker(&aws, &api, "w", &[]);
     let id = submit(&api, 6).await;
     // Delete once the worker has finished an image, so it holds the job's manifest and is
     // surely mid-job.

@@ -4,61 +4,14 @@
 //! workers run against S3 and SQS on moto, signing as terraform's worker role.
 
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 
-use crate::common::aws::{AwsRole, LocalAws};
-use crate::common::{Kill, Server, client, free_port, get_json, png, tiny_config};
-
-/// A `brs-serve worker` on this moto and the API server's model; `extra` flags after `--config`.
-fn spawn_worker(aws: &LocalAws, api: &Server, name: &str, extra: &[&str]) -> Kill {
-    let dir = api.dir.path();
-    let config = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            r#"reload_jitter = "0s"
-drain_grace = "3s"
-[styles.default]
-path = {run:?}
-[store]
-kind = "s3"
-bucket = "{bucket}"
-region = "eu-west-1"
-endpoint = "{endpoint}"
-[queue]
-kind = "sqs"
-url = "{queue}"
-region = "eu-west-1"
-endpoint = "{endpoint}"
-visibility_timeout = "{vis}s"
-wait_time = "1s"
-max_receives = {max}
-"#,
-            run = api.run_dir,
-            bucket = aws.bucket,
-            endpoint = aws.moto.endpoint(),
-            queue = aws.queue_url,
-            vis = aws.visibility_secs,
-            max = aws.max_receives,
-        ),
-    )
-    .expect("worker config");
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("worker log");
-    let child = Command::new(env!("CARGO_BIN_EXE_brs-serve"))
-        .args(["worker", "--config", config.to_str().expect("utf8")])
-        .args(extra)
-        .envs(aws.role_keys(AwsRole::Worker).env())
-        .env("BRS_SECRET", "w".repeat(32))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn worker");
-    Kill(child)
-}
+use crate::common::aws::{AwsRole, LocalAws, spawn_worker};
+use crate::common::{Server, client, free_port, get_json, png, tiny_config};
 
 /// Submits a one-image job (its bytes unique to `n`, so it is translated, not found in the
 /// dedup store) and waits until a worker has done it.
