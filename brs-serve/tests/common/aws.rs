@@ -131,6 +131,23 @@ fn bootstrap() -> Keys {
     }
 }
 
+/// One attribute of the queue at `url`.
+async fn queue_attribute(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    which: QueueAttributeName,
+) -> String {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(which.clone())
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes()
+        .and_then(|a| a.get(&which).cloned())
+        .unwrap_or_else(|| panic!("no {which:?} for {url}"))
+}
+
 pub(crate) fn s3_client(endpoint: &str, keys: &Keys) -> aws_sdk_s3::Client {
     let conf = aws_sdk_s3::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
@@ -182,16 +199,7 @@ impl LocalAws {
             .queue_url()
             .expect("dlq url")
             .to_string();
-        let dlq_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&dlq_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("dlq arn")
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-            .expect("arn");
+        let dlq_arn = queue_attribute(&sqs, &dlq_url, QueueAttributeName::QueueArn).await;
         let redrive = serde_json::json!({
             "deadLetterTargetArn": dlq_arn,
             "maxReceiveCount": max_receives.to_string(),
@@ -211,16 +219,7 @@ impl LocalAws {
             .queue_url()
             .expect("queue url")
             .to_string();
-        let queue_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("queue arn")
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-            .expect("arn");
+        let queue_arn = queue_attribute(&sqs, &queue_url, QueueAttributeName::QueueArn).await;
         let bucket_arn = format!("arn:aws:s3:::{bucket}");
         let policies: Vec<(&str, String)> = AwsRole::ALL
             .iter()
@@ -315,20 +314,19 @@ impl LocalAws {
 
     /// Messages waiting in the dead-letter queue.
     pub(crate) async fn dead_letters(&self) -> u64 {
-        self.sqs
-            .get_queue_attributes()
-            .queue_url(&self.dlq_url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
+        self.count(
+            &self.dlq_url,
+            QueueAttributeName::ApproximateNumberOfMessages,
+        )
+        .await
+    }
+
+    /// A numeric attribute (a message count) of the queue at `url`.
+    pub(crate) async fn count(&self, url: &str, which: QueueAttributeName) -> u64 {
+        queue_attribute(&self.sqs, url, which)
             .await
-            .expect("dlq attributes")
-            .attributes()
-            .and_then(|a| {
-                a.get(&QueueAttributeName::ApproximateNumberOfMessages)
-                    .cloned()
-            })
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+            .parse()
+            .expect("a count")
     }
 
     /// Keys under `prefix` in the bucket.

@@ -4,11 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+use aws_sdk_sqs::types::QueueAttributeName as A;
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 
 use crate::common::aws::{AwsRole, Flaky, LocalAws, spawn_worker};
-use crate::common::{Server, client, error_code, get_json, png, slow_model};
+use crate::common::{Kill, Server, client, error_code, get_json, png, slow_model};
 
 async fn submit(s: &Server, n: u8) -> String {
     let form = (0..n).fold(Form::new(), |f, i| {
@@ -40,44 +41,36 @@ async fn wait_done(s: &Server, id: &str, limit: Duration) -> serde_json::Value {
     }
 }
 
-async fn queue_count(aws: &LocalAws, which: aws_sdk_sqs::types::QueueAttributeName) -> u64 {
-    aws.sqs
-        .get_queue_attributes()
-        .queue_url(&aws.queue_url)
-        .attribute_names(which.clone())
-        .send()
-        .await
-        .expect("attributes")
-        .attributes()
-        .and_then(|a| a.get(&which).cloned())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 async fn not_visible(aws: &LocalAws) -> u64 {
-    use aws_sdk_sqs::types::QueueAttributeName as A;
-    queue_count(aws, A::ApproximateNumberOfMessagesNotVisible).await
+    aws.count(&aws.queue_url, A::ApproximateNumberOfMessagesNotVisible)
+        .await
 }
 
 /// Messages not yet deleted: waiting or being worked on.
 async fn in_queue(aws: &LocalAws) -> u64 {
-    use aws_sdk_sqs::types::QueueAttributeName as A;
-    queue_count(aws, A::ApproximateNumberOfMessages).await + not_visible(aws).await
+    aws.count(&aws.queue_url, A::ApproximateNumberOfMessages)
+        .await
+        + not_visible(aws).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_mid_job_loses_nothing() {
-    let aws = LocalAws::start(3, 4).await;
+/// The web tier only (it takes jobs, signing as the HTTP function's role, and runs none) on a
+/// model slow enough that a worker is surely mid-image when the test acts, and one worker.
+async fn api_and_worker(aws: &LocalAws, worker: &str) -> (Server, Kill) {
     let endpoint = aws.moto.endpoint();
-    // The web tier only: it takes the job, the workers translate it.
     let api = Server::start_on(
-        // Slow enough that a worker is surely mid-image when it is killed.
         &slow_model(16, 2),
         |c| aws.configure(c, &endpoint, false),
         Some(aws.backends(&endpoint, AwsRole::LambdaApi)),
     )
     .await;
-    let mut w1 = spawn_worker(&aws, &api, "w1", &[]);
+    let w = spawn_worker(aws, &api, worker, &[]);
+    (api, w)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_job_loses_nothing() {
+    let aws = LocalAws::start(3, 4).await;
+    let (api, mut w1) = api_and_worker(&aws, "w1").await;
     let id = submit(&api, 8).await;
     // Kill the first worker with SIGKILL while it holds messages: after it finished one image,
     // so it is surely running.
@@ -225,14 +218,7 @@ async fn a_store_outage_delays_a_job_but_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_deleted_mid_translation_leaves_nothing() {
     let aws = LocalAws::start(5, 4).await;
-    let endpoint = aws.moto.endpoint();
-    let api = Server::start_on(
-        &slow_model(16, 2),
-        |c| aws.configure(c, &endpoint, false),
-        Some(aws.backends(&endpoint, AwsRole::LambdaApi)),
-    )
-    .await;
-    let _w = spawn_worker(&aws, &api, "w", &[]);
+    let (api, _w) = api_and_worker(&aws, "w").await;
     let id = submit(&api, 6).await;
     // Delete once the worker has finished an image, so it holds the job's manifest and is
     // surely mid-job.
