@@ -29,19 +29,16 @@ pub fn jpeg(w: u32, h: u32) -> Vec<u8> {
     encode(&DynamicImage::ImageRgb8(gradient(w, h)), ImageFormat::Jpeg)
 }
 
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+/// Appends a PNG chunk (length, type, data, CRC) to `out`: for PNGs written by hand, with chunks
+/// the image crate's encoder does not write.
+pub fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let mut crc = flate2::Crc::new();
+    crc.update(kind);
+    crc.update(data);
+    out.extend_from_slice(&crc.sum().to_be_bytes());
 }
 
 /// A real 1x1 PNG whose IHDR claims `w` x `h` (CRC fixed so only the size is wrong).
@@ -52,8 +49,9 @@ pub fn png_bomb(w: u32, h: u32) -> Vec<u8> {
     );
     png[16..20].copy_from_slice(&w.to_be_bytes());
     png[20..24].copy_from_slice(&h.to_be_bytes());
-    let crc = crc32(&png[12..29]);
-    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    let mut crc = flate2::Crc::new();
+    crc.update(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.sum().to_be_bytes());
     png
 }
 

@@ -2,6 +2,7 @@
 
 use std::io::{Cursor, Write};
 
+use brs_testkit::images::png_chunk;
 use image::{DynamicImage, ImageEncoder, Rgb};
 
 use super::*;
@@ -30,16 +31,6 @@ fn gradient(w: u32, h: u32) -> RgbImage {
     RgbImage::from_fn(w, h, |x, y| {
         Rgb([(x * 7) as u8, (y * 5) as u8, ((x + y) * 3) as u8])
     })
-}
-
-fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    let mut crc = flate2::Crc::new();
-    crc.update(kind);
-    crc.update(data);
-    out.extend_from_slice(&crc.sum().to_be_bytes());
 }
 
 /// An 8-bit RGB PNG written by hand (the png crate's encoder cannot interlace), optionally with
@@ -83,12 +74,12 @@ fn png_with(img: &RgbImage, interlaced: bool, extra: &[(&[u8; 4], Vec<u8>)]) -> 
     ihdr.extend_from_slice(&h.to_be_bytes());
     ihdr.extend_from_slice(&[8, 2, 0, 0, u8::from(interlaced)]);
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    chunk(&mut out, b"IHDR", &ihdr);
+    png_chunk(&mut out, b"IHDR", &ihdr);
     for (kind, data) in extra {
-        chunk(&mut out, kind, data);
+        png_chunk(&mut out, kind, data);
     }
-    chunk(&mut out, b"IDAT", &idat);
-    chunk(&mut out, b"IEND", &[]);
+    png_chunk(&mut out, b"IDAT", &idat);
+    png_chunk(&mut out, b"IEND", &[]);
     out
 }
 

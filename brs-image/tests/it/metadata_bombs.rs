@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::{Barrier, OnceLock};
 
 use brs_image::decode::{DecodeLimits, decode_rgb};
-use brs_testkit::images::{encode, gradient};
+use brs_testkit::images::{encode, gradient, png_chunk};
 use image::{DynamicImage, ImageFormat, RgbImage};
 
 use crate::memory::{MIB, peak_of};
@@ -105,16 +105,6 @@ fn small_exif_block() -> Vec<u8> {
     t.extend_from_slice(&[0, 0]);
     t.extend_from_slice(&0u32.to_le_bytes());
     t
-}
-
-fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    let mut crc = flate2::Crc::new();
-    crc.update(kind);
-    crc.update(data);
-    out.extend_from_slice(&crc.sum().to_be_bytes());
 }
 
 /// The picture as a PNG with `extra` chunks right after IHDR.
