@@ -64,6 +64,7 @@ async fn bundled_function_serves_and_reports_its_cold_start() {
         n_res: 4,
         light: true,
         img_ch: 3,
+        ..ModelConfig::default()
     };
     brs_model::translator::write_random_export(&model_dir, &config, 7, 1).expect("model");
     let log = dir.path().join("brs-lambda.log");

@@ -37,6 +37,7 @@ async fn function_url_events_are_served_by_the_router() {
         n_res: 1,
         light: true,
         img_ch: 3,
+        ..ModelConfig::default()
     };
     brs_model::translator::write_random_export(&model_dir, &config, 7, 1).expect("tiny model");
     let log = dir.path().join("brs-lambda.log");

@@ -17,6 +17,7 @@ fn main() {
         n_res: get(2, 4),
         light: get(3, 1) == 1,
         img_ch: 3,
+        ..ModelConfig::default()
     };
     let reps = get(4, 5);
     let vs = VarStore::new(Device::Cpu);

@@ -41,6 +41,27 @@ pub const META_SHA256: &str = "meta.json.sha256";
 pub const CKPT_PREFIX: &str = "ckpt";
 /// The training checkpoint file holding both optimizers' moments and step counts.
 pub const OPTIM_FILE: &str = "optim.safetensors";
+/// The optimizer of both generators, as [`OPTIM_FILE`] names it.
+pub const G_OPTIMIZER: &str = "G";
+/// The optimizer of the four discriminators, as [`OPTIM_FILE`] names it.
+pub const D_OPTIMIZER: &str = "D";
+
+/// The key of one Adam moment (`m` or `v`) of a parameter (named by [`adam_param_name`]) in
+/// [`OPTIM_FILE`]: `G/genA2B.encoder.conv_in.weight/m`.
+pub fn adam_moment_key(optimizer: &str, param: &str, moment: &str) -> String {
+    format!("{optimizer}/{param}/{moment}")
+}
+
+/// How an optimizer names a network's variable: `genA2B.encoder.conv_in.weight`.
+pub fn adam_param_name(network: &str, variable: &str) -> String {
+    format!("{network}.{variable}")
+}
+
+/// The key of an optimizer's step count in [`OPTIM_FILE`].
+pub fn adam_step_key(optimizer: &str) -> String {
+    format!("{optimizer}/step")
+}
+
 /// The training checkpoint file holding the data stream's position.
 pub const RNG_FILE: &str = "rng.json";
 

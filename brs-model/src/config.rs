@@ -9,6 +9,39 @@ pub const GLOBAL_D_LAYERS: i64 = 7;
 /// Layers of the local discriminator in the paper.
 pub const LOCAL_D_LAYERS: i64 = 5;
 
+/// Which official implementation's network a model is: the two differ in more than names
+/// (see `generator::tensorflow`). Every checkpoint written before the TensorFlow variant
+/// existed is `pytorch`, the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavour {
+    /// znxlwm/UGATIT-pytorch, the network brs trains by default.
+    #[default]
+    Pytorch,
+    /// taki0112/UGATIT, the authors' TensorFlow code, whose released selfie2anime weights
+    /// `brs-train import-tf` reads.
+    Tensorflow,
+}
+
+impl Flavour {
+    pub fn is_pytorch(&self) -> bool {
+        *self == Flavour::Pytorch
+    }
+}
+
+impl std::fmt::Display for Flavour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Flavour::Pytorch => "pytorch",
+            Flavour::Tensorflow => "tensorflow",
+        })
+    }
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
 /// The shape of the networks. Defaults are the paper's selfie2anime settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -23,6 +56,15 @@ pub struct ModelConfig {
     pub n_res: i64,
     /// Light generator: the gamma/beta MLP sees the pooled features instead of the whole map (default false).
     pub light: bool,
+    /// The official implementation whose network this is (default `pytorch`). Written to
+    /// meta.json only when it is not the default, so PyTorch-flavour checkpoints stay readable
+    /// by older brs binaries.
+    #[serde(skip_serializing_if = "Flavour::is_pytorch")]
+    pub flavour: Flavour,
+    /// AdaLIN smoothing (`rho - 0.1`, clipped to [0, 1]) of the TensorFlow flavour (default
+    /// true, the official default and the released weights' setting). The PyTorch flavour has none.
+    #[serde(skip_serializing_if = "is_true")]
+    pub smoothing: bool,
 }
 
 impl Default for ModelConfig {
@@ -33,6 +75,8 @@ impl Default for ModelConfig {
             ch: 64,
             n_res: 4,
             light: false,
+            flavour: Flavour::Pytorch,
+            smoothing: true,
         }
     }
 }
@@ -60,6 +104,19 @@ impl ModelConfig {
             return fail(format!(
                 "img_size = {} (allowed: a multiple of 4 in 8..=2048)",
                 self.img_size
+            ));
+        }
+        if self.flavour == Flavour::Pytorch && !self.smoothing {
+            return fail(
+                "smoothing = false: AdaLIN smoothing is a setting of the tensorflow flavour only"
+                    .into(),
+            );
+        }
+        if self.flavour == Flavour::Tensorflow && self.img_ch != 3 {
+            // The official TensorFlow generator's last layer has 3 channels whatever img_ch is.
+            return fail(format!(
+                "img_ch = {} (the tensorflow flavour draws 3 channels)",
+                self.img_ch
             ));
         }
         let min = Self::min_img_size(GLOBAL_D_LAYERS);
@@ -96,7 +153,19 @@ impl ModelConfig {
             let b = self.bottleneck().max(0) as u64;
             b * b * deep
         };
-        conv(img_ch, ch, 7)
+        let tensorflow_extras = match self.flavour {
+            Flavour::Pytorch => 0,
+            // A bias on every conv but the CAM 1x1 (which has one in both), the encoder's
+            // instance-norm scales and offsets, one CAM scorer with a bias instead of two
+            // without, and the MLP's biases.
+            Flavour::Tensorflow => {
+                let biases = ch + 2 * ch + deep + 4 * n_res * deep + 2 * ch + ch + img_ch;
+                let norms = 2 * (ch + 2 * ch + deep) + 4 * n_res * deep;
+                biases + norms + 1 - deep + 4 * deep
+            }
+        };
+        tensorflow_extras
+            + conv(img_ch, ch, 7)
             + conv(ch, 2 * ch, 3)
             + conv(2 * ch, deep, 3)
             + n_res * 2 * conv(deep, deep, 3)

@@ -83,6 +83,80 @@ pub enum ModelError {
     // serving side's errors that carry one), though only an import ever makes one.
     #[error("TensorFlow checkpoint: {0}")]
     TfBundle(Box<TfBundleError>),
+    #[cfg(feature = "import")]
+    #[error("TensorFlow checkpoint: {0}")]
+    TfImport(Box<TfImportError>),
+}
+
+/// Why a TensorFlow checkpoint that reads fine is not a U-GAT-IT model brs can build.
+#[cfg(feature = "import")]
+#[derive(Debug, thiserror::Error)]
+pub enum TfImportError {
+    #[error(
+        "{prefix} is not a checkpoint of the official TensorFlow U-GAT-IT (taki0112/UGATIT): \
+         it has no {expected}; its first variables are: {found}"
+    )]
+    NotUgatit {
+        prefix: PathBuf,
+        expected: &'static str,
+        found: String,
+    },
+    /// Names the mapping does not know, and variables of our network nothing mapped to.
+    #[error(
+        "{prefix}: cannot map every variable ({} unknown, {} missing); nothing was written.\n  \
+         unknown: {}\n  missing: {}",
+        unknown.len(), missing.len(), list(unknown), list(missing)
+    )]
+    Unmapped {
+        prefix: PathBuf,
+        unknown: Vec<String>,
+        missing: Vec<String>,
+    },
+    #[error("{name} has shape {shape:?}, expected {expected:?} ({why})")]
+    Shape {
+        name: String,
+        shape: Vec<usize>,
+        expected: Vec<i64>,
+        why: String,
+    },
+    /// The checkpoint's name (`UGATIT_light.model-N`) or the caller says light, the shapes
+    /// say otherwise, or the other way round.
+    #[error(
+        "{prefix}: {said} a {} model, but its weights are a {} model (the first MLP layer has \
+         {inputs} inputs); the authors' selfie2anime release is the full model",
+        light_word(*said_light), light_word(!*said_light)
+    )]
+    LightMismatch {
+        prefix: PathBuf,
+        said: String,
+        said_light: bool,
+        inputs: i64,
+    },
+    #[error("{prefix}: {reason}")]
+    Unsupported { prefix: PathBuf, reason: String },
+}
+
+#[cfg(feature = "import")]
+fn light_word(light: bool) -> &'static str {
+    if light { "light" } else { "full" }
+}
+
+/// At most 12 names, then how many more: an error message stays readable.
+#[cfg(feature = "import")]
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        return "none".into();
+    }
+    let mut out = names
+        .iter()
+        .take(12)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > 12 {
+        out.push_str(&format!(" and {} more", names.len() - 12));
+    }
+    out
 }
 
 /// Why an official UGATIT-pytorch checkpoint cannot be imported.
@@ -286,6 +360,13 @@ impl From<tch::TchError> for ModelError {
 impl From<ImportError> for ModelError {
     fn from(e: ImportError) -> Self {
         ModelError::Import(e)
+    }
+}
+
+#[cfg(feature = "import")]
+impl From<TfImportError> for ModelError {
+    fn from(e: TfImportError) -> Self {
+        ModelError::TfImport(Box::new(e))
     }
 }
 

@@ -188,6 +188,7 @@ pub fn infer_config(generator: &StateDict, light_img_size: i64) -> Result<ModelC
         ch,
         n_res,
         light,
+        ..ModelConfig::default()
     };
     cfg.validate()?;
     Ok(cfg)

@@ -42,6 +42,45 @@ impl Conv2d {
     }
 }
 
+/// The TensorFlow flavour's initialisation of kernels: the official code's `weight_init`,
+/// N(0, 0.02); its biases start at 0.
+const TF_KERNEL_INIT: Init = Init::Randn {
+    mean: 0.0,
+    stdev: 0.02,
+};
+
+impl Conv2d {
+    /// A convolution of the TensorFlow flavour: always with a bias (the official `conv`'s
+    /// default), initialised as the official code does.
+    pub(crate) fn new_tf(p: &Path, c_in: i64, c_out: i64, k: i64, stride: i64) -> Self {
+        Conv2d {
+            weight: p.var("weight", &[c_out, c_in, k, k], TF_KERNEL_INIT),
+            bias: Some(p.var("bias", &[c_out], Init::Const(0.0))),
+            stride,
+        }
+    }
+}
+
+/// A dense layer with a bias (the TensorFlow flavour's `fully_connected`).
+#[derive(Debug)]
+pub(crate) struct Dense {
+    pub(crate) weight: Tensor,
+    pub(crate) bias: Tensor,
+}
+
+impl Dense {
+    pub(crate) fn new_tf(p: &Path, d_in: i64, d_out: i64) -> Self {
+        Dense {
+            weight: p.var("weight", &[d_out, d_in], TF_KERNEL_INIT),
+            bias: p.var("bias", &[d_out], Init::Const(0.0)),
+        }
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.weight, Some(&self.bias))
+    }
+}
+
 /// A linear layer; U-GAT-IT's have no bias but for the CAM 1x1 convs (which are Conv2d here).
 #[derive(Debug)]
 pub(crate) struct Linear {
@@ -63,6 +102,18 @@ impl Linear {
 /// Reflection padding of `n` pixels on every side.
 pub(crate) fn reflect(x: &Tensor, n: i64) -> Tensor {
     x.reflection_pad2d([n, n, n, n])
+}
+
+/// Reflection padding as the official TensorFlow `conv` pads before a VALID convolution: `pad`
+/// on every side when `k - stride` is even, otherwise `pad` before and `k - stride - pad` after
+/// (a stride-2 3x3 conv pads 1 then 0, a stride-1 4x4 conv 1 then 2).
+pub(crate) fn reflect_tf(x: &Tensor, k: i64, stride: i64, pad: i64) -> Tensor {
+    let after = if (k - stride) % 2 == 0 {
+        pad
+    } else {
+        k - stride - pad
+    };
+    x.reflection_pad2d([pad, after, pad, after])
 }
 
 /// LeakyReLU with the discriminators' slope of 0.2 (tch's leaky_relu is fixed at 0.01).

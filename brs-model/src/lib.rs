@@ -18,6 +18,8 @@ pub mod generator;
 pub mod image;
 #[cfg(feature = "import")]
 pub mod import;
+#[cfg(feature = "import")]
+pub mod import_tf;
 mod layers;
 pub mod names;
 pub mod networks;

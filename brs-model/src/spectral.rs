@@ -68,6 +68,45 @@ impl SpectralNorm {
     }
 }
 
+/// Spectral norm as the authors' TensorFlow code computes it: only `u` is kept (one value per
+/// output, like TensorFlow's `u` of shape [1, out]); every forward pass, in training or not, runs
+/// one power iteration from it and divides by the estimate that iteration gives; training
+/// stores the refined `u`.
+#[derive(Debug)]
+pub(crate) struct TfSpectralNorm {
+    u: Tensor,
+}
+
+impl TfSpectralNorm {
+    pub(crate) fn new(p: &Path, outputs: i64) -> Self {
+        let u = p.zeros_no_train("u", &[outputs]);
+        tch::no_grad(|| {
+            // TensorFlow draws u from N(0, 1), unnormalised.
+            u.shallow_clone()
+                .copy_(&Tensor::randn([outputs], (Kind::Float, u.device())));
+        });
+        TfSpectralNorm { u }
+    }
+
+    /// `weight` is [out, ...]: the singular vectors of its [out, rest] matrix are those of
+    /// TensorFlow's [rest, out] one, whatever the order of `rest`.
+    pub(crate) fn normalized(&self, weight: &Tensor, train: bool) -> Tensor {
+        let rows = weight.size()[0];
+        let mat = weight.reshape([rows, -1]);
+        let (u, v) = tch::no_grad(|| {
+            let u = self.u.to_kind(mat.kind());
+            let v = normalize(&mat.tr().mv(&u));
+            let u = normalize(&mat.mv(&v));
+            if train {
+                self.u.shallow_clone().copy_(&u);
+            }
+            (u, v)
+        });
+        let sigma = u.dot(&mat.mv(&v));
+        weight / sigma
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -209,6 +209,7 @@ mod tests {
             ch: 8,
             n_res: 2,
             light: true,
+            ..ModelConfig::default()
         };
         write_random_export(dir.path(), &cfg, 3, 1).unwrap();
         let f32 = Translator::load(dir.path(), Direction::A2B, Device::Cpu).unwrap();

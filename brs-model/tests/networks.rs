@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use brs_model::config::{GLOBAL_D_LAYERS, LOCAL_D_LAYERS};
+use brs_model::config::{Flavour, GLOBAL_D_LAYERS, LOCAL_D_LAYERS};
 use brs_model::networks::{parameter_count, parameter_counts};
 use brs_model::{Discriminator, Generator, ModelConfig, NetworkKind, Networks};
 use brs_testkit::model::tiny_config;
@@ -44,8 +44,19 @@ fn generator_params_from_the_shape_alone_match_the_network() {
             ch: 16,
             n_res: 2,
             light: false,
+            ..ModelConfig::default()
         },
-    ] {
+    ]
+    .into_iter()
+    .flat_map(|cfg| {
+        // Each shape in both flavours.
+        let tf = ModelConfig {
+            flavour: Flavour::Tensorflow,
+            img_ch: 3,
+            ..cfg.clone()
+        };
+        [cfg, tf]
+    }) {
         let counted = parameter_counts(&cfg).unwrap()["generator"];
         assert_eq!(cfg.generator_params(), counted as u64, "{cfg:?}");
     }

@@ -49,6 +49,7 @@ fn check(img: i64, ch: i64, n_res: i64, light: bool) {
         ch,
         n_res,
         light,
+        ..ModelConfig::default()
     };
     assert_eq!(ck.meta.model, expect, "inferred config");
     assert_eq!(ck.meta.iteration, 1000, "iteration from the file name");

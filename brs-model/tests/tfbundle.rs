@@ -6,52 +6,24 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use brs_model::error::TfBundleError;
 use brs_model::tfbundle::{self, Bundle, DataType, state};
-use brs_testkit::setup::python;
+use brs_testkit::setup::cached_python_output;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 struct Fixture {
     dir: PathBuf,
     expected: Value,
 }
 
-/// The bundles, written once per version of the script: TensorFlow takes tens of seconds to
-/// import on a busy machine, so they are kept in cargo's temp dir under the script's hash.
+/// The bundles, written once per version of the script and kept in cargo's temp dir.
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/make_tf_bundle.py");
-        let hash = hex::encode(&Sha256::digest(std::fs::read(&script).unwrap())[..8]);
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let dir = root.join(format!("tfbundle-{hash}"));
-        if !dir.join("expected.json").is_file() {
-            let tmp = tempfile::Builder::new()
-                .prefix("tfbundle-new-")
-                .tempdir_in(root)
-                .unwrap();
-            let out = Command::new(python())
-                .arg(&script)
-                .arg(tmp.path())
-                .output()
-                .expect("run python");
-            assert!(
-                out.status.success(),
-                "make_tf_bundle.py failed (it needs tensorflow-cpu in the venv: run \
-                 scripts/setup):\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            // A test process running beside this one may have renamed its copy first; either
-            // will do.
-            let made = tmp.keep();
-            if std::fs::rename(&made, &dir).is_err() {
-                std::fs::remove_dir_all(&made).unwrap();
-            }
-        }
+        let dir = cached_python_output(Path::new(env!("CARGO_TARGET_TMPDIR")), &script, &[]);
         let expected =
             serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
         Fixture { dir, expected }

@@ -13,6 +13,7 @@ pub fn tiny_config() -> ModelConfig {
         ch: 4,
         n_res: 1,
         light: true,
+        ..ModelConfig::default()
     }
 }
 

@@ -64,3 +64,49 @@ pub fn make_yolo_models(dir: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs `python SCRIPT ARGS... OUT_DIR` once and returns OUT_DIR, kept under `root` (a test's
+/// `CARGO_TARGET_TMPDIR`) by the script's and the arguments' hash, so the next test run reuses
+/// it: TensorFlow takes tens of seconds to start on a busy machine. Tests in other processes
+/// that race for the same output each write their own and keep whichever is renamed first.
+pub fn cached_python_output(root: &Path, script: &Path, args: &[&str]) -> PathBuf {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    std::fs::read(script)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", script.display()))
+        .hash(&mut hasher);
+    args.hash(&mut hasher);
+    let stem = script
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("python");
+    let dir = root.join(format!("{stem}-{:016x}", hasher.finish()));
+    let done = dir.join(".done");
+    if done.is_file() {
+        return dir;
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("{stem}-new-"))
+        .tempdir_in(root)
+        .unwrap_or_else(|e| panic!("a temp dir in {}: {e}", root.display()));
+    let python = python();
+    let out = Command::new(&python)
+        .arg(script)
+        .args(args)
+        .arg(tmp.path())
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed (its packages come from scripts/setup):\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(tmp.path().join(".done"), b"").expect("mark the output complete");
+    let made = tmp.keep();
+    if std::fs::rename(&made, &dir).is_err() {
+        // Another process finished first: its copy is as good.
+        let _ = std::fs::remove_dir_all(&made);
+    }
+    dir
+}

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use brs_model::checkpoint::{
-    CKPT_PREFIX, Checkpoint, CheckpointKind, CheckpointMeta, CheckpointWriter, OPTIM_FILE,
-    RNG_FILE, checkpoint_name, prune,
+    CKPT_PREFIX, Checkpoint, CheckpointKind, CheckpointMeta, CheckpointWriter, D_OPTIMIZER,
+    G_OPTIMIZER, OPTIM_FILE, RNG_FILE, checkpoint_name, prune,
 };
 use serde::{Deserialize, Serialize};
 
@@ -50,8 +50,8 @@ fn write(
     let name = checkpoint_name(CKPT_PREFIX, iteration);
     let mut writer = CheckpointWriter::begin(out, &name)?;
     models.nets.add_to(&mut writer)?;
-    let mut optim = models.g_opt.state("G");
-    optim.extend(models.d_opt.state("D"));
+    let mut optim = models.g_opt.state(G_OPTIMIZER);
+    optim.extend(models.d_opt.state(D_OPTIMIZER));
     writer.add_tensors(OPTIM_FILE, &optim, None)?;
     let rng = serde_json::to_vec_pretty(&RngFile {
         loader: loader.state(),
@@ -97,11 +97,11 @@ pub(crate) fn restore(
         let state = ckpt.read_tensors(OPTIM_FILE)?;
         models
             .g_opt
-            .load_state("G", &state)
+            .load_state(G_OPTIMIZER, &state)
             .map_err(|e| fail(e.to_string()))?;
         models
             .d_opt
-            .load_state("D", &state)
+            .load_state(D_OPTIMIZER, &state)
             .map_err(|e| fail(e.to_string()))?;
     } else {
         notices.push(Notice::NoOptimizerState {

@@ -1,4 +1,4 @@
-//! The command line: `train`, `translate`, `export`, `summary` and `import-pytorch` (a module of
+//! The command line: `train`, `translate`, `export`, `summary`, `import-pytorch` and `import-tf` (a module of
 //! the binary: it parses, calls the library and prints).
 
 use std::io::IsTerminal;
@@ -59,6 +59,9 @@ pub(crate) enum Command {
     Summary(SummaryArgs),
     /// Convert a checkpoint of the official PyTorch code (.pt) into a brs checkpoint.
     ImportPytorch(ImportArgs),
+    /// Convert a checkpoint of the authors' TensorFlow code (the released selfie2anime weights,
+    /// say) into a brs checkpoint of the TensorFlow flavour.
+    ImportTf(ImportTfArgs),
 }
 
 #[derive(Debug, Args)]
@@ -184,6 +187,31 @@ pub(crate) struct ImportArgs {
     pub(crate) img_size: i64,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct ImportTfArgs {
+    /// The directory the official code saves into (it follows the `checkpoint` file), a
+    /// directory of several steps (the newest unless --step), or a checkpoint prefix
+    /// (`.../UGATIT.model-1000001` for `UGATIT.model-1000001.index` and its data shards).
+    #[arg(long)]
+    pub(crate) input: PathBuf,
+    /// Run directory for the converted checkpoint.
+    #[arg(long)]
+    pub(crate) output: PathBuf,
+    /// The step to import from a directory holding several.
+    #[arg(long)]
+    pub(crate) step: Option<u64>,
+    /// img_size of a light model (its shapes do not reveal it; a full model's do).
+    #[arg(long, default_value_t = 256)]
+    pub(crate) img_size: i64,
+    /// AdaLIN smoothing (a graph setting, not a variable). Default: what the official directory
+    /// name says (`..._sn_smoothing`), else true, the official default.
+    #[arg(long)]
+    pub(crate) smoothing: Option<bool>,
+    /// Refuse the checkpoint unless it is a light (true) or full (false) model.
+    #[arg(long)]
+    pub(crate) light: Option<bool>,
+}
+
 impl Command {
     /// Whether this is `train`, which sets up its own process (see main).
     pub(crate) fn trains(&self) -> bool {
@@ -200,6 +228,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => run_export(args),
         Command::Summary(args) => run_summary(args),
         Command::ImportPytorch(args) => run_import(args),
+        Command::ImportTf(args) => run_import_tf(args),
     }
 }
 
@@ -376,6 +405,48 @@ fn run_summary(args: SummaryArgs) -> Result<()> {
             count as f64 * 4.0 / 1048576.0
         )?;
     }
+    Ok(())
+}
+
+fn run_import_tf(args: ImportTfArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    let opts = brs_model::import_tf::TfImportOptions {
+        step: args.step,
+        light_img_size: Some(args.img_size),
+        smoothing: args.smoothing,
+        light: args.light,
+    };
+    let report = brs_model::import_tf::import_tensorflow(&args.input, &args.output, &opts)
+        .with_context(|| format!("importing {}", args.input.display()))?;
+    let m = &report.config;
+    say!(
+        "imported {} (step {}) as {}",
+        report.prefix.display(),
+        report.iteration,
+        report.output.display()
+    )?;
+    say!(
+        "  tensorflow flavour, {} model: img_size {} ch {} n_res {}, smoothing {} ({})",
+        if m.light { "light" } else { "full" },
+        m.img_size,
+        m.ch,
+        m.n_res,
+        m.smoothing,
+        report.smoothing_from
+    )?;
+    say!(
+        "  {} variables{}, in {:.1} s",
+        report.variables,
+        if report.moments > 0 {
+            format!(
+                " and {} Adam moments (training resumes with them)",
+                report.moments
+            )
+        } else {
+            " (no Adam moments: training would start Adam afresh)".to_string()
+        },
+        started.elapsed().as_secs_f64()
+    )?;
     Ok(())
 }
 

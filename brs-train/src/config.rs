@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use brs_model::config::Flavour;
 use brs_model::{DeviceSpec, ModelConfig};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,11 @@ pub struct TrainConfig {
     pub n_res: i64,
     /// Light generator (default false; the paper's light model sets true).
     pub light: bool,
+    /// The official implementation whose network and training step to follow: `pytorch`
+    /// (default) or `tensorflow` (the authors' code, whose released weights `import-tf` reads).
+    pub flavour: Flavour,
+    /// AdaLIN smoothing of the tensorflow flavour (default true, the official default).
+    pub smoothing: bool,
     /// Total training iterations (default 1,000,000).
     pub iteration: u64,
     /// Images per domain per iteration (default 1).
@@ -80,6 +86,8 @@ impl Default for TrainConfig {
             ch: 64,
             n_res: 4,
             light: false,
+            flavour: Flavour::Pytorch,
+            smoothing: true,
             iteration: 1_000_000,
             batch_size: 1,
             lr: 1e-4,
@@ -146,6 +154,8 @@ impl TrainConfig {
             ch: self.ch,
             n_res: self.n_res,
             light: self.light,
+            flavour: self.flavour,
+            smoothing: self.smoothing,
         }
     }
 

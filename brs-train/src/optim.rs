@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use brs_model::checkpoint::{adam_moment_key, adam_step_key};
 use tch::{Kind, Tensor};
 
 use crate::error::{Result, TrainError};
@@ -95,11 +96,11 @@ impl Adam {
     pub(crate) fn state(&self, prefix: &str) -> Vec<(String, Tensor)> {
         let mut out = Vec::with_capacity(2 * self.params.len() + 1);
         for ((name, _), (m, v)) in self.params.iter().zip(self.m.iter().zip(&self.v)) {
-            out.push((format!("{prefix}/{name}/m"), m.shallow_clone()));
-            out.push((format!("{prefix}/{name}/v"), v.shallow_clone()));
+            out.push((adam_moment_key(prefix, name, "m"), m.shallow_clone()));
+            out.push((adam_moment_key(prefix, name, "v"), v.shallow_clone()));
         }
         out.push((
-            format!("{prefix}/step"),
+            adam_step_key(prefix),
             Tensor::from_slice(&[self.step as i64]),
         ));
         out
@@ -127,10 +128,10 @@ impl Adam {
         let mut m = Vec::with_capacity(self.params.len());
         let mut v = Vec::with_capacity(self.params.len());
         for (name, p) in &self.params {
-            m.push(get(format!("{prefix}/{name}/m"), p)?);
-            v.push(get(format!("{prefix}/{name}/v"), p)?);
+            m.push(get(adam_moment_key(prefix, name, "m"), p)?);
+            v.push(get(adam_moment_key(prefix, name, "v"), p)?);
         }
-        let step_key = format!("{prefix}/step");
+        let step_key = adam_step_key(prefix);
         let step = saved
             .get(&step_key)
             .ok_or_else(|| TrainError::OptimizerState(format!("lacks {step_key}")))?

@@ -27,6 +27,7 @@
 //! The passes below are therefore written for a share of a batch: `Shares` weights every loss
 //! term by the part of A or of B it averages over (1 and 1 for a whole batch, an exact no-op).
 
+use brs_model::checkpoint::adam_param_name;
 use brs_model::precision::store_channels_last;
 use brs_model::{Discriminator, GeneratorOutput, NetworkKind, Networks};
 use tch::{Device, Tensor};
@@ -56,7 +57,7 @@ pub(crate) fn trainable(nets: &Networks, kinds: &[NetworkKind]) -> Vec<(String, 
             .variables()
             .into_iter()
             .filter(|(_, t)| t.requires_grad())
-            .map(|(name, t)| (format!("{}.{name}", kind.name()), t))
+            .map(|(name, t)| (adam_param_name(kind.name(), &name), t))
             .collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         out.extend(vars);

@@ -25,6 +25,7 @@ pub(crate) fn slow_model(ch: i64, n_res: i64) -> ModelConfig {
         ch,
         n_res,
         light: true,
+        ..ModelConfig::default()
     }
 }
 

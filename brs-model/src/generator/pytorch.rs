@@ -1,4 +1,4 @@
-//! The U-GAT-IT generator: encoder, CAM attention, gamma/beta MLP, AdaLIN decoder.
+//! The PyTorch flavour's generator: encoder, CAM attention, gamma/beta MLP, AdaLIN decoder.
 //!
 //! Built layer by layer like the official `ResnetGenerator`, with our own readable variable
 //! names (`encoder.conv_in.weight`, `decoder.res1.norm1.rho`...). `import.rs` maps the official
@@ -7,18 +7,10 @@
 use tch::Tensor;
 use tch::nn::Path;
 
+use super::GeneratorOutput;
 use crate::config::ModelConfig;
 use crate::layers::{Conv2d, Linear, reflect};
-use crate::norm::{AdaLin, Iln, instance_norm};
-
-/// What the generator returns: the translated image in [-1, 1], the CAM logits (gap, gmp) and
-/// the attention heatmap (channel sum of the attended features).
-#[derive(Debug)]
-pub struct GeneratorOutput {
-    pub image: Tensor,
-    pub cam_logit: Tensor,
-    pub heatmap: Tensor,
-}
+use crate::norm::{AdaLin, Iln, Statistics, instance_norm};
 
 #[derive(Debug)]
 struct ResBlock {
@@ -75,7 +67,7 @@ struct UpBlock {
 
 /// The generator of one direction (A to B, or B to A).
 #[derive(Debug)]
-pub struct Generator {
+pub(crate) struct PytorchGenerator {
     conv_in: Conv2d,
     down: Vec<Conv2d>,
     encoder_res: Vec<ResBlock>,
@@ -92,9 +84,8 @@ pub struct Generator {
     light: bool,
 }
 
-impl Generator {
-    /// Creates the variables under `p`. The config must be valid (`ModelConfig::validate`).
-    pub fn new(p: &Path, cfg: &ModelConfig) -> Self {
+impl PytorchGenerator {
+    pub(crate) fn new(p: &Path, cfg: &ModelConfig) -> Self {
         let ch = cfg.ch;
         let deep = ch * 4;
         let enc = p / "encoder";
@@ -106,7 +97,7 @@ impl Generator {
         } else {
             cfg.bottleneck() * cfg.bottleneck() * deep
         };
-        Generator {
+        PytorchGenerator {
             conv_in: Conv2d::new(&(&enc / "conv_in"), cfg.img_ch, ch, 7, 1, false),
             down: vec![
                 Conv2d::new(&(&enc / "down1"), ch, ch * 2, 3, 2, false),
@@ -131,7 +122,7 @@ impl Generator {
                     let up = &dec / format!("up{i}");
                     UpBlock {
                         conv: Conv2d::new(&(&up / "conv"), c_in, c_out, 3, 1, false),
-                        norm: Iln::new(&(&up / "norm"), c_out),
+                        norm: Iln::new(&(&up / "norm"), c_out, Statistics::Unbiased),
                     }
                 })
                 .collect(),
@@ -140,8 +131,7 @@ impl Generator {
         }
     }
 
-    /// Translates a batch [N, C, S, S] in [-1, 1].
-    pub fn forward(&self, x: &Tensor) -> GeneratorOutput {
+    pub(crate) fn forward(&self, x: &Tensor) -> GeneratorOutput {
         let mut h = instance_norm(&self.conv_in.forward(&reflect(x, 3))).relu();
         for down in &self.down {
             h = instance_norm(&down.forward(&reflect(&h, 1))).relu();
@@ -190,17 +180,10 @@ impl Generator {
         }
     }
 
-    /// Clips every AdaLIN and ILN rho to [0, 1], as the reference does after each G step.
-    pub fn clip_rho(&self) {
-        tch::no_grad(|| {
-            let rhos = self
-                .decoder_res
-                .iter()
-                .flat_map(|b| [&b.norm1.rho, &b.norm2.rho])
-                .chain(self.up.iter().map(|u| &u.norm.rho));
-            for rho in rhos {
-                let _ = rho.shallow_clone().clamp_(0.0, 1.0);
-            }
-        });
+    pub(crate) fn rhos(&self) -> impl Iterator<Item = &Tensor> {
+        self.decoder_res
+            .iter()
+            .flat_map(|b| [&b.norm1.rho, &b.norm2.rho])
+            .chain(self.up.iter().map(|u| &u.norm.rho))
     }
 }

@@ -1,20 +1,13 @@
-//! The U-GAT-IT discriminators: a PatchGAN body of spectral-normed 4x4 convs, CAM attention, and
+//! The PyTorch flavour's discriminators: a PatchGAN body of spectral-normed 4x4 convs, CAM attention, and
 //! a patch logit head. The global discriminator has 7 layers, the local one 5.
 
 use tch::Tensor;
 use tch::nn::Path;
 
+use super::DiscriminatorOutput;
 use crate::config::ModelConfig;
 use crate::layers::{Conv2d, Linear, leaky_relu, reflect};
 use crate::spectral::SpectralNorm;
-
-/// Patch logits [N, 1, h, w], CAM logits [N, 2] and the attention heatmap [N, 1, h', w'].
-#[derive(Debug)]
-pub struct DiscriminatorOutput {
-    pub logit: Tensor,
-    pub cam_logit: Tensor,
-    pub heatmap: Tensor,
-}
 
 #[derive(Debug)]
 struct SnConv {
@@ -43,7 +36,7 @@ struct SnLinear {
 
 /// A discriminator with `n_layers` layers (7: global, 5: local).
 #[derive(Debug)]
-pub struct Discriminator {
+pub(crate) struct PytorchDiscriminator {
     body: Vec<SnConv>,
     gap_fc: SnLinear,
     gmp_fc: SnLinear,
@@ -51,8 +44,8 @@ pub struct Discriminator {
     head: SnConv,
 }
 
-impl Discriminator {
-    pub fn new(p: &Path, cfg: &ModelConfig, n_layers: i64) -> Self {
+impl PytorchDiscriminator {
+    pub(crate) fn new(p: &Path, cfg: &ModelConfig, n_layers: i64) -> Self {
         let ch = cfg.ch;
         let body_path = p / "body";
         let mut body = vec![SnConv::new(
@@ -88,7 +81,7 @@ impl Discriminator {
             let sn = SpectralNorm::new(&(&cam / name), &fc.weight);
             SnLinear { fc, sn }
         };
-        Discriminator {
+        PytorchDiscriminator {
             body,
             gap_fc: sn_linear("gap_fc"),
             gmp_fc: sn_linear("gmp_fc"),
@@ -97,8 +90,7 @@ impl Discriminator {
         }
     }
 
-    /// `train` runs spectral norm's power iteration (as PyTorch does in training mode).
-    pub fn forward(&self, x: &Tensor, train: bool) -> DiscriminatorOutput {
+    pub(crate) fn forward(&self, x: &Tensor, train: bool) -> DiscriminatorOutput {
         let mut h = x.shallow_clone();
         for conv in &self.body {
             h = leaky_relu(&conv.forward(&h, train));
