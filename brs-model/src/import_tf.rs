@@ -591,8 +591,9 @@ fn convert_all(prefix: &Path, opts: &TfImportOptions) -> Result<Converted> {
                 convert(&bundle, name, *layout, &expected)?,
             ));
         }
-        let steps = adam_steps(&bundle, prefix)?;
-        for optimizer in [G_OPTIMIZER, D_OPTIMIZER] {
+        // The official code builds G's optimizer first: its powers are unsuffixed.
+        for (optimizer, power) in [(G_OPTIMIZER, "beta2_power"), (D_OPTIMIZER, "beta2_power_1")] {
+            let steps = adam_steps(&bundle, prefix, power)?;
             optim.push((
                 adam_step_key(optimizer),
                 Tensor::from_slice(&[steps as i64]),
@@ -609,12 +610,12 @@ fn convert_all(prefix: &Path, opts: &TfImportOptions) -> Result<Converted> {
     })
 }
 
-/// Adam's step count t, from `beta2_power` = 0.999^t (exact to the step while it is above
-/// float32's smallest normal, about 87,000 steps); past that every bias correction is 1 in
-/// float32, and the checkpoint's counter serves.
-fn adam_steps(bundle: &Bundle, prefix: &Path) -> Result<u64> {
+/// An optimizer's step count t, from its `beta2_power` = 0.999^t (exact to the step while it
+/// is above float32's smallest normal, about 87,000 steps); past that every bias correction is 1
+/// in float32, and the checkpoint's counter serves.
+fn adam_steps(bundle: &Bundle, prefix: &Path, power: &str) -> Result<u64> {
     let counter = step_of(prefix).unwrap_or(0);
-    let Some(entry) = bundle.entry("beta2_power") else {
+    let Some(entry) = bundle.entry(power) else {
         return Ok(counter);
     };
     let power = bundle

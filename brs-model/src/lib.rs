@@ -27,7 +27,7 @@ mod norm;
 #[cfg(feature = "import")]
 pub mod pickle;
 pub mod precision;
-mod spectral;
+pub(crate) mod spectral;
 pub mod tensors;
 #[cfg(feature = "import")]
 pub mod tfbundle;

@@ -3,6 +3,8 @@
 //! variables `u` and `v` beside the raw weight, so checkpoints carry them like the reference's
 //! `weight_u` / `weight_v` buffers.
 
+use std::sync::Mutex;
+
 use tch::nn::Path;
 use tch::{Kind, Tensor};
 
@@ -68,6 +70,19 @@ impl SpectralNorm {
     }
 }
 
+/// What a discriminator call does with its singular-vector estimates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpectralCall {
+    /// Inference: the estimates stay as they are.
+    Eval,
+    /// Training: one power iteration refines them first.
+    Refine,
+    /// Training, a further call in the same step: PyTorch refines again (every call iterates);
+    /// TensorFlow's graph reads u once per session run, so its calls in one run share the
+    /// first call's iteration.
+    Repeat,
+}
+
 /// Spectral norm as the authors' TensorFlow code computes it: only `u` is kept (one value per
 /// output, like TensorFlow's `u` of shape [1, out]); every forward pass, in training or not, runs
 /// one power iteration from it and divides by the estimate that iteration gives; training
@@ -75,6 +90,8 @@ impl SpectralNorm {
 #[derive(Debug)]
 pub(crate) struct TfSpectralNorm {
     u: Tensor,
+    /// `u` as it was before the last refining call: what a repeated call starts from.
+    before: Mutex<Option<Tensor>>,
 }
 
 impl TfSpectralNorm {
@@ -85,20 +102,31 @@ impl TfSpectralNorm {
             u.shallow_clone()
                 .copy_(&Tensor::randn([outputs], (Kind::Float, u.device())));
         });
-        TfSpectralNorm { u }
+        TfSpectralNorm {
+            u,
+            before: Mutex::new(None),
+        }
     }
 
     /// `weight` is [out, ...]: the singular vectors of its [out, rest] matrix are those of
     /// TensorFlow's [rest, out] one, whatever the order of `rest`.
-    pub(crate) fn normalized(&self, weight: &Tensor, train: bool) -> Tensor {
+    pub(crate) fn normalized(&self, weight: &Tensor, call: SpectralCall) -> Tensor {
         let rows = weight.size()[0];
         let mat = weight.reshape([rows, -1]);
         let (u, v) = tch::no_grad(|| {
-            let u = self.u.to_kind(mat.kind());
-            let v = normalize(&mat.tr().mv(&u));
+            let mut before = self.before.lock().unwrap_or_else(|e| e.into_inner());
+            let repeated = match call {
+                SpectralCall::Repeat => before.as_ref().map(Tensor::shallow_clone),
+                _ => None,
+            };
+            let refines = call == SpectralCall::Refine
+                || (call == SpectralCall::Repeat && repeated.is_none());
+            let start = repeated.unwrap_or_else(|| self.u.copy());
+            let v = normalize(&mat.tr().mv(&start.to_kind(mat.kind())));
             let u = normalize(&mat.mv(&v));
-            if train {
+            if refines {
                 self.u.shallow_clone().copy_(&u);
+                *before = Some(start);
             }
             (u, v)
         });

@@ -10,7 +10,7 @@ dataset name selfie2anime (it only names the checkpoint directory).
 
 Usage (python tf_ugatit.py SUBCOMMAND --out DIR [options]):
 
-  forward --out DIR [--ch 8] [--img 32] [--light] [--n-res 4] [--n-dis 6] [--no-smoothing]
+  forward --out DIR [--ch 8] [--img 128] [--light] [--n-res 4] [--n-dis 6] [--no-smoothing]
           [--seed 0] [--batch 2] [--adam] [--step 1000]
       Builds the official training graph (with --adam also both Adam optimizers), gives every
       variable random values, saves DIR/checkpoint/<model_dir>/<model_name>.model-<step>, then
@@ -21,7 +21,7 @@ Usage (python tf_ugatit.py SUBCOMMAND --out DIR [options]):
       parity.json (options, checkpoint prefix, every array's file and shape, every saved
       variable's name and shape, which spectral-norm u the discriminator outputs used).
 
-  step --out DIR [--ch 8] [--img 32] [--light] [--n-res 4] [--n-dis 6] [--no-smoothing]
+  step --out DIR [--ch 8] [--img 128] [--light] [--n-res 4] [--n-dis 6] [--no-smoothing]
        [--seed 0] [--batch 1] [--lr 1e-4]
       Builds the official training graph, gives every variable (Adam's too) random values,
       saves step 1, runs one official iteration (D update, then G update) on the inputs a.f32
@@ -31,13 +31,21 @@ Usage (python tf_ugatit.py SUBCOMMAND --out DIR [options]):
 Arrays are raw little-endian float32, NHWC, images in [-1, 1]. Sizes: the generator needs
 --img divisible by 4 and --n-res 4 (the official MLP is ch * n_res wide but the bottleneck has
 ch * 4 channels); the discriminators' stride-1 4x4 convs reflect-pad 2 at the bottom/right, so
-the global branch needs img / 2^(n_dis-1) >= 3 (img 128 for n_dis 6; img 32 needs n_dis 4).
+the global branch needs img / 2^(n_dis-1) >= 3: n_dis 6 (the official default) needs img >= 96,
+img 64 takes n_dis <= 5, img 32 n_dis <= 4.
 
 Not ported, as the official training never uses them: the heatmaps (computed, never used), the
 gradient penalties (wgan / dragan only), the summaries. The official train() pulls a new batch
 from its tf.data iterators in every sess.run, so its D and G updates see different images; here
 both updates are fed the same a and b, which is what the official run does with one image per
 domain (and augmentation off).
+
+Where this graph differs from the official one, each time to make it deterministic:
+  - variables are resource variables (TF1's were ref variables), and all spectral_norm() calls on
+    one u share one read of it per session.run (see SPECTRAL_NORM_U);
+  - each Adam update has a control dependency on its loss, so the losses a step reports are
+    always those of the weights it updates (TF1 left that order to the scheduler).
+The MLP reshapes gamma and beta to the batch of the graph's inputs (officially args.batch_size).
 """
 
 import argparse
@@ -58,15 +66,16 @@ SPECTRAL_NORM_U = (
     "each of its conv u once and its CAM_logit u twice (CAM_logit is called for GAP and for GMP). "
     "In the official TF1 graph every call reads u through the one u/read snapshot of a ref "
     "variable; that snapshot aliases the variable's buffer and Assign copies into it in place, so "
-    "a call whose first matmul ran after another call's assign would start from the updated u: "
-    "the graph does not order them, so TF1 is nondeterministic in principle (in practice those "
-    "matmuls are ready when the step starts and run before any assign, which needs a chain of "
-    "ops). This port keeps TF1's one read of u per session.run, shared by every call, but as a "
-    "resource-variable read, which is an immutable snapshot that every assign depends on: every "
-    "call starts from the u the run began with, and since the kernel is also the same in every "
-    "call of a run, every assign writes the same value. So one session.run moves each u exactly "
-    "one power iteration (u <- l2n(l2n(u W^T) W), W the kernel reshaped to [-1, out]) from its "
-    "value at the start of the run, with W as the run read it, whatever the number of calls."
+    "a call whose first matmul ran after another call's assign would start from the updated u. "
+    "The graph does not order them, so TF1 is nondeterministic in principle; in practice those "
+    "matmuls are ready when the step starts while an assign waits for a chain of ops, so they "
+    "most likely run first. This port keeps TF1's one read of u per session.run, shared by every "
+    "call, but as a resource-variable read, an immutable snapshot that every assign depends on: "
+    "every call starts from the u the run began with, and since the kernel is also the same in "
+    "every call of a run, every assign writes the same value. So one session.run moves each u "
+    "exactly one power iteration (u <- l2n(l2n(u W^T) W), W the kernel reshaped to [-1, out]) "
+    "from its value at the start of the run, with W as the run read it, whatever the number of "
+    "calls."
 )
 
 WEIGHT_INIT = tf.random_normal_initializer(mean=0.0, stddev=0.02)
@@ -294,7 +303,9 @@ def l1_loss(x, y):
 
 
 def cam_loss(source, non_source):
-    identity = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.ones_like(source), logits=source)
+    identity = tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=tf.ones_like(source), logits=source
+    )
     non_identity = tf.nn.sigmoid_cross_entropy_with_logits(
         labels=tf.zeros_like(non_source), logits=non_source
     )
@@ -311,7 +322,8 @@ def regularization_loss(scope_name):
 def discriminator_loss(real, fake):
     """lsgan, summed over the local and global outputs."""
     return sum(
-        tf.reduce_mean(tf.math.squared_difference(real[i], 1.0)) + tf.reduce_mean(tf.square(fake[i]))
+        tf.reduce_mean(tf.math.squared_difference(real[i], 1.0))
+        + tf.reduce_mean(tf.square(fake[i]))
         for i in range(2)
     )
 
@@ -327,8 +339,8 @@ def generator_loss(fake):
 
 
 class UGATIT:
-    def __init__(self, ch, img_size, light, n_res, n_dis, smoothing, batch_size):
-        self.ch, self.img_size, self.light = ch, img_size, light
+    def __init__(self, ch, light, n_res, n_dis, smoothing, batch_size):
+        self.ch, self.light = ch, light
         self.n_res, self.n_dis, self.smoothing = n_res, n_dis, smoothing
         self.batch_size = batch_size
         self.sn, self.n_critic, self.dataset_name = True, 1, "selfie2anime"
@@ -340,7 +352,7 @@ class UGATIT:
             self.model_name, self.dataset_name, GAN_TYPE, self.n_res, self.n_dis, self.n_critic,
             ADV_WEIGHT, CYCLE_WEIGHT, IDENTITY_WEIGHT, CAM_WEIGHT,
             "_sn" if self.sn else "", "_smoothing" if self.smoothing else "",
-        )  # fmt: skip
+        )
 
     def save(self, sess, saver, out, step):
         """The official save(): OUT/checkpoint/<model_dir>/<model_name>.model-<step>. Returns
@@ -365,7 +377,9 @@ class UGATIT:
                 x = resblock(x, channel, scope="resblock_" + str(i))
 
             # Class activation map: one CAM_logit layer, used for GAP and for GMP.
-            cam_gap_logit, cam_x_weight = fully_connected_with_w(global_avg_pooling(x), scope="CAM_logit")
+            cam_gap_logit, cam_x_weight = fully_connected_with_w(
+                global_avg_pooling(x), scope="CAM_logit"
+            )
             x_gap = tf.multiply(x, cam_x_weight)
             cam_gmp_logit, cam_x_weight = fully_connected_with_w(
                 global_max_pooling(x), reuse=True, scope="CAM_logit"
@@ -423,7 +437,9 @@ class UGATIT:
             x = lrelu(x, 0.2)
 
             for i in range(1, n_down):
-                x = conv(x, channel * 2, kernel=4, stride=2, pad=1, sn=self.sn, scope="conv_" + str(i))
+                x = conv(
+                    x, channel * 2, kernel=4, stride=2, pad=1, sn=self.sn, scope="conv_" + str(i)
+                )
                 x = lrelu(x, 0.2)
                 channel = channel * 2
 
@@ -467,15 +483,21 @@ class UGATIT:
 
         real_a_logit, real_a_cam_logit = self.discriminator(domain_a, scope="discriminator_A")
         real_b_logit, real_b_cam_logit = self.discriminator(domain_b, scope="discriminator_B")
-        fake_a_logit, fake_a_cam_logit = self.discriminator(x_ba, reuse=True, scope="discriminator_A")
-        fake_b_logit, fake_b_cam_logit = self.discriminator(x_ab, reuse=True, scope="discriminator_B")
+        fake_a_logit, fake_a_cam_logit = self.discriminator(
+            x_ba, reuse=True, scope="discriminator_A"
+        )
+        fake_b_logit, fake_b_cam_logit = self.discriminator(
+            x_ab, reuse=True, scope="discriminator_B"
+        )
 
         t = {
-            "G_A_gan": ADV_WEIGHT * (generator_loss(fake_a_logit) + generator_loss(fake_a_cam_logit)),
+            "G_A_gan": ADV_WEIGHT
+            * (generator_loss(fake_a_logit) + generator_loss(fake_a_cam_logit)),
             "G_A_cycle": CYCLE_WEIGHT * l1_loss(x_bab, domain_b),
             "G_A_identity": IDENTITY_WEIGHT * l1_loss(x_aa, domain_a),
             "G_A_cam": CAM_WEIGHT * cam_loss(source=cam_ba, non_source=cam_aa),
-            "G_B_gan": ADV_WEIGHT * (generator_loss(fake_b_logit) + generator_loss(fake_b_cam_logit)),
+            "G_B_gan": ADV_WEIGHT
+            * (generator_loss(fake_b_logit) + generator_loss(fake_b_cam_logit)),
             "G_B_cycle": CYCLE_WEIGHT * l1_loss(x_aba, domain_a),
             "G_B_identity": IDENTITY_WEIGHT * l1_loss(x_bb, domain_b),
             "G_B_cam": CAM_WEIGHT * cam_loss(source=cam_ab, non_source=cam_bb),
@@ -487,23 +509,26 @@ class UGATIT:
                 discriminator_loss(real_b_logit, fake_b_logit)
                 + discriminator_loss(real_b_cam_logit, fake_b_cam_logit)
             ),
-        }  # fmt: skip
+        }
         for g in "AB":
-            t["G_%s_loss" % g] = sum(t["G_%s_%s" % (g, k)] for k in ("gan", "cycle", "identity", "cam"))
+            terms = ("gan", "cycle", "identity", "cam")
+            t["G_%s_loss" % g] = sum(t["G_%s_%s" % (g, k)] for k in terms)
         t["G_regularization"] = regularization_loss("generator")
         t["D_regularization"] = regularization_loss("discriminator")
         t["Generator_loss"] = t["G_A_loss"] + t["G_B_loss"] + t["G_regularization"]
         t["Discriminator_loss"] = t["D_A_loss"] + t["D_B_loss"] + t["D_regularization"]
 
-        d_fetches = {k: t[k] for k in ("Discriminator_loss", "D_A_loss", "D_B_loss", "D_regularization")}
+        d_fetches = {k: v for k, v in t.items() if k.startswith("D")}
         g_fetches = {k: v for k, v in t.items() if k.startswith("G")}
         # What the official G update fetches besides its losses (for its sample images).
         g_fetches.update(real_A=domain_a, real_B=domain_b, fake_A=x_ba, fake_B=x_ab)
         if optimizers:
             self.lr = v1.placeholder(tf.float32, name="learning_rate")
             t_vars = v1.trainable_variables()
-            for name, loss, fetches in (("generator", t["Generator_loss"], g_fetches),
-                                        ("discriminator", t["Discriminator_loss"], d_fetches)):  # fmt: skip
+            for name, loss, fetches in (
+                ("generator", t["Generator_loss"], g_fetches),
+                ("discriminator", t["Discriminator_loss"], d_fetches),
+            ):
                 optimizer = v1.train.AdamOptimizer(self.lr, beta1=0.5, beta2=0.999)
                 with tf.control_dependencies([loss]):
                     fetches["optim"] = optimizer.minimize(
@@ -531,6 +556,10 @@ class UGATIT:
 ##################################################################################
 
 
+# Steps Adam is said to have taken in a randomised checkpoint.
+ADAM_STEPS = 7
+
+
 def random_value(rng, name, shape):
     """A random value for a variable, by the last part of its name. Chosen so that no mapping
     mistake can hide behind an initial value: every bias, gamma, beta and rho differs from its
@@ -553,10 +582,12 @@ def random_value(rng, name, shape):
         return rng.normal(0.0, 1e-3, shape)
     if last == "Adam_1":
         return rng.uniform(1e-6, 1e-4, shape)
+    # The powers of one optimizer after ADAM_STEPS steps: they are beta^t for one t in any
+    # checkpoint TensorFlow writes, which is what the importer's step count relies on.
     if last.startswith("beta1_power"):
-        return rng.uniform(0.01, 0.5, shape)
+        return np.full(shape, 0.5**ADAM_STEPS)
     if last.startswith("beta2_power"):
-        return rng.uniform(0.5, 0.999, shape)
+        return np.full(shape, 0.999**ADAM_STEPS)
     raise ValueError("no random value for variable " + name)
 
 
@@ -608,11 +639,14 @@ def images(rng, batch, size):
 
 def check_sizes(args):
     if args.n_res != 4:
-        raise SystemExit("--n-res must be 4: the official MLP is ch * n_res wide, the bottleneck ch * 4")
+        raise SystemExit(
+            "--n-res must be 4: the official MLP is ch * n_res wide, the bottleneck ch * 4"
+        )
     if args.img % 4 or args.img >> (args.n_dis - 1) < 3:
+        fits = max(n for n in range(3, 12) if args.img >> (n - 1) >= 3)
         raise SystemExit(
             "--img must be divisible by 4 and img / 2^(n_dis-1) >= 3 (the discriminator's "
-            "reflect padding of 2); img %d, n_dis %d" % (args.img, args.n_dis)
+            "reflect padding of 2): img %d takes --n-dis %d at most" % (args.img, fits)
         )
 
 
@@ -621,7 +655,8 @@ def forward(args, model):
     with tf.Graph().as_default():
         v1.set_random_seed(args.seed)
         shape = [args.batch, args.img, args.img, 3]
-        model.build_train(v1.placeholder(tf.float32, shape), v1.placeholder(tf.float32, shape), args.adam)
+        domains = v1.placeholder(tf.float32, shape), v1.placeholder(tf.float32, shape)
+        model.build_train(*domains, optimizers=args.adam)
         with session() as sess:
             randomise(sess, rng)
             saved = model.save(sess, v1.train.Saver(), args.out, args.step)
@@ -637,7 +672,8 @@ def forward(args, model):
             u_after = u_values(sess)
 
     arrays = {"a": write_f32(args.out, "a", a), "b": write_f32(args.out, "b", b)}
-    arrays.update({name: write_f32(args.out, name, value) for name, value in sorted(values.items())})
+    for name, value in sorted(values.items()):
+        arrays[name] = write_f32(args.out, name, value)
     report = {
         "options": options(args, model),
         "checkpoint_prefix": os.path.relpath(saved, args.out),
@@ -704,14 +740,27 @@ def step(args, model):
 
 def options(args, model):
     return {
-        "ch": args.ch, "img_size": args.img, "light": args.light, "n_res": args.n_res,
-        "n_dis": args.n_dis, "smoothing": model.smoothing, "sn": model.sn, "batch": args.batch,
-        "seed": args.seed, "gan_type": GAN_TYPE, "n_critic": model.n_critic,
-        "weights": {"adv": ADV_WEIGHT, "cycle": CYCLE_WEIGHT, "identity": IDENTITY_WEIGHT,
-                    "cam": CAM_WEIGHT},
-        "adam": getattr(args, "adam", True), "model_name": model.model_name,
+        "ch": args.ch,
+        "img_size": args.img,
+        "light": args.light,
+        "n_res": args.n_res,
+        "n_dis": args.n_dis,
+        "smoothing": model.smoothing,
+        "sn": model.sn,
+        "batch": args.batch,
+        "seed": args.seed,
+        "gan_type": GAN_TYPE,
+        "n_critic": model.n_critic,
+        "weights": {
+            "adv": ADV_WEIGHT,
+            "cycle": CYCLE_WEIGHT,
+            "identity": IDENTITY_WEIGHT,
+            "cam": CAM_WEIGHT,
+        },
+        "adam": getattr(args, "adam", True),
+        "model_name": model.model_name,
         "model_dir": model.model_dir,
-    }  # fmt: skip
+    }
 
 
 def main():
@@ -721,7 +770,7 @@ def main():
         p = commands.add_parser(name)
         p.add_argument("--out", required=True)
         p.add_argument("--ch", type=int, default=8)
-        p.add_argument("--img", type=int, default=32)
+        p.add_argument("--img", type=int, default=128)
         p.add_argument("--light", action="store_true")
         p.add_argument("--n-res", type=int, default=4)
         p.add_argument("--n-dis", type=int, default=6)
@@ -736,9 +785,7 @@ def main():
     args = parser.parse_args()
     check_sizes(args)
     os.makedirs(args.out, exist_ok=True)
-    model = UGATIT(
-        args.ch, args.img, args.light, args.n_res, args.n_dis, not args.no_smoothing, args.batch
-    )
+    model = UGATIT(args.ch, args.light, args.n_res, args.n_dis, not args.no_smoothing, args.batch)
     started = time.time()
     (forward if args.command == "forward" else step)(args, model)
     print("%s: %.1f s, written to %s" % (args.command, time.time() - started, args.out))

@@ -5,6 +5,11 @@
 //! them on resume. Per step, for each parameter p with gradient g:
 //! `g += wd * p; m = lerp(m, g, 1 - b1); v = b2 * v + (1 - b2) * g * g;`
 //! `p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`.
+//!
+//! The TensorFlow flavour follows the authors' TensorFlow code instead: `tf.train.AdamOptimizer`
+//! adds eps to `sqrt(v)` before the bias correction (`p -= lr * sqrt(1 - b2^t) / (1 - b1^t) *
+//! m / (sqrt(v) + eps)`), and the decay is the gradient of the code's L2 regularizer
+//! (`scale * sum(w^2) / 2`, scale 1e-4), which covers kernels only: no biases, norms or rho.
 
 use std::collections::BTreeMap;
 
@@ -13,10 +18,22 @@ use tch::{Kind, Tensor};
 
 use crate::error::{Result, TrainError};
 
+/// Which official code's Adam to follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AdamStyle {
+    /// `torch.optim.Adam` with weight decay on every parameter.
+    Torch,
+    /// `tf.train.AdamOptimizer` plus an L2 loss on the kernels (variables named `*.weight`).
+    Tensorflow,
+}
+
 /// One optimizer over a named set of parameters (e.g. both generators).
 #[derive(Debug)]
 pub(crate) struct Adam {
     params: Vec<(String, Tensor)>,
+    /// Whether weight decay applies to each parameter.
+    decayed: Vec<bool>,
+    style: AdamStyle,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
     step: u64,
@@ -28,9 +45,14 @@ pub(crate) struct Adam {
 
 impl Adam {
     /// The reference's settings: betas (0.5, 0.999), eps 1e-8.
-    pub(crate) fn new(params: Vec<(String, Tensor)>, weight_decay: f64) -> Self {
+    pub(crate) fn new(params: Vec<(String, Tensor)>, weight_decay: f64, style: AdamStyle) -> Self {
         let zeros = |p: &Tensor| p.zeros_like().detach();
         Adam {
+            decayed: params
+                .iter()
+                .map(|(name, _)| style == AdamStyle::Torch || name.ends_with(".weight"))
+                .collect(),
+            style,
             m: params.iter().map(|(_, p)| zeros(p)).collect(),
             v: params.iter().map(|(_, p)| zeros(p)).collect(),
             params,
@@ -66,18 +88,22 @@ impl Adam {
         let t = self.step as i32;
         let bias1 = 1.0 - self.beta1.powi(t);
         let bias2_sqrt = (1.0 - self.beta2.powi(t)).sqrt();
-        let step_size = lr / bias1;
+        let step_size = match self.style {
+            AdamStyle::Torch => lr / bias1,
+            AdamStyle::Tensorflow => lr * bias2_sqrt / bias1,
+        };
         tch::no_grad(|| {
-            for ((_, p), (m, v)) in self
+            for (((_, p), decayed), (m, v)) in self
                 .params
                 .iter_mut()
+                .zip(&self.decayed)
                 .zip(self.m.iter_mut().zip(self.v.iter_mut()))
             {
                 let g = p.grad();
                 if !g.defined() {
                     continue;
                 }
-                let g = if self.weight_decay != 0.0 {
+                let g = if self.weight_decay != 0.0 && *decayed {
                     &g + &*p * self.weight_decay
                 } else {
                     g
@@ -85,7 +111,10 @@ impl Adam {
                 let _ = m.lerp_(&g, 1.0 - self.beta1);
                 let _ = v.g_mul_scalar_(self.beta2);
                 let _ = v.addcmul_(&(&g * (1.0 - self.beta2)), &g);
-                let denom = v.sqrt() / bias2_sqrt + self.eps;
+                let denom = match self.style {
+                    AdamStyle::Torch => v.sqrt() / bias2_sqrt + self.eps,
+                    AdamStyle::Tensorflow => v.sqrt() + self.eps,
+                };
                 // value * (m / denom), the association torch's addcdiv uses.
                 let _ = p.g_add_(&((&*m / denom) * -step_size));
             }
@@ -154,7 +183,7 @@ mod tests {
     fn run(steps: usize, wd: f64, lrs: &[f64]) -> Vec<Vec<f64>> {
         let p = Tensor::from_slice(&[1.0f32, -2.0, 0.5, 3.0]).set_requires_grad(true);
         let target = Tensor::from_slice(&[0.3f32, 0.1, -0.7, 2.0]);
-        let mut adam = Adam::new(vec![("p".into(), p.shallow_clone())], wd);
+        let mut adam = Adam::new(vec![("p".into(), p.shallow_clone())], wd, AdamStyle::Torch);
         let mut out = Vec::new();
         for i in 0..steps {
             adam.zero_grad();
@@ -224,20 +253,32 @@ print(json.dumps(out))
         let make = || Tensor::from_slice(&[1.0f32, -1.0]).set_requires_grad(true);
         let loss = |p: &Tensor| (p * p * 3.0 + p).sum(Kind::Float);
         let (a, b) = (make(), make());
-        let mut straight = Adam::new(vec![("w".into(), a.shallow_clone())], 1e-4);
+        let mut straight = Adam::new(
+            vec![("w".into(), a.shallow_clone())],
+            1e-4,
+            AdamStyle::Torch,
+        );
         for _ in 0..5 {
             straight.zero_grad();
             loss(&a).backward();
             straight.step(0.01);
         }
-        let mut first = Adam::new(vec![("w".into(), b.shallow_clone())], 1e-4);
+        let mut first = Adam::new(
+            vec![("w".into(), b.shallow_clone())],
+            1e-4,
+            AdamStyle::Torch,
+        );
         for _ in 0..2 {
             first.zero_grad();
             loss(&b).backward();
             first.step(0.01);
         }
         let saved: BTreeMap<String, Tensor> = first.state("G").into_iter().collect();
-        let mut second = Adam::new(vec![("w".into(), b.shallow_clone())], 1e-4);
+        let mut second = Adam::new(
+            vec![("w".into(), b.shallow_clone())],
+            1e-4,
+            AdamStyle::Torch,
+        );
         second.load_state("G", &saved).unwrap();
         assert_eq!(second.step_count(), 2);
         for _ in 0..3 {

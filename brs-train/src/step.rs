@@ -28,6 +28,8 @@
 //! term by the part of A or of B it averages over (1 and 1 for a whole batch, an exact no-op).
 
 use brs_model::checkpoint::adam_param_name;
+use brs_model::config::Flavour;
+use brs_model::discriminator::SpectralCall;
 use brs_model::precision::store_channels_last;
 use brs_model::{Discriminator, GeneratorOutput, NetworkKind, Networks};
 use tch::{Device, Tensor};
@@ -35,7 +37,7 @@ use tch::{Device, Tensor};
 use crate::config::TrainConfig;
 use crate::error::Result;
 use crate::losses::{Losses, bce_logits, l1, lsgan};
-use crate::optim::Adam;
+use crate::optim::{Adam, AdamStyle};
 use crate::replica::Replica;
 
 /// The networks, an optimizer for the generators and one for the discriminators, and the
@@ -130,9 +132,13 @@ pub(crate) fn generate_and_judge(
     ];
     let mut d_loss = 0.0;
     for (d, real, real_share, fake, fake_share) in pairs {
-        for (x, target, share) in [(real, 1.0, real_share), (fake, 0.0, fake_share)] {
+        let calls = [
+            (real, 1.0, real_share, SpectralCall::Refine),
+            (fake, 0.0, fake_share, SpectralCall::Repeat),
+        ];
+        for (x, target, share, call) in calls {
             let loss = tch::autocast(autocast, || {
-                let o = d.forward(x, true);
+                let o = d.forward_call(x, call);
                 let loss = (lsgan(&o.logit, target) + lsgan(&o.cam_logit, target)) * cfg.adv_weight;
                 weighted(loss, share)
             });
@@ -249,8 +255,12 @@ impl Models {
     pub(crate) fn new(cfg: &TrainConfig, device: Device) -> Result<Self> {
         tch::manual_seed(cfg.seed as i64);
         let nets = Networks::new(&cfg.model(), device)?;
-        let g_opt = Adam::new(trainable(&nets, &GENERATORS), cfg.weight_decay);
-        let d_opt = Adam::new(trainable(&nets, &DISCRIMINATORS), cfg.weight_decay);
+        let style = match cfg.flavour {
+            Flavour::Pytorch => AdamStyle::Torch,
+            Flavour::Tensorflow => AdamStyle::Tensorflow,
+        };
+        let g_opt = Adam::new(trainable(&nets, &GENERATORS), cfg.weight_decay, style);
+        let d_opt = Adam::new(trainable(&nets, &DISCRIMINATORS), cfg.weight_decay, style);
         let d_params = trainable(&nets, &DISCRIMINATORS)
             .into_iter()
             .map(|(_, t)| t)

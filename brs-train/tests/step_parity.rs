@@ -8,15 +8,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use brs_model::checkpoint::Checkpoint;
-use brs_model::{Networks, import, tensors};
+use brs_model::{import, tensors};
 use brs_train::{TrainConfig, TrainOptions, Trainer};
-use common::{config, synth_dataset};
-use tch::{Device, Kind, Tensor};
+use common::{assert_trained_like, config, synth_dataset};
 
 const LR: f64 = 1e-4;
 
@@ -83,51 +80,7 @@ fn check(img: i64, ch: i64, light: bool, batch: i64, steps: i64, flip_budget: f6
         }
     }
 
-    let expect = Networks::new(&trainer.networks().config, Device::Cpu).unwrap();
-    expect
-        .load_from(&Checkpoint::open(&after).unwrap())
-        .unwrap();
-    let start = Networks::new(&trainer.networks().config, Device::Cpu).unwrap();
-    start
-        .load_from(&Checkpoint::open(&before).unwrap())
-        .unwrap();
-    let (mut compared, mut compared_trainable, mut trained) = (0, 0, 0);
-    for ((kind, ours), (_, theirs)) in trainer.networks().stores().zip(expect.stores()) {
-        let theirs: BTreeMap<String, Tensor> = theirs.variables().into_iter().collect();
-        let initial: BTreeMap<String, Tensor> = start.store(kind).variables().into_iter().collect();
-        for (name, ours) in ours.variables() {
-            let label = format!("{}.{name}", kind.name());
-            let (theirs, initial) = (&theirs[&name], &initial[&name]);
-            let moved = (theirs - initial).abs().max().double_value(&[]);
-            let diff = (&ours - theirs).abs();
-            if ours.requires_grad() {
-                compared_trainable += 1;
-                // Adam moves every weight by about lr per step, whatever the gradient's size, so
-                // a wrong gradient shows as differences of order lr on many elements.
-                let off = diff.gt(0.1 * LR).to_kind(Kind::Float).mean(Kind::Float);
-                let off = off.double_value(&[]);
-                assert!(
-                    off <= flip_budget,
-                    "{label}: {:.3}% of elements differ from the reference by more than lr/10 \
-                     (max {:e}, the reference moved up to {moved:e})",
-                    off * 100.0,
-                    diff.max().double_value(&[])
-                );
-                trained += usize::from(moved > 0.5 * LR);
-            } else {
-                // Spectral norm's u and v, refined by every training-mode discriminator call.
-                let d = diff.max().double_value(&[]);
-                assert!(d < 1e-4, "{label}: max diff {d:e}");
-            }
-            compared += 1;
-        }
-    }
-    // Not vacuous: nearly every weight moved (ILN's rho starts at 0 and may be clipped back there).
-    assert!(compared > 50, "only {compared} variables compared");
-    assert!(
-        trained * 10 > compared_trainable * 8,
-        "the reference trained only {trained} of {compared_trainable} variables"
-    );
+    assert_trained_like(trainer.networks(), &before, &after, LR, flip_budget);
 }
 
 #[test]

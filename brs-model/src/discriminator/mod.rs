@@ -7,6 +7,7 @@ use tch::Tensor;
 use tch::nn::Path;
 
 use crate::config::{Flavour, ModelConfig};
+pub use crate::spectral::SpectralCall;
 use pytorch::PytorchDiscriminator;
 use tensorflow::TensorflowDiscriminator;
 
@@ -42,9 +43,20 @@ impl Discriminator {
     /// `train` updates spectral norm's singular vector estimates, as both official codes do in
     /// training.
     pub fn forward(&self, x: &Tensor, train: bool) -> DiscriminatorOutput {
+        let call = if train {
+            SpectralCall::Refine
+        } else {
+            SpectralCall::Eval
+        };
+        self.forward_call(x, call)
+    }
+
+    /// A call that says what spectral norm does: [`SpectralCall::Repeat`] for the further calls
+    /// of one training step, which each official code treats its own way.
+    pub fn forward_call(&self, x: &Tensor, call: SpectralCall) -> DiscriminatorOutput {
         match &self.0 {
-            Flavoured::Pytorch(d) => d.forward(x, train),
-            Flavoured::Tensorflow(d) => d.forward(x, train),
+            Flavoured::Pytorch(d) => d.forward(x, call != SpectralCall::Eval),
+            Flavoured::Tensorflow(d) => d.forward(x, call),
         }
     }
 }

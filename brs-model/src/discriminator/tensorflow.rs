@@ -9,7 +9,7 @@ use tch::nn::Path;
 use super::DiscriminatorOutput;
 use crate::config::ModelConfig;
 use crate::layers::{Conv2d, Dense, leaky_relu, reflect_tf};
-use crate::spectral::TfSpectralNorm;
+use crate::spectral::{SpectralCall, TfSpectralNorm};
 
 #[derive(Debug)]
 struct SnConv {
@@ -27,8 +27,8 @@ impl SnConv {
         }
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let w = self.sn.normalized(&self.conv.weight, train);
+    fn forward(&self, x: &Tensor, call: SpectralCall) -> Tensor {
+        let w = self.sn.normalized(&self.conv.weight, call);
         self.conv
             .forward_with(&reflect_tf(x, 4, self.stride, 1), &w)
     }
@@ -70,15 +70,15 @@ impl TensorflowDiscriminator {
         }
     }
 
-    pub(crate) fn forward(&self, x: &Tensor, train: bool) -> DiscriminatorOutput {
+    pub(crate) fn forward(&self, x: &Tensor, call: SpectralCall) -> DiscriminatorOutput {
         let mut h = x.shallow_clone();
         for conv in &self.body {
-            h = leaky_relu(&conv.forward(&h, train));
+            h = leaky_relu(&conv.forward(&h, call));
         }
         let n = h.size()[0];
         let gap = h.adaptive_avg_pool2d([1, 1]).view([n, -1]);
         let gmp = h.adaptive_max_pool2d([1, 1]).0.view([n, -1]);
-        let w = self.cam_sn.normalized(&self.cam_fc.weight, train);
+        let w = self.cam_sn.normalized(&self.cam_fc.weight, call);
         let bias = &self.cam_fc.bias;
         let cam_logit = Tensor::cat(&[gap.linear(&w, Some(bias)), gmp.linear(&w, Some(bias))], 1);
         let weights = (&w + bias.unsqueeze(1)).unsqueeze(2).unsqueeze(3);
@@ -89,7 +89,7 @@ impl TensorflowDiscriminator {
                 .forward(&Tensor::cat(&[&attended, &attended], 1)),
         );
         let heatmap = h.sum_dim_intlist([1i64].as_slice(), true, None);
-        let logit = self.head.forward(&h, train);
+        let logit = self.head.forward(&h, call);
         DiscriminatorOutput {
             logit,
             cam_logit,

@@ -1,8 +1,13 @@
 //! Helpers shared by the whole-binary tests: synthetic datasets, configs, running the binary.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use brs_model::Networks;
+use brs_model::checkpoint::Checkpoint;
+use tch::{Device, Kind, Tensor};
 
 use brs_dataset::synth::{domain_b_seed, scene, to_domain_b};
 use image::RgbImage;
@@ -111,4 +116,66 @@ pub(crate) fn config(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, body).expect("writing a config");
     path
+}
+
+/// Asserts that `ours`, trained from the checkpoint `before`, holds what the official code's
+/// iterations saved in `after`: trainable weights within `lr / 10` of theirs on all but
+/// `flip_budget` of each layer's elements (or one element), spectral norm's vectors within 1e-4. Not vacuous:
+/// the reference must have moved nearly every weight.
+#[allow(clippy::unwrap_used)]
+pub(crate) fn assert_trained_like(
+    ours: &Networks,
+    before: &Path,
+    after: &Path,
+    lr: f64,
+    flip_budget: f64,
+) {
+    let expect = Networks::new(&ours.config, Device::Cpu).unwrap();
+    expect.load_from(&Checkpoint::open(after).unwrap()).unwrap();
+    let start = Networks::new(&ours.config, Device::Cpu).unwrap();
+    start.load_from(&Checkpoint::open(before).unwrap()).unwrap();
+    let (mut compared, mut compared_trainable, mut trained) = (0, 0, 0);
+    let mut failures = Vec::new();
+    for ((kind, ours), (_, theirs)) in ours.stores().zip(expect.stores()) {
+        let theirs: BTreeMap<String, Tensor> = theirs.variables().into_iter().collect();
+        let initial: BTreeMap<String, Tensor> = start.store(kind).variables().into_iter().collect();
+        for (name, ours) in ours.variables() {
+            let label = format!("{}.{name}", kind.name());
+            let (theirs, initial) = (&theirs[&name], &initial[&name]);
+            let moved = (theirs - initial).abs().max().double_value(&[]);
+            let diff = (&ours - theirs).abs();
+            if ours.requires_grad() {
+                compared_trainable += 1;
+                // Adam moves every weight by about lr per step, whatever the gradient's size, so
+                // a wrong gradient shows as differences of order lr on many elements.
+                let off = diff.gt(0.1 * lr).to_kind(Kind::Float).mean(Kind::Float);
+                let off = off.double_value(&[]);
+                // One element may always flip: a small layer's budget would otherwise be none.
+                if off > flip_budget.max(1.0 / diff.numel() as f64) {
+                    failures.push(format!(
+                        "{label}: {:.3}% of {} elements differ from the reference by more than \
+                         lr/10 (max {:e}, the reference moved up to {moved:e})",
+                        off * 100.0,
+                        diff.numel(),
+                        diff.max().double_value(&[])
+                    ));
+                }
+                trained += usize::from(moved > 0.5 * lr);
+            } else {
+                // Spectral norm's u and v, refined by every training-mode discriminator call.
+                let d = diff.max().double_value(&[]);
+                if d >= 1e-4 {
+                    failures.push(format!("{label}: max diff {d:e}"));
+                }
+            }
+            compared += 1;
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Not vacuous: nearly every weight moved (ILN's rho starts at 0 and may be clipped back there).
+    assert!(compared > 50, "only {compared} variables compared");
+    assert!(
+        trained * 10 > compared_trainable * 8,
+        "the reference trained only {trained} of {compared_trainable} variables"
+    );
 }
