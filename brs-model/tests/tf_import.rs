@@ -307,3 +307,53 @@ fn a_pytorch_file_or_another_model_is_named_for_what_it_is() {
     let err = import_error(tmp.path(), &TfImportOptions::default());
     assert!(err.contains("checkpoint"), "{err}");
 }
+
+#[test]
+fn unknown_and_missing_variables_are_listed_and_nothing_is_written() {
+    let port = Port::run(&[
+        "--ch",
+        "8",
+        "--img",
+        "96",
+        "--extra-variable",
+        "generator_B/attention/kernel",
+        "--drop-variable",
+        "discriminator_A/local/conv_1/bias",
+    ]);
+    let err = import_error(&port.prefix(), &TfImportOptions::default());
+    assert!(
+        err.contains("1 unknown, 1 missing")
+            && err.contains("generator_B/attention/kernel")
+            && err.contains("disLA body.conv1.bias"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_step_is_chosen_from_a_directory_of_several() {
+    // Two saves in one model directory: --step picks either, the default follows `checkpoint`.
+    let first = Port::run(&["--ch", "8", "--img", "96", "--light", "--step", "5"]);
+    let dir = first.prefix().parent().unwrap().to_path_buf();
+    let tmp = brs_testkit::tempdir("brs-import-tf-steps-");
+    for item in std::fs::read_dir(&dir).unwrap() {
+        let item = item.unwrap();
+        let name = item.file_name().into_string().unwrap();
+        std::fs::copy(item.path(), tmp.path().join(&name)).unwrap();
+        if let Some(rest) = name.strip_prefix("UGATIT_light.model-5.") {
+            let again = format!("UGATIT_light.model-9.{rest}");
+            std::fs::copy(item.path(), tmp.path().join(again)).unwrap();
+        }
+    }
+    let opts = |step| TfImportOptions {
+        step,
+        light_img_size: Some(96),
+        ..TfImportOptions::default()
+    };
+    let (_a, run) = import(tmp.path(), &opts(Some(9)));
+    assert_eq!(Checkpoint::open(&run).unwrap().meta.iteration, 9);
+    // The copied `checkpoint` file still names step 5.
+    let (_b, run) = import(tmp.path(), &opts(None));
+    assert_eq!(Checkpoint::open(&run).unwrap().meta.iteration, 5);
+    let err = import_error(tmp.path(), &opts(Some(7)));
+    assert!(err.contains('7') && err.contains("5, 9"), "{err}");
+}

@@ -11,7 +11,8 @@ dataset name selfie2anime (it only names the checkpoint directory).
 Usage (python tf_ugatit.py SUBCOMMAND --out DIR [options]):
 
   forward --out DIR [--ch 8] [--img 128] [--light] [--n-res 4] [--n-dis 6] [--no-smoothing]
-          [--seed 0] [--batch 2] [--adam] [--step 1000]
+          [--seed 0] [--batch 2] [--adam] [--step 1000] [--extra-variable NAME]...
+          [--drop-variable NAME]...
       Builds the official training graph (with --adam also both Adam optimizers), gives every
       variable random values, saves DIR/checkpoint/<model_dir>/<model_name>.model-<step>, then
       restores it into the official test graph (plus both discriminators) and runs it on random
@@ -657,9 +658,19 @@ def forward(args, model):
         shape = [args.batch, args.img, args.img, 3]
         domains = v1.placeholder(tf.float32, shape), v1.placeholder(tf.float32, shape)
         model.build_train(*domains, optimizers=args.adam)
+        # A checkpoint that is not quite U-GAT-IT, for the importer's errors: a variable the
+        # official graph lacks, and official ones left out.
+        for name in args.extra_variable:
+            v1.get_variable(name, [1], initializer=v1.zeros_initializer())
+        kept = [v for v in v1.global_variables() if v.op.name not in args.drop_variable]
         with session() as sess:
             randomise(sess, rng)
-            saved = model.save(sess, v1.train.Saver(), args.out, args.step)
+            saved = model.save(sess, v1.train.Saver(var_list=kept), args.out, args.step)
+    if args.extra_variable or args.drop_variable:
+        # The official test graph cannot restore such a checkpoint: nothing to run.
+        with open(os.path.join(args.out, "parity.json"), "w") as f:
+            json.dump({"checkpoint_prefix": os.path.relpath(saved, args.out), "arrays": {}}, f)
+        return
 
     a, b = images(rng, args.batch, args.img), images(rng, args.batch, args.img)
     with tf.Graph().as_default():
@@ -779,6 +790,8 @@ def main():
         p.add_argument("--batch", type=int, default=batch)
         if name == "forward":
             p.add_argument("--adam", action="store_true")
+            p.add_argument("--extra-variable", action="append", default=[])
+            p.add_argument("--drop-variable", action="append", default=[])
             p.add_argument("--step", type=int, default=1000)
         else:
             p.add_argument("--lr", type=float, default=1e-4)
