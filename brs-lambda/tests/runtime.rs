@@ -6,6 +6,7 @@ use std::io::Cursor;
 use std::time::Duration;
 
 use brs_model::ModelConfig;
+use brs_model::config::Flavour;
 use common::{Outcome, RuntimeApi, body_bytes, header, spawn_function, url_event};
 
 /// A small photo-like PNG: a gradient, so the model sees varied input.
@@ -29,6 +30,17 @@ fn response(outcome: Outcome) -> serde_json::Value {
 
 #[tokio::test]
 async fn function_url_events_are_served_by_the_router() {
+    function_url_events_are_served(Flavour::Pytorch).await;
+}
+
+/// A model of the TensorFlow flavour (an imported release of the authors' code) is served the
+/// same way.
+#[tokio::test]
+async fn a_tensorflow_flavour_model_is_served_the_same_way() {
+    function_url_events_are_served(Flavour::Tensorflow).await;
+}
+
+async fn function_url_events_are_served(flavour: Flavour) {
     let dir = tempfile::tempdir().expect("tempdir");
     let model_dir = dir.path().join("models");
     let config = ModelConfig {
@@ -37,6 +49,7 @@ async fn function_url_events_are_served_by_the_router() {
         n_res: 1,
         light: true,
         img_ch: 3,
+        flavour,
         ..ModelConfig::default()
     };
     brs_model::translator::write_random_export(&model_dir, &config, 7, 1).expect("tiny model");
