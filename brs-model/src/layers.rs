@@ -61,42 +61,65 @@ impl Conv2d {
     }
 }
 
-/// A dense layer with a bias (the TensorFlow flavour's `fully_connected`).
-#[derive(Debug)]
-pub(crate) struct Dense {
-    pub(crate) weight: Tensor,
-    pub(crate) bias: Tensor,
-}
-
-impl Dense {
-    pub(crate) fn new_tf(p: &Path, d_in: i64, d_out: i64) -> Self {
-        Dense {
-            weight: p.var("weight", &[d_out, d_in], TF_KERNEL_INIT),
-            bias: p.var("bias", &[d_out], Init::Const(0.0)),
-        }
-    }
-
-    pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.weight, Some(&self.bias))
-    }
-}
-
-/// A linear layer; U-GAT-IT's have no bias but for the CAM 1x1 convs (which are Conv2d here).
+/// A linear layer. The PyTorch flavour's have no bias (its CAM 1x1 convs, which do, are Conv2d
+/// here); the TensorFlow flavour's all have one.
 #[derive(Debug)]
 pub(crate) struct Linear {
     pub(crate) weight: Tensor,
+    pub(crate) bias: Option<Tensor>,
 }
 
 impl Linear {
+    /// Without a bias, initialised as PyTorch does.
     pub(crate) fn new(p: &Path, d_in: i64, d_out: i64) -> Self {
         Linear {
             weight: p.var("weight", &[d_out, d_in], fan_in_uniform(d_in)),
+            bias: None,
+        }
+    }
+
+    /// With a bias, initialised as the TensorFlow code does (its `fully_connected`).
+    pub(crate) fn new_tf(p: &Path, d_in: i64, d_out: i64) -> Self {
+        Linear {
+            weight: p.var("weight", &[d_out, d_in], TF_KERNEL_INIT),
+            bias: Some(p.var("bias", &[d_out], Init::Const(0.0))),
         }
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear::<&Tensor>(&self.weight, None)
+        x.linear(&self.weight, self.bias.as_ref())
     }
+
+    /// A single-output scorer's per-channel weights as a [1, C, 1, 1] map weighting, plus its
+    /// bias where it has one (the TensorFlow code's `fully_connected_with_w`).
+    pub(crate) fn channel_weights(&self, weight: &Tensor) -> Tensor {
+        let w = match &self.bias {
+            Some(b) => weight + b.unsqueeze(1),
+            None => weight.shallow_clone(),
+        };
+        w.unsqueeze(2).unsqueeze(3)
+    }
+}
+
+/// Global average and max pooling of [N, C, H, W] maps to [N, C] each: what the CAM scores.
+pub(crate) fn global_pools(h: &Tensor) -> (Tensor, Tensor) {
+    let n = h.size()[0];
+    (
+        h.adaptive_avg_pool2d([1, 1]).view([n, -1]),
+        h.adaptive_max_pool2d([1, 1]).0.view([n, -1]),
+    )
+}
+
+/// The attention heatmap: the channel sum of the attended map, [N, 1, H, W].
+pub(crate) fn channel_sum(h: &Tensor) -> Tensor {
+    h.sum_dim_intlist([1i64].as_slice(), true, None)
+}
+
+/// Nearest-neighbour up-sampling by 2 (PyTorch's `Upsample` and TensorFlow's
+/// `resize_nearest_neighbor` agree at this exact factor).
+pub(crate) fn upsample2x(h: &Tensor) -> Tensor {
+    let size = h.size();
+    h.upsample_nearest2d([size[2] * 2, size[3] * 2], None, None)
 }
 
 /// Reflection padding of `n` pixels on every side.

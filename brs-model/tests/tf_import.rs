@@ -12,7 +12,7 @@ use brs_model::checkpoint::{Checkpoint, OPTIM_FILE};
 use brs_model::config::Flavour;
 use brs_model::import_tf::{TfImportOptions, import_tensorflow};
 use brs_model::{Direction, Networks, Translator};
-use brs_testkit::setup::cached_python_output;
+use brs_testkit::tfport;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
@@ -25,11 +25,9 @@ struct Port {
 impl Port {
     /// `tf_ugatit.py forward ARGS`, run once per set of arguments and kept between test runs.
     fn run(args: &[&str]) -> Port {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tf_ugatit.py");
         let mut all = vec!["forward"];
         all.extend_from_slice(args);
-        all.push("--out");
-        let dir = cached_python_output(Path::new(env!("CARGO_TARGET_TMPDIR")), &script, &all);
+        let dir = tfport::run(Path::new(env!("CARGO_TARGET_TMPDIR")), &all);
         let report =
             serde_json::from_slice(&std::fs::read(dir.join("parity.json")).unwrap()).unwrap();
         Port { dir, report }
@@ -45,26 +43,8 @@ impl Port {
         self.dir.join("checkpoint")
     }
 
-    /// An array the port wrote, NHWC float32; images come back NCHW.
     fn array(&self, name: &str) -> Tensor {
-        let entry = &self.report["arrays"][name];
-        let shape: Vec<i64> = entry["shape"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no array {name} in parity.json"))
-            .iter()
-            .map(|d| d.as_i64().unwrap())
-            .collect();
-        let bytes = std::fs::read(self.dir.join(entry["file"].as_str().unwrap())).unwrap();
-        let values: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        let t = Tensor::from_slice(&values).reshape(&shape);
-        if shape.len() == 4 {
-            t.permute([0, 3, 1, 2]).contiguous()
-        } else {
-            t
-        }
+        tfport::array(&self.dir, &self.report["arrays"][name])
     }
 }
 
@@ -225,21 +205,6 @@ fn import_error(input: &Path, opts: &TfImportOptions) -> String {
     err
 }
 
-/// Copies the checkpoint `prefix` into a fresh directory, to damage it there.
-fn copy_checkpoint(prefix: &Path) -> (tempfile::TempDir, PathBuf) {
-    let tmp = brs_testkit::tempdir("brs-import-tf-copy-");
-    let name = prefix.file_name().unwrap().to_str().unwrap().to_owned();
-    for item in std::fs::read_dir(prefix.parent().unwrap()).unwrap() {
-        let item = item.unwrap();
-        let file = item.file_name().into_string().unwrap();
-        if file.starts_with(&format!("{name}.")) {
-            std::fs::copy(item.path(), tmp.path().join(&file)).unwrap();
-        }
-    }
-    let dst = tmp.path().join(name);
-    (tmp, dst)
-}
-
 fn data_shard(prefix: &Path) -> PathBuf {
     let name = prefix.file_name().unwrap().to_str().unwrap();
     std::fs::read_dir(prefix.parent().unwrap())
@@ -271,7 +236,7 @@ fn a_light_full_mismatch_is_refused_by_name() {
 #[test]
 fn damaged_checkpoints_are_clear_errors() {
     // A data shard cut short.
-    let (_tmp, prefix) = copy_checkpoint(&full().prefix());
+    let (_tmp, prefix) = tfport::copy_checkpoint(&full().prefix());
     let shard = data_shard(&prefix);
     let len = std::fs::metadata(&shard).unwrap().len();
     std::fs::File::options()
@@ -284,7 +249,7 @@ fn damaged_checkpoints_are_clear_errors() {
     assert!(err.contains(&shard.display().to_string()), "{err}");
 
     // One byte of a tensor flipped: its checksum no longer matches.
-    let (_tmp, prefix) = copy_checkpoint(&full().prefix());
+    let (_tmp, prefix) = tfport::copy_checkpoint(&full().prefix());
     let shard = data_shard(&prefix);
     let mut bytes = std::fs::read(&shard).unwrap();
     let mid = bytes.len() / 2;

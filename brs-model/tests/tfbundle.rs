@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use brs_model::error::TfBundleError;
 use brs_model::tfbundle::{self, Bundle, DataType, state};
 use brs_testkit::setup::cached_python_output;
+use brs_testkit::tfport;
 use serde_json::Value;
 
 struct Fixture {
@@ -37,18 +38,7 @@ fn prefix(bundle: &str) -> PathBuf {
 
 /// Copies a bundle's files into a fresh directory, to damage them there.
 fn copy(bundle: &str) -> (tempfile::TempDir, PathBuf) {
-    let src = prefix(bundle);
-    let tmp = brs_testkit::tempdir("brs-tfbundle-");
-    let name = src.file_name().unwrap().to_str().unwrap().to_owned();
-    for item in std::fs::read_dir(src.parent().unwrap()).unwrap() {
-        let item = item.unwrap();
-        let file = item.file_name().into_string().unwrap();
-        if file.starts_with(&format!("{name}.")) {
-            std::fs::copy(item.path(), tmp.path().join(&file)).unwrap();
-        }
-    }
-    let dst = tmp.path().join(name);
-    (tmp, dst)
+    tfport::copy_checkpoint(&prefix(bundle))
 }
 
 fn suffixed(prefix: &Path, suffix: &str) -> PathBuf {

@@ -11,7 +11,7 @@ use std::path::Path;
 use brs_model::checkpoint::Checkpoint;
 use brs_model::config::Flavour;
 use brs_model::{Direction, Translator};
-use brs_testkit::setup::cached_python_output;
+use brs_testkit::tfport;
 use common::{config, run, s, synth_dataset, text, train};
 use tch::Device;
 
@@ -33,12 +33,10 @@ fn first_and_last_g_loss(metrics: &Path, n: usize) -> (f64, f64) {
 
 #[test]
 fn import_tf_converts_a_tensorflow_run_that_translates_exports_and_fine_tunes() {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../brs-model/tests/tf_ugatit.py");
     // The same run brs-model's tests import (cached under the shared target dir).
-    let port = cached_python_output(
+    let port = tfport::run(
         Path::new(env!("CARGO_TARGET_TMPDIR")),
-        &script,
-        &["forward", "--ch", "8", "--img", "96", "--adam", "--out"],
+        &["forward", "--ch", "8", "--img", "96", "--adam"],
     );
     let dir = brs_testkit::tempdir("brs-tf-runs-");
     let runs = dir.path().join("run");

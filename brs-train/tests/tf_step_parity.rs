@@ -9,41 +9,19 @@ mod common;
 use std::path::Path;
 
 use brs_model::import_tf::{TfImportOptions, import_tensorflow};
-use brs_testkit::setup::cached_python_output;
+use brs_testkit::tfport;
 use brs_train::{TrainConfig, TrainOptions, Trainer};
 use common::{assert_trained_like, config, synth_dataset};
 use serde_json::Value;
-use tch::Tensor;
 
 const LR: f64 = 1e-4;
 
-/// An NHWC float32 array the port wrote, as an NCHW tensor.
-fn image(dir: &Path, entry: &Value) -> Tensor {
-    let shape: Vec<i64> = entry["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_i64().unwrap())
-        .collect();
-    let bytes = std::fs::read(dir.join(entry["file"].as_str().unwrap())).unwrap();
-    let values: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    Tensor::from_slice(&values)
-        .reshape(&shape)
-        .permute([0, 3, 1, 2])
-        .contiguous()
-}
-
 fn check(light: bool) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../brs-model/tests/tf_ugatit.py");
     let mut args = vec!["step", "--ch", "8", "--img", "96", "--lr", "1e-4"];
     if light {
         args.push("--light");
     }
-    args.push("--out");
-    let port = cached_python_output(Path::new(env!("CARGO_TARGET_TMPDIR")), &script, &args);
+    let port = tfport::run(Path::new(env!("CARGO_TARGET_TMPDIR")), &args);
     let report: Value =
         serde_json::from_slice(&std::fs::read(port.join("step.json")).unwrap()).unwrap();
 
@@ -77,7 +55,10 @@ fn check(light: bool) {
     .unwrap();
     let inputs = &report["inputs"];
     let ours = trainer
-        .step(&image(&port, &inputs["a"]), &image(&port, &inputs["b"]))
+        .step(
+            &tfport::array(&port, &inputs["a"]),
+            &tfport::array(&port, &inputs["b"]),
+        )
         .unwrap();
     // Their totals add the L2 regularizer, which our optimizer applies as decay instead.
     let theirs = |step: &str, keys: &[&str]| -> f64 {

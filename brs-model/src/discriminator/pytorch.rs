@@ -6,7 +6,7 @@ use tch::nn::Path;
 
 use super::DiscriminatorOutput;
 use crate::config::ModelConfig;
-use crate::layers::{Conv2d, Linear, leaky_relu, reflect};
+use crate::layers::{Conv2d, Linear, channel_sum, global_pools, leaky_relu, reflect};
 use crate::spectral::SpectralNorm;
 
 #[derive(Debug)]
@@ -95,9 +95,7 @@ impl PytorchDiscriminator {
         for conv in &self.body {
             h = leaky_relu(&conv.forward(&h, train));
         }
-        let n = h.size()[0];
-        let gap = h.adaptive_avg_pool2d([1, 1]).view([n, -1]);
-        let gmp = h.adaptive_max_pool2d([1, 1]).0.view([n, -1]);
+        let (gap, gmp) = global_pools(&h);
         let gap_w = self.gap_fc.sn.normalized(&self.gap_fc.fc.weight, train);
         let gmp_w = self.gmp_fc.sn.normalized(&self.gmp_fc.fc.weight, train);
         let cam_logit = Tensor::cat(
@@ -111,13 +109,13 @@ impl PytorchDiscriminator {
         // is the raw weight (`weight_orig`), not the normalised one: kept for fidelity.
         let attended = Tensor::cat(
             &[
-                &h * self.gap_fc.fc.weight.unsqueeze(2).unsqueeze(3),
-                &h * self.gmp_fc.fc.weight.unsqueeze(2).unsqueeze(3),
+                &h * self.gap_fc.fc.channel_weights(&self.gap_fc.fc.weight),
+                &h * self.gmp_fc.fc.channel_weights(&self.gmp_fc.fc.weight),
             ],
             1,
         );
         let h = leaky_relu(&self.cam_conv.forward(&attended));
-        let heatmap = h.sum_dim_intlist([1i64].as_slice(), true, None);
+        let heatmap = channel_sum(&h);
         let logit = self.head.forward(&h, train);
         DiscriminatorOutput {
             logit,

@@ -8,7 +8,7 @@ use tch::nn::Path;
 
 use super::DiscriminatorOutput;
 use crate::config::ModelConfig;
-use crate::layers::{Conv2d, Dense, leaky_relu, reflect_tf};
+use crate::layers::{Conv2d, Linear, channel_sum, global_pools, leaky_relu, reflect_tf};
 use crate::spectral::{SpectralCall, TfSpectralNorm};
 
 #[derive(Debug)]
@@ -37,7 +37,7 @@ impl SnConv {
 #[derive(Debug)]
 pub(crate) struct TensorflowDiscriminator {
     body: Vec<SnConv>,
-    cam_fc: Dense,
+    cam_fc: Linear,
     cam_sn: TfSpectralNorm,
     cam_conv: Conv2d,
     head: SnConv,
@@ -63,7 +63,7 @@ impl TensorflowDiscriminator {
         let cam = p / "cam";
         TensorflowDiscriminator {
             body,
-            cam_fc: Dense::new_tf(&(&cam / "fc"), c, 1),
+            cam_fc: Linear::new_tf(&(&cam / "fc"), c, 1),
             cam_sn: TfSpectralNorm::new(&(&cam / "fc"), 1),
             cam_conv: Conv2d::new_tf(&(&cam / "conv1x1"), c * 2, c, 1, 1),
             head: SnConv::new(&(p / "head"), c, 1, 1),
@@ -75,20 +75,18 @@ impl TensorflowDiscriminator {
         for conv in &self.body {
             h = leaky_relu(&conv.forward(&h, call));
         }
-        let n = h.size()[0];
-        let gap = h.adaptive_avg_pool2d([1, 1]).view([n, -1]);
-        let gmp = h.adaptive_max_pool2d([1, 1]).0.view([n, -1]);
+        let (gap, gmp) = global_pools(&h);
         let w = self.cam_sn.normalized(&self.cam_fc.weight, call);
-        let bias = &self.cam_fc.bias;
-        let cam_logit = Tensor::cat(&[gap.linear(&w, Some(bias)), gmp.linear(&w, Some(bias))], 1);
-        let weights = (&w + bias.unsqueeze(1)).unsqueeze(2).unsqueeze(3);
-        let attended = &h * weights;
+        let bias = self.cam_fc.bias.as_ref();
+        let cam_logit = Tensor::cat(&[gap.linear(&w, bias), gmp.linear(&w, bias)], 1);
+        // The normalised weight plus the bias weights the map, for both pooled branches.
+        let attended = &h * self.cam_fc.channel_weights(&w);
         let h = leaky_relu(
             &self
                 .cam_conv
                 .forward(&Tensor::cat(&[&attended, &attended], 1)),
         );
-        let heatmap = h.sum_dim_intlist([1i64].as_slice(), true, None);
+        let heatmap = channel_sum(&h);
         let logit = self.head.forward(&h, call);
         DiscriminatorOutput {
             logit,

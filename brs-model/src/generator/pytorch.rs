@@ -7,9 +7,9 @@
 use tch::Tensor;
 use tch::nn::Path;
 
-use super::GeneratorOutput;
+use super::{GeneratorOutput, Mlp};
 use crate::config::ModelConfig;
-use crate::layers::{Conv2d, Linear, reflect};
+use crate::layers::{Conv2d, Linear, channel_sum, global_pools, reflect, upsample2x};
 use crate::norm::{AdaLin, Iln, Statistics, instance_norm};
 
 #[derive(Debug)]
@@ -74,14 +74,10 @@ pub(crate) struct PytorchGenerator {
     gap_fc: Linear,
     gmp_fc: Linear,
     cam_conv: Conv2d,
-    fc1: Linear,
-    fc2: Linear,
-    gamma: Linear,
-    beta: Linear,
+    mlp: Mlp,
     decoder_res: Vec<AdaLinBlock>,
     up: Vec<UpBlock>,
     conv_out: Conv2d,
-    light: bool,
 }
 
 impl PytorchGenerator {
@@ -92,11 +88,6 @@ impl PytorchGenerator {
         let cam = p / "cam";
         let mlp = p / "mlp";
         let dec = p / "decoder";
-        let fc1_in = if cfg.light {
-            deep
-        } else {
-            cfg.bottleneck() * cfg.bottleneck() * deep
-        };
         PytorchGenerator {
             conv_in: Conv2d::new(&(&enc / "conv_in"), cfg.img_ch, ch, 7, 1, false),
             down: vec![
@@ -109,10 +100,7 @@ impl PytorchGenerator {
             gap_fc: Linear::new(&(&cam / "gap_fc"), deep, 1),
             gmp_fc: Linear::new(&(&cam / "gmp_fc"), deep, 1),
             cam_conv: Conv2d::new(&(&cam / "conv1x1"), deep * 2, deep, 1, 1, true),
-            fc1: Linear::new(&(&mlp / "fc1"), fc1_in, deep),
-            fc2: Linear::new(&(&mlp / "fc2"), deep, deep),
-            gamma: Linear::new(&(&mlp / "gamma"), deep, deep),
-            beta: Linear::new(&(&mlp / "beta"), deep, deep),
+            mlp: Mlp::new(&mlp, cfg, Linear::new),
             decoder_res: (1..=cfg.n_res)
                 .map(|i| AdaLinBlock::new(&(&dec / format!("res{i}")), deep))
                 .collect(),
@@ -127,7 +115,6 @@ impl PytorchGenerator {
                 })
                 .collect(),
             conv_out: Conv2d::new(&(&dec / "conv_out"), ch, cfg.img_ch, 7, 1, false),
-            light: cfg.light,
         }
     }
 
@@ -139,38 +126,29 @@ impl PytorchGenerator {
         for block in &self.encoder_res {
             h = block.forward(&h);
         }
-        let n = h.size()[0];
-
         // Class activation map: the FC weights that score the pooled features also weight the map.
-        let gap = h.adaptive_avg_pool2d([1, 1]).view([n, -1]);
-        let gmp = h.adaptive_max_pool2d([1, 1]).0.view([n, -1]);
+        let (gap, gmp) = global_pools(&h);
         let cam_logit = Tensor::cat(&[self.gap_fc.forward(&gap), self.gmp_fc.forward(&gmp)], 1);
         let attended = Tensor::cat(
             &[
-                &h * self.gap_fc.weight.unsqueeze(2).unsqueeze(3),
-                &h * self.gmp_fc.weight.unsqueeze(2).unsqueeze(3),
+                &h * self.gap_fc.channel_weights(&self.gap_fc.weight),
+                &h * self.gmp_fc.channel_weights(&self.gmp_fc.weight),
             ],
             1,
         );
         let h = self.cam_conv.forward(&attended).relu();
-        let heatmap = h.sum_dim_intlist([1i64].as_slice(), true, None);
-
-        let style = if self.light {
-            h.adaptive_avg_pool2d([1, 1]).view([n, -1])
-        } else {
-            h.view([n, -1])
-        };
-        let style = self.fc2.forward(&self.fc1.forward(&style).relu()).relu();
-        let (gamma, beta) = (self.gamma.forward(&style), self.beta.forward(&style));
+        let heatmap = channel_sum(&h);
+        let (gamma, beta) = self.mlp.forward(&h);
 
         let mut h = h;
         for block in &self.decoder_res {
             h = block.forward(&h, &gamma, &beta);
         }
         for up in &self.up {
-            let size = h.size();
-            let h2 = h.upsample_nearest2d([size[2] * 2, size[3] * 2], None, None);
-            h = up.norm.forward(&up.conv.forward(&reflect(&h2, 1))).relu();
+            h = up
+                .norm
+                .forward(&up.conv.forward(&reflect(&upsample2x(&h), 1)))
+                .relu();
         }
         let image = self.conv_out.forward(&reflect(&h, 3)).tanh();
         GeneratorOutput {

@@ -12,9 +12,9 @@
 use tch::Tensor;
 use tch::nn::Path;
 
-use super::GeneratorOutput;
+use super::{GeneratorOutput, Mlp};
 use crate::config::ModelConfig;
-use crate::layers::{Conv2d, Dense, reflect_tf};
+use crate::layers::{Conv2d, Linear, channel_sum, global_pools, reflect_tf, upsample2x};
 use crate::norm::{AdaLin, AffineInstanceNorm, Iln, Statistics};
 
 /// A convolution with the official `conv`'s reflection padding, and what follows it.
@@ -104,16 +104,12 @@ pub(crate) struct TensorflowGenerator {
     down: Vec<ConvNorm>,
     encoder_res: Vec<ResBlock>,
     /// One layer scores both pooled vectors: weight [1, C], bias [1].
-    cam_fc: Dense,
+    cam_fc: Linear,
     cam_conv: Conv2d,
-    fc1: Dense,
-    fc2: Dense,
-    gamma: Dense,
-    beta: Dense,
+    mlp: Mlp,
     decoder_res: Vec<AdaLinBlock>,
     up: Vec<UpBlock>,
     conv_out: PaddedConv,
-    light: bool,
 }
 
 impl TensorflowGenerator {
@@ -124,11 +120,6 @@ impl TensorflowGenerator {
         let cam = p / "cam";
         let mlp = p / "mlp";
         let dec = p / "decoder";
-        let fc1_in = if cfg.light {
-            deep
-        } else {
-            cfg.bottleneck() * cfg.bottleneck() * deep
-        };
         let res = |i: i64| {
             let block = &enc / format!("res{i}");
             ResBlock {
@@ -152,12 +143,9 @@ impl TensorflowGenerator {
                 ConvNorm::new(&(&enc / "down2"), ch * 2, deep, 3, 2, 1),
             ],
             encoder_res: (1..=cfg.n_res).map(res).collect(),
-            cam_fc: Dense::new_tf(&(&cam / "fc"), deep, 1),
+            cam_fc: Linear::new_tf(&(&cam / "fc"), deep, 1),
             cam_conv: Conv2d::new_tf(&(&cam / "conv1x1"), deep * 2, deep, 1, 1),
-            fc1: Dense::new_tf(&(&mlp / "fc1"), fc1_in, deep),
-            fc2: Dense::new_tf(&(&mlp / "fc2"), deep, deep),
-            gamma: Dense::new_tf(&(&mlp / "gamma"), deep, deep),
-            beta: Dense::new_tf(&(&mlp / "beta"), deep, deep),
+            mlp: Mlp::new(&mlp, cfg, Linear::new_tf),
             decoder_res: (1..=cfg.n_res).map(ada).collect(),
             up: [(1, deep, ch * 2), (2, ch * 2, ch)]
                 .into_iter()
@@ -170,7 +158,6 @@ impl TensorflowGenerator {
                 })
                 .collect(),
             conv_out: PaddedConv::new(&(&dec / "conv_out"), ch, cfg.img_ch, 7, 1, 3),
-            light: cfg.light,
         }
     }
 
@@ -182,38 +169,23 @@ impl TensorflowGenerator {
         for block in &self.encoder_res {
             h = block.forward(&h);
         }
-        let n = h.size()[0];
-
         // One scorer for both pooled vectors; its weight plus bias weights the map, for both.
-        let gap = h.adaptive_avg_pool2d([1, 1]).view([n, -1]);
-        let gmp = h.adaptive_max_pool2d([1, 1]).0.view([n, -1]);
+        let (gap, gmp) = global_pools(&h);
         let cam_logit = Tensor::cat(&[self.cam_fc.forward(&gap), self.cam_fc.forward(&gmp)], 1);
-        let weights = (&self.cam_fc.weight + &self.cam_fc.bias.unsqueeze(1))
-            .unsqueeze(2)
-            .unsqueeze(3);
-        let attended = &h * weights;
+        let attended = &h * self.cam_fc.channel_weights(&self.cam_fc.weight);
         let h = self
             .cam_conv
             .forward(&Tensor::cat(&[&attended, &attended], 1))
             .relu();
-        let heatmap = h.sum_dim_intlist([1i64].as_slice(), true, None);
-
-        let style = if self.light {
-            h.adaptive_avg_pool2d([1, 1]).view([n, -1])
-        } else {
-            h.view([n, -1])
-        };
-        let style = self.fc2.forward(&self.fc1.forward(&style).relu()).relu();
-        let (gamma, beta) = (self.gamma.forward(&style), self.beta.forward(&style));
+        let heatmap = channel_sum(&h);
+        let (gamma, beta) = self.mlp.forward(&h);
 
         let mut h = h;
         for block in &self.decoder_res {
             h = block.forward(&h, &gamma, &beta);
         }
         for up in &self.up {
-            let size = h.size();
-            let h2 = h.upsample_nearest2d([size[2] * 2, size[3] * 2], None, None);
-            h = up.norm.forward(&up.conv.forward(&h2)).relu();
+            h = up.norm.forward(&up.conv.forward(&upsample2x(&h))).relu();
         }
         let image = self.conv_out.forward(&h).tanh();
         GeneratorOutput {
