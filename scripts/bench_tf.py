@@ -1,7 +1,7 @@
 """brs-serve against TensorFlow on the same TensorFlow U-GAT-IT weights: the full generator at
 256 px, the shape of the authors' released selfie2anime checkpoints.
 
-usage: scripts/bench-tf [--requests 20] [--ch 64] [--img 256] [--out DIR] [--no-build]
+usage: scripts/bench-tf [--requests 20] [--ch 64] [--img 256] [--out DIR] [--no-build] [--profile release|debug]
 
 1. Writes random weights of the official TensorFlow graph with brs-model/tests/tf_ugatit.py (our
    port, official variable names; the release itself cannot be downloaded here) and imports
@@ -9,6 +9,9 @@ usage: scripts/bench-tf [--requests 20] [--ch 64] [--img 256] [--out DIR] [--no-
 2. TensorFlow: a child process builds the official test graph for A->B (generator_B), restores
    the checkpoint as the official test() does, and times --requests forward passes on distinct
    inputs after two warm-up passes, on every core; its peak RSS is the child's ru_maxrss.
+   The same child translates one 256 px PNG; `brs-train translate --precision f32` translates it
+   too, and the largest difference between the two PNGs is reported (the full-size parity check;
+   the tests check parity at small sizes).
 3. brs-serve with --model-dir on the imported run, at precision f32, and bf16 where the CPU has
    AVX512-BF16: --requests sequential requests (one in flight) after three warm-ups; forward time
    from brs_inference_seconds, images/s from the client's clock, peak RSS from the server's VmHWM.
@@ -31,8 +34,9 @@ from bench_serve import FIXTURES, PY, UNLIMITED_CLIENTS, free_port, metric_sum_c
 PORT_SCRIPT = os.path.join(ROOT, "brs-model", "tests", "tf_ugatit.py")
 
 
-def tf_forward(prefix, ch, img, requests):
-    """In a child process: TensorFlow's own forward time and peak RSS."""
+def tf_forward(prefix, ch, img, requests, png_in, png_out):
+    """In a child process: TensorFlow's own forward time and peak RSS, and its translation of
+    png_in written to png_out."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, os.path.dirname(PORT_SCRIPT))
     import numpy as np
@@ -40,7 +44,8 @@ def tf_forward(prefix, ch, img, requests):
     import tf_ugatit
 
     v1 = tf.compat.v1
-    model = tf_ugatit.UGATIT(ch, img, False, 4, 6, True, 1)
+    v1.disable_eager_execution()
+    model = tf_ugatit.UGATIT(ch, False, 4, 6, True, 1)
     x = v1.placeholder(tf.float32, [1, img, img, 3])
     out, _ = model.generate_a2b(x)
     cores = os.cpu_count() or 1
@@ -49,6 +54,10 @@ def tf_forward(prefix, ch, img, requests):
     with v1.Session(config=config) as sess:
         v1.train.Saver().restore(sess, prefix)
         inputs = [rng.uniform(-1, 1, (1, img, img, 3)).astype(np.float32) for _ in range(requests + 2)]
+        from PIL import Image
+        photo = np.asarray(Image.open(png_in).convert("RGB"), dtype=np.float32)[None] / 127.5 - 1
+        drawn = sess.run(out, {x: photo})[0]
+        Image.fromarray(np.clip((drawn + 1) * 127.5 + 0.5, 0, 255).astype(np.uint8)).save(png_out)
         for warm in inputs[:2]:
             sess.run(out, {x: warm})
         start = time.perf_counter()
@@ -106,7 +115,7 @@ def cpu_has_bf16():
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "tf-forward":
         prefix, ch, img, requests = sys.argv[2], *map(int, sys.argv[3:6])
-        tf_forward(prefix, ch, img, requests)
+        tf_forward(prefix, ch, img, requests, sys.argv[6], sys.argv[7])
         return
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=20)
@@ -114,13 +123,16 @@ def main():
     ap.add_argument("--img", type=int, default=256)
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "bench-tf"))
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--profile", choices=["release", "debug"], default="release",
+                    help="debug: a quick check of this script, not a measurement")
     a = ap.parse_args()
     out = os.path.abspath(a.out)
     os.makedirs(out, exist_ok=True)
     if not a.no_build:
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "brs-serve", "-p", "brs-train"],
+        release = ["--release"] if a.profile == "release" else []
+        subprocess.run(["cargo", "build", *release, "-q", "-p", "brs-serve", "-p", "brs-train"],
                        cwd=ROOT, check=True)
-    rel = os.path.join(ROOT, "target", "release")
+    rel = os.path.join(ROOT, "target", a.profile)
     port = os.path.join(out, f"port-{a.ch}-{a.img}")
     if not os.path.exists(os.path.join(port, "parity.json")):
         subprocess.run([PY, PORT_SCRIPT, "forward", "--ch", str(a.ch), "--img", str(a.img),
@@ -140,23 +152,39 @@ def main():
                "requests": a.requests, "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(),
                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     print(imported, file=sys.stderr)
+    photo, tf_png = os.path.join(out, "photo.png"), os.path.join(out, "tensorflow.png")
+    from PIL import Image
+    Image.open(os.path.join(FIXTURES, "grace_hopper.jpg")).convert("RGB").resize((a.img, a.img)).save(photo)
     tf = subprocess.run([PY, os.path.abspath(__file__), "tf-forward", prefix, str(a.ch), str(a.img),
-                         str(a.requests)], check=True, capture_output=True, text=True)
+                         str(a.requests), photo, tf_png], check=True, capture_output=True, text=True)
     results["tensorflow"] = json.loads(tf.stdout.strip().splitlines()[-1])
     print("tensorflow", results["tensorflow"], file=sys.stderr)
+    drawn = os.path.join(out, "brs")
+    subprocess.run([os.path.join(rel, "brs-train"), "translate", "--checkpoint", run, "--input", photo,
+                    "--output", drawn, "--precision", "f32", "--device", "cpu"], check=True,
+                   capture_output=True)
+    import numpy as np
+    ours = np.asarray(Image.open(os.path.join(drawn, "photo.png")), dtype=np.int16)
+    theirs = np.asarray(Image.open(tf_png), dtype=np.int16)
+    results["max_grey_levels_vs_tensorflow"] = int(np.abs(ours - theirs).max())
     for precision in ["f32"] + (["bf16"] if cpu_has_bf16() else []):
         results["brs-" + precision] = brs_serve(rel, run, out, precision, a.requests)
         print("brs", precision, results["brs-" + precision], file=sys.stderr)
     with open(os.path.join(out, "bench.json"), "w") as f:
         json.dump(results, f, indent=2)
-    tf_ips = results["tensorflow"]["images_per_s"]
-    print("| server | forward, ms | images/s | vs TensorFlow | peak RSS, MiB |")
+    tf = results["tensorflow"]
+    # Forward passes per second compare the engines; brs-serve's images/s from the client's clock
+    # also pays for HTTP, decoding, resizing and encoding the PNG.
+    print("| engine | forward, ms | forward passes/s (vs TensorFlow) | images/s end to end (vs TensorFlow) "
+          "| peak RSS, MiB |")
     print("|---|---|---|---|---|")
     for kind in ["tensorflow"] + [k for k in results if k.startswith("brs-")]:
         r = results[kind]
-        print(f"| {kind} | {r['forward_ms']} | {r['images_per_s']} | {r['images_per_s'] / tf_ips:.2f}x "
-              f"| {r['peak_rss_mib']} |")
-    print(f"import-tf: {results['import_s']} s for {results['checkpoint_bytes'] / 2**30:.2f} GiB")
+        print(f"| {kind} | {r['forward_ms']} | {1000 / r['forward_ms']:.3f} ({tf['forward_ms'] / r['forward_ms']:.2f}x) "
+              f"| {r['images_per_s']} ({r['images_per_s'] / tf['images_per_s']:.2f}x) | {r['peak_rss_mib']} |")
+    print(f"import-tf: {results['import_s']} s for {results['checkpoint_bytes'] / 2**30:.2f} GiB; "
+          f"brs-train translate vs TensorFlow on one photo: max {results['max_grey_levels_vs_tensorflow']} "
+          "grey levels")
 
 
 if __name__ == "__main__":
