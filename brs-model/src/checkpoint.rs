@@ -147,7 +147,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn fsync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
     fs::File::open(dir)
         .and_then(|f| f.sync_all())
         .map_err(|e| ModelError::io(dir, e))

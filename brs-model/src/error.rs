@@ -86,6 +86,38 @@ pub enum ModelError {
     #[cfg(feature = "import")]
     #[error("TensorFlow checkpoint: {0}")]
     TfImport(Box<TfImportError>),
+    /// An ONNX export failed for a reason other than reading or writing files. Boxed, as
+    /// `TfBundle`: its shape variant would grow every ModelError (and the servers' errors that
+    /// carry one) past clippy's large-error limit.
+    #[error("{path}: cannot export as ONNX: {cause}")]
+    Onnx {
+        path: PathBuf,
+        cause: Box<OnnxError>,
+    },
+}
+
+/// Why a generator's weights cannot be written as an ONNX model (`crate::onnx`).
+#[derive(Debug, thiserror::Error)]
+pub enum OnnxError {
+    #[error("no weight {0}, which the generator of this checkpoint's model config needs")]
+    MissingWeight(String),
+    #[error("weight {name} has shape {found:?}, the generator needs {expected:?}")]
+    WeightShape {
+        name: String,
+        found: Vec<i64>,
+        expected: Vec<i64>,
+    },
+    #[error("weight {name} is not a float tensor ({kind})")]
+    WeightType { name: String, kind: String },
+    /// Weights the model config's network does not have: another flavour's or shape's.
+    #[error(
+        "{} weights that the generator of this checkpoint's model config does not use (a \
+         checkpoint of another flavour or shape?): {}",
+        .0.len(), list(.0)
+    )]
+    UnusedWeights(Vec<String>),
+    #[error("the output's file name is not valid UTF-8 (an external data file is named after it)")]
+    FileName,
 }
 
 /// Why a TensorFlow checkpoint that reads fine is not a U-GAT-IT model brs can build.
@@ -142,7 +174,6 @@ fn light_word(light: bool) -> &'static str {
 }
 
 /// At most 12 names, then how many more: an error message stays readable.
-#[cfg(feature = "import")]
 fn list(names: &[String]) -> String {
     if names.is_empty() {
         return "none".into();

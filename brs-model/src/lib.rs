@@ -3,6 +3,8 @@
 //!
 //! No CLI, no HTTP, no training loop: those live in the crates that use this one.
 //!
+//! [`onnx`] writes a generator as an ONNX model, for runtimes other than brs's own.
+//!
 //! Feature `import` adds [`pickle`], a reader of PyTorch `.pt` files, and [`import`], which turns
 //! official UGATIT-pytorch checkpoints into ours, and [`tfbundle`], a reader of TensorFlow
 //! checkpoints. Only brs-train enables it, for its `import-pytorch` command; the servers never
@@ -24,6 +26,7 @@ mod layers;
 pub mod names;
 pub mod networks;
 mod norm;
+pub mod onnx;
 #[cfg(feature = "import")]
 pub mod pickle;
 pub mod precision;
@@ -36,7 +39,7 @@ pub mod translator;
 pub use config::ModelConfig;
 pub use device::DeviceSpec;
 pub use discriminator::{Discriminator, DiscriminatorOutput};
-pub use error::{ModelError, Result};
+pub use error::{ModelError, OnnxError, Result};
 pub use generator::{Generator, GeneratorOutput};
 pub use names::{Direction, NetworkKind};
 pub use networks::Networks;

@@ -1,7 +1,8 @@
 //! Test support shared by brs's crates, so each helper exists once: where scripts/setup put
 //! things ([`setup`]), small images ([`images`]), tiny real models ([`model`]), and a moto
 //! server on loopback for the S3 and SQS tests ([`moto`]), the TensorFlow port's runs
-//! ([`tfport`]), and a reader that leaves early ([`output_into_closed_pipe`]).
+//! ([`tfport`]), exported ONNX models run by ONNX Runtime ([`onnx`]), and a reader that leaves
+//! early ([`output_into_closed_pipe`]).
 //!
 //! Test code: a failed expectation here panics with a message saying what to fix.
 #![allow(clippy::unwrap_used)]
@@ -9,6 +10,7 @@
 pub mod images;
 pub mod model;
 pub mod moto;
+pub mod onnx;
 pub mod setup;
 pub mod tfport;
 

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
 use brs_model::checkpoint::Checkpoint;
+use brs_model::onnx::ExternalData;
 use brs_model::{DeviceSpec, Direction, Precision, Translator};
 use clap::{Args, Parser, Subcommand};
 
@@ -53,7 +54,8 @@ pub(crate) enum Command {
     Translate(TranslateArgs),
     /// Score translations of held-out inputs against known targets of the same file names.
     Evaluate(EvaluateArgs),
-    /// Write a serving artifact: one generator and its metadata.
+    /// Write a serving artifact: one generator and its metadata, for brs-serve or (--format
+    /// onnx) as an ONNX model for any ONNX runtime.
     Export(ExportArgs),
     /// Print the parameter count of each network of a config.
     Summary(SummaryArgs),
@@ -151,19 +153,37 @@ pub(crate) struct EvaluateArgs {
     pub(crate) json: bool,
 }
 
+/// What `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// A brs export directory (export-NNNNNNN/ plus `latest`) that brs-serve loads.
+    Brs,
+    /// An ONNX model (opset 17) for any ONNX runtime.
+    Onnx,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct ExportArgs {
-    /// Run or checkpoint directory.
+    /// Run, checkpoint or export directory.
     #[arg(long)]
     pub(crate) checkpoint: PathBuf,
-    /// Run directory for the export (export-NNNNNNN/ plus `latest`, as brs-serve watches).
+    /// brs format: the run directory for the export (export-NNNNNNN/ plus `latest`, as brs-serve
+    /// watches). onnx: the model file (FILE.onnx), or a directory to write genA2B.onnx (or
+    /// genB2A.onnx) into.
     #[arg(long)]
     pub(crate) output: PathBuf,
     #[arg(long, default_value = "a2b")]
     pub(crate) direction: Direction,
-    /// Store the weights in half precision (half the size).
+    /// Store the weights in half precision (half the size; brs format only).
     #[arg(long)]
     pub(crate) half: bool,
+    /// brs (a directory brs-serve loads) or onnx (a model for any ONNX runtime).
+    #[arg(long, value_enum, default_value = "brs")]
+    pub(crate) format: ExportFormat,
+    /// onnx: put the weights in a data file beside the model even when they would fit in it
+    /// (they always go there above protobuf's 2 GiB limit).
+    #[arg(long)]
+    pub(crate) external_data: bool,
 }
 
 #[derive(Debug, Args)]
@@ -368,6 +388,17 @@ fn run_evaluate(args: EvaluateArgs) -> Result<()> {
 }
 
 fn run_export(args: ExportArgs) -> Result<()> {
+    match args.format {
+        ExportFormat::Brs if args.external_data => {
+            anyhow::bail!("--external-data applies to --format onnx only")
+        }
+        ExportFormat::Onnx if args.half => anyhow::bail!(
+            "--half applies to --format brs only: the ONNX model stores and computes in float32 \
+             (it can be exported from a --half export)"
+        ),
+        ExportFormat::Onnx => return run_export_onnx(args),
+        ExportFormat::Brs => {}
+    }
     let ckpt = Checkpoint::open(&args.checkpoint)?;
     let dir = brs_model::translator::export(&ckpt, args.direction, &args.output, args.half)?;
     let size: u64 = Checkpoint::open(&dir)?
@@ -385,6 +416,47 @@ fn run_export(args: ExportArgs) -> Result<()> {
         dir.display(),
         size as f64 / 1e6,
         full as f64 / 1e6
+    )?;
+    Ok(())
+}
+
+fn run_export_onnx(args: ExportArgs) -> Result<()> {
+    let ckpt = Checkpoint::open(&args.checkpoint)?;
+    let external = if args.external_data {
+        ExternalData::Always
+    } else {
+        ExternalData::Auto
+    };
+    let written = brs_model::onnx::export(&ckpt, args.direction, &args.output, external)?;
+    let cfg = &ckpt.meta.model;
+    say!(
+        "exported {} of {} (iteration {}) as ONNX (opset {}) to {}: {:.1} MB, {} parameters",
+        args.direction,
+        ckpt.dir.display(),
+        ckpt.meta.iteration,
+        brs_model::onnx::OPSET,
+        written.model.display(),
+        written.model_bytes as f64 / 1e6,
+        written.parameters,
+    )?;
+    if let Some(data) = &written.data {
+        say!(
+            "  weights in {} ({:.1} MB): keep it beside the model",
+            data.display(),
+            written.data_bytes as f64 / 1e6
+        )?;
+    }
+    let s = cfg.img_size;
+    say!(
+        "  input `{}`: float32 [batch, {}, {s}, {s}] in [-1, 1]; outputs `{}` (same shape and \
+         range), `{}` [batch, 2], `{}` [batch, 1, {}, {}]",
+        brs_model::onnx::INPUT,
+        cfg.img_ch,
+        brs_model::onnx::OUTPUT_IMAGE,
+        brs_model::onnx::OUTPUT_CAM,
+        brs_model::onnx::OUTPUT_HEATMAP,
+        cfg.bottleneck(),
+        cfg.bottleneck(),
     )?;
     Ok(())
 }
