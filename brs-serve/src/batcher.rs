@@ -1,8 +1,10 @@
 //! One inference worker per style: a dedicated OS thread that owns the generator and runs dynamic
 //! batches (up to `max_batch`, waiting at most `max_wait` for a batch to fill), so no tokio thread
 //! ever runs a forward pass. Two lanes feed it and interactive images always go before job images;
-//! within a lane, clients take turns (round-robin by the slot's owner), so no client's backlog
-//! delays another's next image by more than one image per waiting client.
+//! within a lane, clients take turns by deficit round-robin on the slot's owner (`fair`): each
+//! image's share of its batch's forward pass is charged to its owner in the batcher's ledger, so
+//! no client's backlog delays another's next image by more than one image per waiting client, and
+//! a client that has used more of the generator's time waits more turns.
 //! How many images wait is bounded by admission (each holds a [`Slot`] until its batch is done),
 //! not here. A hot-reloaded generator is handed over through a slot the worker checks between
 //! batches, so a swap never interrupts a batch. A style whose model is not deployed yet starts
@@ -19,7 +21,7 @@ use tch::{Kind, Tensor};
 use tokio::sync::oneshot;
 
 use crate::admission::Slot;
-use crate::fair::RoundRobin;
+use crate::fair::{Drr, Ledger};
 use crate::metrics::Metrics;
 
 /// What /v1/models shows about the generator a style serves.
@@ -90,19 +92,26 @@ struct Item {
     input: Tensor,
     reply: Reply,
     enqueued: Instant,
-    _slot: Slot,
+    slot: Slot,
 }
 
-#[derive(Default)]
 struct Lanes {
-    interactive: RoundRobin<Item>,
-    jobs: RoundRobin<Item>,
+    interactive: Drr<Item>,
+    jobs: Drr<Item>,
+    /// The generator time each owner's images used, by which both lanes take turns.
+    ledger: Ledger,
     closed: bool,
 }
 
 impl Lanes {
     fn pop(&mut self) -> Option<Item> {
-        self.interactive.pop().or_else(|| self.jobs.pop())
+        let Lanes {
+            interactive,
+            jobs,
+            ledger,
+            ..
+        } = self;
+        interactive.pop(ledger).or_else(|| jobs.pop(ledger))
     }
 
     fn is_empty(&self) -> bool {
@@ -126,6 +135,8 @@ impl Queue {
 pub(crate) struct BatchConfig {
     pub(crate) max_batch: usize,
     pub(crate) max_wait: Duration,
+    /// What a turn passed over repays of a client's generator time (`clients.turn_quantum`).
+    pub(crate) turn_quantum: Duration,
 }
 
 /// What a batcher serves: `None` until a style that started without a model gets its first.
@@ -180,7 +191,12 @@ impl Batcher {
         });
         let b = Batcher {
             queue: Arc::new(Queue {
-                lanes: Mutex::new(Lanes::default()),
+                lanes: Mutex::new(Lanes {
+                    interactive: Drr::default(),
+                    jobs: Drr::default(),
+                    ledger: Ledger::new(cfg.turn_quantum),
+                    closed: false,
+                }),
                 ready: Condvar::new(),
             }),
             swap: Arc::new(Mutex::new(None)),
@@ -215,7 +231,7 @@ impl Batcher {
             input,
             reply,
             enqueued: Instant::now(),
-            _slot: slot,
+            slot,
         };
         let mut lanes = self.queue.lock();
         match lane {
@@ -423,8 +439,16 @@ impl Worker {
         let waits: Vec<Duration> = live.iter().map(|i| i.enqueued.elapsed()).collect();
         let started = Instant::now();
         let result = forward(translator, &Tensor::stack(&inputs, 0));
-        self.metrics
-            .batch(&self.style, live.len(), started.elapsed(), &waits);
+        let took = started.elapsed();
+        self.metrics.batch(&self.style, live.len(), took, &waits);
+        // Each image used an equal share of the pass (a CPU batch costs the sum of its images).
+        let share = took / u32::try_from(live.len()).unwrap_or(u32::MAX);
+        {
+            let mut lanes = self.queue.lock();
+            for item in &live {
+                lanes.ledger.charge(item.slot.owner(), share);
+            }
+        }
         match result {
             Ok(out) => {
                 for (k, item) in live.into_iter().enumerate() {

@@ -1,16 +1,32 @@
 //! The translation path shared by interactive requests and job images: decode (under the global
 //! decode limit, straight to the size the model needs where the format allows) -> optional face
 //! crop -> square and resize -> the style's batcher -> encode. CPU work runs on tokio's blocking
-//! pool, inference on the style's worker thread; the async threads only wait.
+//! pool, inference on the style's worker thread; the async threads only wait. The time a decode
+//! (with its crop and resize) takes is charged to the image's owner at the decode permits, as its
+//! forward pass is at the batcher, and each serves owners by what they have used there (`fair`).
+//!
+//! What size is safe to decode to: the generator sees `img_size` pixels a side. Without a face
+//! crop, it gets the centre square of the photo's shorter side, resized, so a decode whose shorter
+//! side is still at least `img_size` loses nothing the generator could use; JPEG's scaled IDCT
+//! (1/2, 1/4, 1/8, the largest that keeps that side) and PNG's box filter are themselves
+//! anti-aliased reductions. With `crop=face` the detector runs on the whole photo and the crop is
+//! resized to `img_size`, so the shorter side is kept at 3 x `img_size` or more (a JPEG lands
+//! between 3 and 6 x): a face whose framed crop spans a third of the photo's shorter side still
+//! has `img_size` pixels of its own; a smaller face in a large photo gets fewer than a full decode
+//! would give it, the price of bounding what any upload costs to decode. WebP has no reduced
+//! decode: VP8 and VP8L predict each block from the decoded pixels of its neighbours, so every
+//! pixel must be reconstructed (image-webp offers no scaled decode); `max_pixels` bounds it.
 
 use std::io::Cursor;
 use std::sync::Arc;
+use std::time::Instant;
 
 use brs_image::decode::{DecodeLimits, ImageFormat, decode_rgb_at_least, probe, sniff};
 use brs_image::resize::{Quality, resize_rgb};
 use bytes::Bytes;
 use image::{DynamicImage, RgbImage, imageops};
 use serde::{Deserialize, Serialize};
+use tch::Tensor;
 
 use crate::admission::Slot;
 use crate::batcher::Lane;
@@ -239,15 +255,22 @@ pub(crate) async fn translate(
     let framing = state.config.crop;
     let permit = state.decode_permits.acquire(slot.owner()).await;
     let tensor = blocking(move || {
-        let _permit = permit;
-        accepted(&input)?;
-        let img = decode_rgb_at_least(&input, &limits, min_side)?;
-        drop(input);
-        let img = match detector {
-            Some(det) => crate::crop::crop_face(&det, &img, &framing, side)?,
-            None => square(&img, side),
-        };
-        Ok(brs_model::image::rgb_to_tensor(&img))
+        let started = Instant::now();
+        let prepared = (|| -> Result<Tensor, ServeError> {
+            accepted(&input)?;
+            let img = decode_rgb_at_least(&input, &limits, min_side)?;
+            drop(input);
+            let img = match detector {
+                Some(det) => crate::crop::crop_face(&det, &img, &framing, side)?,
+                None => square(&img, side),
+            };
+            Ok(brs_model::image::rgb_to_tensor(&img))
+        })();
+        // Charged before the permit goes back, so the next turn already counts it; a decode that
+        // failed after a second of work cost that second all the same.
+        permit.charge(started.elapsed());
+        drop(permit);
+        prepared
     })
     .await?;
 

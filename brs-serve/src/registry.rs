@@ -303,6 +303,7 @@ impl Registry {
         let batch = BatchConfig {
             max_batch: cfg.max_batch,
             max_wait: cfg.max_wait,
+            turn_quantum: cfg.clients.turn_quantum,
         };
         let mut registry = Registry {
             styles: BTreeMap::new(),

@@ -61,7 +61,8 @@ pub struct AppState {
     pub(crate) queue: Arc<Queue>,
     pub(crate) jobs: Arc<Jobs>,
     pub(crate) clients: Arc<Clients>,
-    /// Decodes at once, served in turns by client.
+    /// Decodes at once, served in turns by client (deficit round-robin on their decode time), at
+    /// most `clients.max_decodes` per client.
     pub(crate) decode_permits: FairGate,
     pub(crate) upload_permits: Arc<Semaphore>,
     pub(crate) secret: Arc<Secret>,
@@ -148,7 +149,11 @@ impl AppState {
         spawn_forgetter(Arc::downgrade(&clients));
         let state = AppState {
             drain: Drain::new(config.drain_grace),
-            decode_permits: FairGate::new(config.decode_permits()),
+            decode_permits: FairGate::new(
+                config.decode_permits(),
+                config.decodes_per_client(),
+                config.clients.turn_quantum,
+            ),
             upload_permits: Arc::new(Semaphore::new(UPLOADS_AT_ONCE)),
             config: Arc::new(config),
             registry,

@@ -105,7 +105,8 @@ pub struct Config {
     pub max_output_size: u32,
     /// Most images in one job.
     pub max_job_images: usize,
-    /// Images decoded at once, across all requests and jobs; 0 = one per CPU core.
+    /// Images decoded at once, across all requests and jobs; 0 = one per CPU core. One client
+    /// holds at most `clients.max_decodes` of them.
     pub decode_concurrency: usize,
     /// Results, inputs and job state older than this are deleted; "0s" keeps them forever. The fs
     /// store only: an S3 bucket expires them by its lifecycle rules.
@@ -407,6 +408,14 @@ impl Config {
     pub(crate) fn decode_permits(&self) -> usize {
         match self.decode_concurrency {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// Decode permits one client may hold at once.
+    pub(crate) fn decodes_per_client(&self) -> usize {
+        match self.clients.max_decodes {
+            0 => (self.decode_permits() / 2).max(1),
             n => n,
         }
     }

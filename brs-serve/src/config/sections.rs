@@ -97,6 +97,18 @@ pub struct ClientLimits {
     pub max_concurrent: usize,
     /// Event streams a client may hold open at once.
     pub max_streams: usize,
+    /// Images of one client decoded at once (interactive and job images together), so one
+    /// client's pixel bombs never hold every decode permit; 0 = half the decode permits
+    /// (`decode_concurrency`), at least 1.
+    pub max_decodes: usize,
+    /// Clients with images waiting (for a decode permit, or for a style's generator) take turns
+    /// by deficit round-robin over the decode (or generator) time their images used there: each
+    /// turn a client misses repays this much of what it used, and a client that owes nothing has
+    /// its next image served. Smaller is finer: a client whose images cost ten times more gets a
+    /// tenth of the turns, as long as the quantum is below what an image costs. When every client
+    /// waiting is in debt, the turns needed pass at once, so a small quantum costs no waiting.
+    #[serde(with = "humantime_serde")]
+    pub turn_quantum: Duration,
 }
 
 impl Default for ClientLimits {
@@ -108,6 +120,8 @@ impl Default for ClientLimits {
             read_burst: 100,
             max_concurrent: 4,
             max_streams: 8,
+            max_decodes: 0,
+            turn_quantum: Duration::from_millis(10),
         }
     }
 }
@@ -133,6 +147,9 @@ impl ClientLimits {
                 "clients.max_concurrent / clients.max_streams",
                 "must be positive",
             ));
+        }
+        if self.turn_quantum < Duration::from_micros(1) {
+            return Err(invalid("clients.turn_quantum", "at least 1us"));
         }
         Ok(())
     }

@@ -250,3 +250,28 @@ fn the_worker_ops_port_is_off_by_default_and_named_when_wrong() {
         assert!(err.contains("worker.ops_bind"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn one_client_holds_half_the_decode_permits_unless_told() {
+    let with = |decodes: usize, per_client: usize| Config {
+        decode_concurrency: decodes,
+        clients: ClientLimits {
+            max_decodes: per_client,
+            ..ClientLimits::default()
+        },
+        ..Config::default()
+    };
+    assert_eq!(with(1, 0).decodes_per_client(), 1, "at least one");
+    assert_eq!(with(2, 0).decodes_per_client(), 1);
+    assert_eq!(with(8, 0).decodes_per_client(), 4);
+    assert_eq!(with(8, 6).decodes_per_client(), 6);
+    let err = Config::from_cli(&cli(&[
+        "--model-dir",
+        "x",
+        "--set",
+        "clients.turn_quantum=0s",
+    ]))
+    .expect_err("a zero quantum")
+    .to_string();
+    assert!(err.contains("clients.turn_quantum"), "{err}");
+}

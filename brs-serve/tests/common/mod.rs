@@ -47,6 +47,7 @@ pub(crate) fn test_config(dir: &Path, run_dir: &Path) -> Config {
             read_burst: 10_000,
             max_concurrent: 1_000,
             max_streams: 1_000,
+            ..brs_serve::config::ClientLimits::default()
         },
         ..Config::default()
     };
