@@ -32,6 +32,9 @@ pub(crate) struct ModelInfo {
     pub(crate) created: String,
     pub(crate) kind: String,
     pub(crate) direction: String,
+    /// Whose network it is: `pytorch`, or `tensorflow` (an imported release of the authors'
+    /// TensorFlow code).
+    pub(crate) flavour: String,
     pub(crate) light: bool,
     pub(crate) img_size: i64,
     pub(crate) img_ch: i64,
@@ -52,6 +55,7 @@ impl ModelInfo {
             created: m.created.clone(),
             kind: format!("{:?}", m.kind).to_lowercase(),
             direction: t.direction().to_string(),
+            flavour: m.model.flavour.to_string(),
             light: m.model.light,
             img_size: m.model.img_size,
             img_ch: m.model.img_ch,

@@ -5,7 +5,12 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 
-use crate::common::{Server, client, decode, error_code, fixture_bytes, png, slow_model};
+use brs_model::ModelConfig;
+use brs_model::config::Flavour;
+
+use crate::common::{
+    Server, client, decode, error_code, fixture_bytes, get_json, png, slow_model, tiny_config,
+};
 use brs_testkit::images::png_bomb;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,6 +315,7 @@ async fn models_health_metrics_openapi_and_page() {
     assert_eq!(style["ready"], true);
     assert_eq!(style["model"]["iteration"], 1);
     assert_eq!(style["model"]["light"], true);
+    assert_eq!(style["model"]["flavour"], "pytorch");
     assert_eq!(style["model"]["img_size"], 96);
     assert_eq!(style["model"]["checkpoint"], "export-0000001");
     // The default precision, auto: bfloat16 where the CPU multiplies it natively.
@@ -416,5 +422,29 @@ async fn crop_face_uses_the_detector() {
         .expect("send");
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(error_code(r).await, "no_face");
+    s.stop().await;
+}
+
+/// A model of the TensorFlow flavour (an imported release of the authors' code) is served like
+/// any other: /v1/models names its flavour, and photos translate.
+#[tokio::test]
+async fn a_tensorflow_flavour_model_is_served_like_any() {
+    let model = ModelConfig {
+        flavour: Flavour::Tensorflow,
+        ..tiny_config()
+    };
+    let s = Server::start_with(&model, |_| {}).await;
+    let models = get_json(s.url("/v1/models")).await;
+    assert_eq!(models["styles"][0]["model"]["flavour"], "tensorflow");
+    let r = client()
+        .post(s.url("/v1/translate?format=png&size=64"))
+        .header("content-type", "image/png")
+        .body(png(120, 90))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    let (format, w, h) = decode(&r.bytes().await.expect("body"));
+    assert_eq!((format, w, h), (image::ImageFormat::Png, 64, 64));
     s.stop().await;
 }
