@@ -14,7 +14,8 @@ usage: scripts/bench-tf [--requests 20] [--ch 64] [--img 256] [--out DIR] [--no-
    the tests check parity at small sizes).
 3. brs-serve with --model-dir on the imported run, at precision f32, and bf16 where the CPU has
    AVX512-BF16: --requests sequential requests (one in flight) after three warm-ups; forward time
-   from brs_inference_seconds, images/s from the client's clock, peak RSS from the server's VmHWM.
+   from brs_inference_seconds, images/s from the client's clock, peak RSS from the server's VmHWM;
+   once as shipped and once with BRS_MALLOC=training (the trainer's malloc settings).
 
 Writes OUT/bench.json and prints a markdown table for docs/benchmarks.md.
 """
@@ -78,14 +79,15 @@ def vm_hwm_mib(pid):
     return None
 
 
-def brs_serve(rel, run, out, precision, requests):
+def brs_serve(rel, run, out, precision, requests, malloc=None):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [os.path.join(rel, "brs-serve"), "--model-dir", run, "--bind", f"127.0.0.1:{port}",
            "--set", "store.path=" + os.path.join(out, "results-" + precision),
            "--set", "drain_grace=0s", "--set", "precision=" + precision] + UNLIMITED_CLIENTS
-    with open(os.path.join(out, f"brs-{precision}.log"), "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+    env = dict(os.environ, **({"BRS_MALLOC": malloc} if malloc else {}))
+    with open(os.path.join(out, f"brs-{precision}-{malloc or 'serving'}.log"), "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
         try:
             wait_ready(url, proc, limit=600)
             with open(os.path.join(FIXTURES, "grace_hopper.jpg"), "rb") as f:
@@ -167,9 +169,14 @@ def main():
     ours = np.asarray(Image.open(os.path.join(drawn, "photo.png")), dtype=np.int16)
     theirs = np.asarray(Image.open(tf_png), dtype=np.int16)
     results["max_grey_levels_vs_tensorflow"] = int(np.abs(ours - theirs).max())
+    # brs-serve as shipped (its malloc profile maps every block over 256 KiB afresh, to give
+    # memory back after bursts), and with the trainer's profile (freed memory kept for reuse),
+    # which shows what those page faults cost a 256 px forward pass.
     for precision in ["f32"] + (["bf16"] if cpu_has_bf16() else []):
-        results["brs-" + precision] = brs_serve(rel, run, out, precision, a.requests)
-        print("brs", precision, results["brs-" + precision], file=sys.stderr)
+        for malloc in (None, "training"):
+            kind = f"brs-{precision}" + (f" BRS_MALLOC={malloc}" if malloc else "")
+            results[kind] = brs_serve(rel, run, out, precision, a.requests, malloc)
+            print(kind, results[kind], file=sys.stderr)
     with open(os.path.join(out, "bench.json"), "w") as f:
         json.dump(results, f, indent=2)
     tf = results["tensorflow"]

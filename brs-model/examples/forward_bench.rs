@@ -1,6 +1,7 @@
 //! Times the generator's forward pass (no autograd) at a given size: the inference cost servers pay.
-//! usage: cargo run --release -p brs-model --example forward_bench -- [img] [ch] [n_res] [light 0|1] [reps]
+//! usage: cargo run --release -p brs-model --example forward_bench -- [img] [ch] [n_res] [light 0|1] [reps] [tensorflow 0|1] [channels_last 0|1]
 
+use brs_model::config::Flavour;
 use brs_model::{Generator, ModelConfig};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor, nn::VarStore};
@@ -17,15 +18,25 @@ fn main() {
         n_res: get(2, 4),
         light: get(3, 1) == 1,
         img_ch: 3,
+        flavour: if get(5, 0) == 1 {
+            Flavour::Tensorflow
+        } else {
+            Flavour::Pytorch
+        },
         ..ModelConfig::default()
     };
     let reps = get(4, 5);
     let vs = VarStore::new(Device::Cpu);
     let g = Generator::new(&vs.root(), &cfg);
-    let x = Tensor::rand(
+    let mut x = Tensor::rand(
         [1, 3, cfg.img_size, cfg.img_size],
         (Kind::Float, Device::Cpu),
     );
+    // As the servers run it: weights and input channels-last.
+    if get(6, 0) == 1 {
+        brs_model::precision::store_channels_last(&vs);
+        x = brs_model::precision::channels_last(&x);
+    }
     let _guard = tch::no_grad_guard();
     let _ = g.forward(&x);
     let t = Instant::now();
