@@ -390,10 +390,9 @@ impl Checkpoint {
         Ok(Checkpoint { dir, meta })
     }
 
-    /// Reads one file, checking its size and SHA-256 against meta.json.
-    pub fn read_file(&self, file: &str) -> Result<Vec<u8>> {
-        let entry = self
-            .meta
+    /// meta.json's entry for one of the checkpoint's files.
+    fn entry(&self, file: &str) -> Result<&FileEntry> {
+        self.meta
             .files
             .get(file)
             .ok_or_else(|| ModelError::MissingFile {
@@ -406,7 +405,12 @@ impl Checkpoint {
                     .cloned()
                     .collect::<Vec<_>>()
                     .join(", "),
-            })?;
+            })
+    }
+
+    /// Reads one file, checking its size and SHA-256 against meta.json.
+    pub fn read_file(&self, file: &str) -> Result<Vec<u8>> {
+        let entry = self.entry(file)?;
         let path = self.dir.join(file);
         let bytes = fs::read(&path).map_err(|e| ModelError::io(&path, e))?;
         let found = sha256_hex(&bytes);
@@ -419,6 +423,37 @@ impl Checkpoint {
             });
         }
         Ok(bytes)
+    }
+
+    /// Streams a safetensors file of the checkpoint into `vs`'s variables (see
+    /// [`tensors::stream_into`]), checking its size and SHA-256 against meta.json as it goes. On
+    /// an error the variables may hold part of the file: the caller discards the store.
+    pub fn load_into(&self, file: &str, vs: &tch::nn::VarStore) -> Result<()> {
+        let entry = self.entry(file)?;
+        let path = self.dir.join(file);
+        let f = fs::File::open(&path).map_err(|e| ModelError::io(&path, e))?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
+        let mut hash = Sha256::new();
+        let loaded = tensors::stream_into(vs, &mut reader, &mut |b: &[u8]| hash.update(b));
+        // Whatever the tensors left (nothing, in a file we wrote) still counts for the hash.
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut rest).map_err(|e| ModelError::io(&path, e))?;
+        hash.update(&rest);
+        let found = hex::encode(hash.finalize());
+        // Every byte went through the hash, so it covers the size too; a damaged file is reported
+        // as such, whatever the parse made of it.
+        if found != entry.sha256 {
+            return Err(ModelError::HashMismatch {
+                path: self.dir.clone(),
+                file: file.to_string(),
+                expected: entry.sha256.clone(),
+                found,
+            });
+        }
+        loaded.map(|_| ()).map_err(|e| ModelError::Corrupt {
+            path,
+            reason: e.to_string(),
+        })
     }
 
     /// Reads and verifies a safetensors file.

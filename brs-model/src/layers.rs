@@ -42,19 +42,24 @@ impl Conv2d {
     }
 }
 
-/// The TensorFlow flavour's initialisation of kernels: the official code's `weight_init`,
-/// N(0, 0.02); its biases start at 0.
-const TF_KERNEL_INIT: Init = Init::Randn {
-    mean: 0.0,
-    stdev: 0.02,
-};
+/// A kernel of the TensorFlow flavour: N(0, 0.02), the official code's `weight_init` (its biases
+/// start at 0). Drawn in
+/// place: tch's `Init::Randn` builds the draw and its scaled copy as temporaries, 2 GiB for a
+/// full generator's first MLP layer at 256 px.
+fn tf_kernel(p: &Path, dims: &[i64]) -> Tensor {
+    let w = p.var("weight", dims, Init::Const(0.0));
+    tch::no_grad(|| {
+        let _ = w.shallow_clone().normal_(0.0, 0.02);
+    });
+    w
+}
 
 impl Conv2d {
     /// A convolution of the TensorFlow flavour: always with a bias (the official `conv`'s
     /// default), initialised as the official code does.
     pub(crate) fn new_tf(p: &Path, c_in: i64, c_out: i64, k: i64, stride: i64) -> Self {
         Conv2d {
-            weight: p.var("weight", &[c_out, c_in, k, k], TF_KERNEL_INIT),
+            weight: tf_kernel(p, &[c_out, c_in, k, k]),
             bias: Some(p.var("bias", &[c_out], Init::Const(0.0))),
             stride,
         }
@@ -81,7 +86,7 @@ impl Linear {
     /// With a bias, initialised as the TensorFlow code does (its `fully_connected`).
     pub(crate) fn new_tf(p: &Path, d_in: i64, d_out: i64) -> Self {
         Linear {
-            weight: p.var("weight", &[d_out, d_in], TF_KERNEL_INIT),
+            weight: tf_kernel(p, &[d_out, d_in]),
             bias: Some(p.var("bias", &[d_out], Init::Const(0.0))),
         }
     }

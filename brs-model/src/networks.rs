@@ -116,11 +116,7 @@ impl Networks {
             )));
         }
         for (kind, vs) in self.stores() {
-            let tensors = ckpt.read_tensors(&kind.file_name())?;
-            crate::tensors::load_into(vs, &tensors).map_err(|e| ModelError::Corrupt {
-                path: ckpt.dir.join(kind.file_name()),
-                reason: e.to_string(),
-            })?;
+            ckpt.load_into(&kind.file_name(), vs)?;
         }
         Ok(())
     }
