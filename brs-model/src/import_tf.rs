@@ -21,7 +21,6 @@ use crate::checkpoint::{
 use crate::config::{Flavour, GLOBAL_D_LAYERS, LOCAL_D_LAYERS, ModelConfig};
 use crate::error::{Result, TfImportError};
 use crate::networks::{NetworkKind, Networks};
-use crate::tensors;
 use crate::tfbundle::{self, Bundle};
 
 /// What the caller knows about the checkpoint beyond its tensors.
@@ -489,6 +488,15 @@ fn convert_all(prefix: &Path, opts: &TfImportOptions) -> Result<Converted> {
     let deep = 4 * config.ch;
 
     // Our name and layout for every official variable name, by network.
+    // Every variable of our networks.
+    let vars: BTreeMap<(NetworkKind, String), Tensor> = nets
+        .stores()
+        .flat_map(|(kind, vs)| {
+            vs.variables()
+                .into_iter()
+                .map(move |(name, t)| ((kind, name), t))
+        })
+        .collect();
     let mut targets: BTreeMap<String, (NetworkKind, String, Layout)> = BTreeMap::new();
     let mut unknown = Vec::new();
     let mut slots: Vec<(&str, &str, &str)> = Vec::new();
@@ -515,6 +523,8 @@ fn convert_all(prefix: &Path, opts: &TfImportOptions) -> Result<Converted> {
             }?;
             Some((kind, ours))
         });
+        // A name that maps onto no variable of ours (another depth, say) is unknown too.
+        let mapped = mapped.filter(|(kind, (ours, _))| vars.contains_key(&(*kind, ours.clone())));
         match (mapped, slot) {
             (Some((kind, (ours, layout))), None) => {
                 targets.insert(name.to_string(), (kind, ours, layout));
@@ -524,16 +534,13 @@ fn convert_all(prefix: &Path, opts: &TfImportOptions) -> Result<Converted> {
         }
     }
     let mut missing = Vec::new();
-    let mut weights: BTreeMap<NetworkKind, BTreeMap<String, Tensor>> = BTreeMap::new();
     let by_ours: BTreeMap<(NetworkKind, &str), &str> = targets
         .iter()
         .map(|(tf, (kind, ours, _))| ((*kind, ours.as_str()), tf.as_str()))
         .collect();
-    for (kind, vs) in nets.stores() {
-        for name in vs.variables().into_keys() {
-            if !by_ours.contains_key(&(kind, name.as_str())) {
-                missing.push(format!("{} {name}", kind.name()));
-            }
+    for (kind, name) in vars.keys() {
+        if !by_ours.contains_key(&(*kind, name.as_str())) {
+            missing.push(format!("{} {name}", kind.name()));
         }
     }
     // Moments of variables TensorFlow does not train (u) or of names we map nowhere are errors
@@ -566,20 +573,19 @@ fn convert_all(prefix: &Path, opts: &TfImportOptions) -> Result<Converted> {
         .into());
     }
 
+    // One tensor at a time, straight into its variable: the converted weights are never all
+    // held beside the networks (a full model's are 2.7 GB).
     for (tf, (kind, ours, layout)) in &targets {
-        let expected = nets.store(*kind).variables()[ours].size();
-        let t = convert(&bundle, tf, *layout, &expected)?;
-        weights.entry(*kind).or_default().insert(ours.clone(), t);
-    }
-    for (kind, vs) in nets.stores() {
-        tensors::load_into(vs, &weights.remove(&kind).unwrap_or_default())?;
+        let var = &vars[&(*kind, ours.clone())];
+        let t = convert(&bundle, tf, *layout, &var.size())?;
+        tch::no_grad(|| var.shallow_clone().f_copy_(&t))?;
     }
 
     let mut optim = Vec::new();
     if !slots.is_empty() {
         for (name, var, moment) in &slots {
             let (kind, ours, layout) = &targets[*var];
-            let expected = nets.store(*kind).variables()[ours].size();
+            let expected = vars[&(*kind, ours.clone())].size();
             let optimizer = if kind.is_generator() {
                 G_OPTIMIZER
             } else {
