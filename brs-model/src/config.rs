@@ -8,6 +8,13 @@ use crate::error::{ModelError, Result};
 pub const GLOBAL_D_LAYERS: i64 = 7;
 /// Layers of the local discriminator in the paper.
 pub const LOCAL_D_LAYERS: i64 = 5;
+/// The official codes' `n_dis` default, which builds those depths (the PyTorch code ignores
+/// its `n_dis` and always builds them).
+pub const DEFAULT_N_DIS: i64 = 6;
+
+fn is_default_n_dis(n: &i64) -> bool {
+    *n == DEFAULT_N_DIS
+}
 
 /// Which official implementation's network a model is: the two differ in more than names
 /// (see `generator::tensorflow`). Every checkpoint written before the TensorFlow variant
@@ -65,6 +72,10 @@ pub struct ModelConfig {
     /// true, the official default and the released weights' setting). The PyTorch flavour has none.
     #[serde(skip_serializing_if = "is_true")]
     pub smoothing: bool,
+    /// The TensorFlow code's `n_dis` (default 6): the global discriminator has n_dis + 1 layers,
+    /// the local one n_dis - 1. The PyTorch flavour has only the paper's 6.
+    #[serde(skip_serializing_if = "is_default_n_dis")]
+    pub n_dis: i64,
 }
 
 impl Default for ModelConfig {
@@ -77,6 +88,7 @@ impl Default for ModelConfig {
             light: false,
             flavour: Flavour::Pytorch,
             smoothing: true,
+            n_dis: DEFAULT_N_DIS,
         }
     }
 }
@@ -119,16 +131,40 @@ impl ModelConfig {
                 self.img_ch
             ));
         }
-        let min = Self::min_img_size(GLOBAL_D_LAYERS);
+        match self.flavour {
+            Flavour::Pytorch if self.n_dis != DEFAULT_N_DIS => {
+                return fail(format!(
+                    "n_dis = {}: the pytorch flavour builds the paper's discriminators (n_dis \
+                     {DEFAULT_N_DIS}); other depths are a setting of the tensorflow flavour",
+                    self.n_dis
+                ));
+            }
+            Flavour::Tensorflow if !(4..=8).contains(&self.n_dis) => {
+                return fail(format!("n_dis = {} (allowed 4..=8)", self.n_dis));
+            }
+            _ => {}
+        }
+        let layers = self.global_d_layers();
+        let min = Self::min_img_size(layers);
         if self.img_size < min {
             return fail(format!(
-                "img_size = {} is too small for the {}-layer global discriminator, whose feature map \
-                 would shrink below the reflection padding (the reference crashes here); \
-                 the smallest img_size is {min}",
-                self.img_size, GLOBAL_D_LAYERS
+                "img_size = {} is too small for the {layers}-layer global discriminator, whose \
+                 feature map would shrink below the reflection padding (the reference crashes \
+                 here); the smallest img_size is {min}",
+                self.img_size
             ));
         }
         Ok(())
+    }
+
+    /// Layers of the global discriminator: 7 at the default n_dis.
+    pub fn global_d_layers(&self) -> i64 {
+        self.n_dis + GLOBAL_D_LAYERS - DEFAULT_N_DIS
+    }
+
+    /// Layers of the local discriminator: 5 at the default n_dis.
+    pub fn local_d_layers(&self) -> i64 {
+        self.n_dis + LOCAL_D_LAYERS - DEFAULT_N_DIS
     }
 
     /// The smallest multiple of 4 whose feature maps stay at least 2 px before every reflection
@@ -255,6 +291,41 @@ mod tests {
             let err = cfg.validate().unwrap_err().to_string();
             assert!(err.contains(key), "{err}");
         }
+    }
+
+    #[test]
+    fn discriminator_depth_is_a_tensorflow_setting() {
+        let tf = |n_dis| ModelConfig {
+            flavour: Flavour::Tensorflow,
+            n_dis,
+            ..ModelConfig::default()
+        };
+        assert_eq!((tf(5).global_d_layers(), tf(5).local_d_layers()), (6, 4));
+        tf(5).validate().unwrap();
+        let err = tf(9).validate().unwrap_err().to_string();
+        assert!(err.contains("n_dis = 9"), "{err}");
+        // The global discriminator of n_dis 7 needs images of at least 192 px.
+        let deep = ModelConfig {
+            img_size: 128,
+            ..tf(7)
+        };
+        let err = deep.validate().unwrap_err().to_string();
+        assert!(err.contains("8-layer") && err.contains("192"), "{err}");
+        let pytorch = ModelConfig {
+            n_dis: 5,
+            ..ModelConfig::default()
+        };
+        let err = pytorch.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("n_dis = 5") && err.contains("tensorflow"),
+            "{err}"
+        );
+        // The default is not written, so older binaries read new checkpoints of the paper's shape.
+        let json = serde_json::to_string(&ModelConfig::default()).unwrap();
+        assert!(
+            !json.contains("n_dis") && !json.contains("flavour"),
+            "{json}"
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::checkpoint::{
     CKPT_PREFIX, CheckpointKind, CheckpointMeta, CheckpointWriter, D_OPTIMIZER, G_OPTIMIZER,
     OPTIM_FILE, adam_moment_key, adam_param_name, adam_step_key, checkpoint_name,
 };
-use crate::config::{Flavour, GLOBAL_D_LAYERS, LOCAL_D_LAYERS, ModelConfig};
+use crate::config::{Flavour, ModelConfig};
 use crate::error::{Result, TfImportError};
 use crate::networks::{NetworkKind, Networks};
 use crate::tfbundle::{self, Bundle};
@@ -379,7 +379,8 @@ fn infer_config(
         }
         side * 4
     };
-    // n_dis: the global discriminator's stride-2 convolutions, plus conv_0 and conv_last.
+    // n_dis: the global discriminator's convolutions before its logit (conv_0, the stride-2
+    // ones, conv_last); the local one has two fewer.
     let body = |d: &str| {
         (1..)
             .take_while(|i| {
@@ -390,14 +391,13 @@ fn infer_config(
             .count() as i64
             + 2
     };
-    let (global, local) = (body("global"), body("local"));
-    if global + 1 != GLOBAL_D_LAYERS || local + 1 != LOCAL_D_LAYERS {
+    let (n_dis, local) = (body("global"), body("local"));
+    if local != n_dis - 2 {
         return Err(TfImportError::Unsupported {
             prefix: prefix.to_path_buf(),
             reason: format!(
-                "its discriminators have {global} (global) and {local} (local) convolutions \
-                 before the logit, n_dis = {global}; brs builds the paper's n_dis = 6 \
-                 (6 and 4)"
+                "its discriminators have {n_dis} (global) and {local} (local) convolutions \
+                 before the logit; the official code builds n_dis and n_dis - 2"
             ),
         }
         .into());
@@ -415,6 +415,7 @@ fn infer_config(
         light,
         flavour: Flavour::Tensorflow,
         smoothing,
+        n_dis,
     };
     config.validate()?;
     Ok((config, smoothing_from))
@@ -517,9 +518,11 @@ fn convert_all(prefix: &Path, opts: &TfImportOptions) -> Result<Converted> {
                     generator_name(rest, config.n_res, full_side, deep)
                 }
                 NetworkKind::DisGA | NetworkKind::DisGB => {
-                    discriminator_name(rest, GLOBAL_D_LAYERS)
+                    discriminator_name(rest, config.global_d_layers())
                 }
-                NetworkKind::DisLA | NetworkKind::DisLB => discriminator_name(rest, LOCAL_D_LAYERS),
+                NetworkKind::DisLA | NetworkKind::DisLB => {
+                    discriminator_name(rest, config.local_d_layers())
+                }
             }?;
             Some((kind, ours))
         });

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use tch::Device;
 use tch::nn::VarStore;
 
-use crate::config::{GLOBAL_D_LAYERS, LOCAL_D_LAYERS, ModelConfig};
+use crate::config::ModelConfig;
 use crate::discriminator::Discriminator;
 use crate::error::{ModelError, Result};
 use crate::generator::Generator;
@@ -39,10 +39,10 @@ impl Networks {
         Ok(Networks {
             gen_a2b: generator(NetworkKind::GenA2B),
             gen_b2a: generator(NetworkKind::GenB2A),
-            dis_ga: discriminator(NetworkKind::DisGA, GLOBAL_D_LAYERS),
-            dis_gb: discriminator(NetworkKind::DisGB, GLOBAL_D_LAYERS),
-            dis_la: discriminator(NetworkKind::DisLA, LOCAL_D_LAYERS),
-            dis_lb: discriminator(NetworkKind::DisLB, LOCAL_D_LAYERS),
+            dis_ga: discriminator(NetworkKind::DisGA, config.global_d_layers()),
+            dis_gb: discriminator(NetworkKind::DisGB, config.global_d_layers()),
+            dis_la: discriminator(NetworkKind::DisLA, config.local_d_layers()),
+            dis_lb: discriminator(NetworkKind::DisLB, config.local_d_layers()),
             config: config.clone(),
             stores,
         })
@@ -79,10 +79,10 @@ pub fn parameter_counts(config: &ModelConfig) -> Result<BTreeMap<&'static str, i
         Generator::new(p, config);
     });
     let global = count(&|p| {
-        Discriminator::new(p, config, GLOBAL_D_LAYERS);
+        Discriminator::new(p, config, config.global_d_layers());
     });
     let local = count(&|p| {
-        Discriminator::new(p, config, LOCAL_D_LAYERS);
+        Discriminator::new(p, config, config.local_d_layers());
     });
     Ok(BTreeMap::from([
         ("generator", generator),

@@ -124,11 +124,9 @@ fn the_light_model_without_smoothing_translates_as_tensorflow_does() {
     check_generators(port, &run);
 }
 
-#[test]
-fn the_discriminators_judge_as_tensorflow_does() {
-    let port = full();
-    let (_tmp, run) = import(&port.prefix(), &TfImportOptions::default());
-    let ckpt = Checkpoint::open(&run).unwrap();
+/// The imported discriminators against TensorFlow's outputs (from the saved u, refined once).
+fn check_discriminators(port: &Port, run: &Path) {
+    let ckpt = Checkpoint::open(run).unwrap();
     let nets = Networks::new(&ckpt.meta.model, Device::Cpu).unwrap();
     nets.load_from(&ckpt).unwrap();
     let (a, b) = (port.array("a"), port.array("b"));
@@ -153,6 +151,31 @@ fn the_discriminators_judge_as_tensorflow_does() {
             "{name}: {diff} {cam}"
         );
     }
+}
+
+#[test]
+fn the_discriminators_judge_as_tensorflow_does() {
+    let port = full();
+    let (_tmp, run) = import(&port.prefix(), &TfImportOptions::default());
+    check_discriminators(port, &run);
+}
+
+#[test]
+fn another_discriminator_depth_is_read_from_the_shapes() {
+    // n_dis 5: a 6-layer global and a 4-layer local discriminator.
+    let port = Port::run(&["--ch", "8", "--img", "96", "--light", "--n-dis", "5"]);
+    let opts = TfImportOptions {
+        light_img_size: Some(96),
+        ..TfImportOptions::default()
+    };
+    let (_tmp, run) = import(&port.prefix(), &opts);
+    let m = Checkpoint::open(&run).unwrap().meta.model;
+    assert_eq!(
+        (m.n_dis, m.global_d_layers(), m.local_d_layers()),
+        (5, 6, 4)
+    );
+    check_discriminators(&port, &run);
+    check_generators(&port, &run);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use brs_model::config::Flavour;
+use brs_model::config::{DEFAULT_N_DIS, Flavour};
 use brs_model::{DeviceSpec, ModelConfig};
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,9 @@ pub struct TrainConfig {
     pub flavour: Flavour,
     /// AdaLIN smoothing of the tensorflow flavour (default true, the official default).
     pub smoothing: bool,
+    /// Discriminator depth of the tensorflow flavour, the official `n_dis` (default 6: the
+    /// paper's 7-layer global and 5-layer local discriminators).
+    pub n_dis: i64,
     /// Total training iterations (default 1,000,000).
     pub iteration: u64,
     /// Images per domain per iteration (default 1).
@@ -88,6 +91,7 @@ impl Default for TrainConfig {
             light: false,
             flavour: Flavour::Pytorch,
             smoothing: true,
+            n_dis: DEFAULT_N_DIS,
             iteration: 1_000_000,
             batch_size: 1,
             lr: 1e-4,
@@ -156,6 +160,7 @@ impl TrainConfig {
             light: self.light,
             flavour: self.flavour,
             smoothing: self.smoothing,
+            n_dis: self.n_dis,
         }
     }
 
