@@ -104,6 +104,28 @@ pub fn named_variables(vs: &VarStore) -> Vec<(String, Tensor)> {
     vars
 }
 
+/// The store's variable names (`ours`) and a file's (`theirs`) must be the same set; the error
+/// names up to five extras of each side.
+fn same_names<'a>(
+    ours: impl IntoIterator<Item = &'a String>,
+    theirs: impl IntoIterator<Item = &'a String>,
+) -> Result<()> {
+    let ours: std::collections::BTreeSet<&String> = ours.into_iter().collect();
+    let theirs: std::collections::BTreeSet<&String> = theirs.into_iter().collect();
+    let missing: Vec<&&String> = ours.difference(&theirs).collect();
+    let unexpected: Vec<&&String> = theirs.difference(&ours).collect();
+    if missing.is_empty() && unexpected.is_empty() {
+        return Ok(());
+    }
+    Err(ModelError::Shape(format!(
+        "missing {} variables {:?}; unexpected {} variables {:?}",
+        missing.len(),
+        missing.iter().take(5).collect::<Vec<_>>(),
+        unexpected.len(),
+        unexpected.iter().take(5).collect::<Vec<_>>()
+    )))
+}
+
 /// The largest safetensors header read (safetensors' own limit).
 const MAX_HEADER: u64 = 100_000_000;
 /// Bytes copied per step when streaming a tensor into its variable: a multiple of every element
@@ -141,17 +163,7 @@ pub fn stream_into(
         serde_json::from_slice(&header).map_err(|e| corrupt(format!("header: {e}")))?;
     let infos = meta.tensors();
     let vars = vs.variables();
-    let missing: Vec<&String> = vars.keys().filter(|k| !infos.contains_key(*k)).collect();
-    let unexpected: Vec<&String> = infos.keys().filter(|k| !vars.contains_key(*k)).collect();
-    if !missing.is_empty() || !unexpected.is_empty() {
-        return Err(ModelError::Shape(format!(
-            "missing {} variables {:?}; unexpected {} variables {:?}",
-            missing.len(),
-            missing.iter().take(5).collect::<Vec<_>>(),
-            unexpected.len(),
-            unexpected.iter().take(5).collect::<Vec<_>>()
-        )));
-    }
+    same_names(vars.keys(), infos.keys())?;
     // In file order: the metadata's validation guarantees the tensors tile the data section.
     let mut order: Vec<(&String, &&safetensors::tensor::TensorInfo)> = infos.iter().collect();
     order.sort_by_key(|(_, info)| info.data_offsets.0);
@@ -189,17 +201,7 @@ pub fn stream_into(
 /// must agree; dtype and device are converted to the variable's.
 pub fn load_into(vs: &VarStore, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
     let vars = vs.variables();
-    let missing: Vec<&String> = vars.keys().filter(|k| !tensors.contains_key(*k)).collect();
-    let unexpected: Vec<&String> = tensors.keys().filter(|k| !vars.contains_key(*k)).collect();
-    if !missing.is_empty() || !unexpected.is_empty() {
-        return Err(ModelError::Shape(format!(
-            "missing {} variables {:?}; unexpected {} variables {:?}",
-            missing.len(),
-            missing.iter().take(5).collect::<Vec<_>>(),
-            unexpected.len(),
-            unexpected.iter().take(5).collect::<Vec<_>>()
-        )));
-    }
+    same_names(vars.keys(), tensors.keys())?;
     for (name, var) in &vars {
         let src = &tensors[name];
         if src.size() != var.size() {
