@@ -75,15 +75,20 @@ fn killed_writers_never_break_latest() {
         return;
     }
     let run = tempfile::tempdir().unwrap();
-    // Kill delays scale with how long one write takes on this machine right now, so the kills
-    // land across all phases of a write however loaded the machine is.
-    let started = std::time::Instant::now();
+    let scratch = tempfile::tempdir().unwrap();
     write_one(run.path(), 0);
-    let write_time = started.elapsed();
     let exe = std::env::current_exe().unwrap();
     let mut last = 0;
     let mut progressed = 0;
     for round in 0..30u64 {
+        // Kill delays scale with how long one write takes on this machine right now (timed just
+        // before each round, in another directory), so the kills land across all phases of a
+        // write however loaded the machine is and however its load changes during the test
+        // (timed once at the start, a machine that got busier later let no write finish: seen
+        // beside a parallel build).
+        let started = std::time::Instant::now();
+        write_one(scratch.path(), round + 1);
+        let write_time = started.elapsed();
         let mut child = Command::new(&exe)
             .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, run.path())
