@@ -472,7 +472,7 @@ const OPTIMIZER_SCALARS: [&str; 5] = [
 
 /// Everything read from a checkpoint, converted, before anything is written.
 struct Converted {
-    config: ModelConfig,
+    /// The networks, holding the checkpoint's weights; their config is the model's shape.
     nets: Networks,
     /// Adam moments by our key, plus the step counts; empty without slots.
     optim: Vec<(String, Tensor)>,
@@ -611,7 +611,6 @@ fn convert_all(prefix: &Path, opts: &TfImportOptions) -> Result<Converted> {
     }
     let variables = targets.len();
     Ok(Converted {
-        config,
         nets,
         optim,
         variables,
@@ -656,13 +655,13 @@ pub fn import_tensorflow(
     if !converted.optim.is_empty() {
         writer.add_tensors(OPTIM_FILE, &converted.optim, None)?;
     }
-    let mut meta = CheckpointMeta::new(CheckpointKind::Training, &converted.config, iteration);
+    let mut meta = CheckpointMeta::new(CheckpointKind::Training, &converted.nets.config, iteration);
     meta.source = Some(format!("import-tf {}", prefix.display()));
     let output = writer.commit(meta)?;
     Ok(TfImportReport {
         prefix,
         output,
-        config: converted.config,
+        config: converted.nets.config.clone(),
         iteration,
         variables: converted.variables,
         moments: converted.optim.len().saturating_sub(2),
