@@ -311,16 +311,6 @@ fn external_data_runs_the_same() {
     );
 }
 
-/// Names of the files in `dir`.
-fn files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn exporting_again_replaces_the_model_and_its_data_file() {
     let dir = brs_testkit::tempdir("brs-onnx-again-");
@@ -339,7 +329,10 @@ fn exporting_again_replaces_the_model_and_its_data_file() {
     // The same weights give the same data file name (it is their hash).
     let again = onnx::export(&ckpt, Direction::A2B, &out, ExternalData::Always).unwrap();
     assert_eq!(again.data, first.data);
-    assert_eq!(files(dir.path()), ["m.onnx", data_name.as_str(), "run"]);
+    assert_eq!(
+        brs_testkit::file_names(dir.path()),
+        ["m.onnx", data_name.as_str(), "run"]
+    );
     // Other weights: a new data file, the old one removed once the model names the new one.
     let run2 = dir.path().join("run2");
     perturbed_export(&run2, &cfg, Direction::A2B, 4);
@@ -354,7 +347,34 @@ fn exporting_again_replaces_the_model_and_its_data_file() {
     assert!(!data.exists());
     // Back to one file: no data file is left behind, nor any temp file.
     onnx::export(&ckpt, Direction::A2B, &out, ExternalData::Auto).unwrap();
-    assert_eq!(files(dir.path()), ["m.onnx", "run", "run2"]);
+    assert_eq!(
+        brs_testkit::file_names(dir.path()),
+        ["m.onnx", "run", "run2"]
+    );
+}
+
+/// Publishes `named` (an A->B generator's weights) as an export whose meta.json says `model`,
+/// then exports it to ONNX at `out`: the error it must give.
+fn export_mislabelled(
+    run: &Path,
+    named: &[(String, Tensor)],
+    model: &ModelConfig,
+    out: &Path,
+) -> ModelError {
+    let mut writer = CheckpointWriter::begin(run, &checkpoint_name("export", 1)).unwrap();
+    writer
+        .add_tensors("genA2B.safetensors", named, None)
+        .unwrap();
+    let mut meta = CheckpointMeta::new(CheckpointKind::Export, model, 1);
+    meta.direction = Some(Direction::A2B);
+    writer.commit(meta).unwrap();
+    onnx::export(
+        &Checkpoint::open(run).unwrap(),
+        Direction::A2B,
+        out,
+        ExternalData::Auto,
+    )
+    .unwrap_err()
 }
 
 #[test]
@@ -369,26 +389,12 @@ fn weights_of_another_flavour_are_refused_by_name_and_nothing_is_written() {
         .read_tensors("genA2B.safetensors")
         .unwrap();
     let named: Vec<(String, Tensor)> = tensors.into_iter().collect();
-    let liar = dir.path().join("liar");
-    let mut writer = CheckpointWriter::begin(&liar, &checkpoint_name("export", 1)).unwrap();
-    writer
-        .add_tensors("genA2B.safetensors", &named, None)
-        .unwrap();
     let tf = ModelConfig {
         flavour: Flavour::Tensorflow,
         ..cfg.clone()
     };
-    let mut meta = CheckpointMeta::new(CheckpointKind::Export, &tf, 1);
-    meta.direction = Some(Direction::A2B);
-    writer.commit(meta).unwrap();
     let out = dir.path().join("out");
-    let err = onnx::export(
-        &Checkpoint::open(&liar).unwrap(),
-        Direction::A2B,
-        &out,
-        ExternalData::Auto,
-    )
-    .unwrap_err();
+    let err = export_mislabelled(&dir.path().join("liar"), &named, &tf, &out);
     assert!(
         matches!(&err, ModelError::Onnx { cause, .. }
             if matches!(cause.as_ref(), OnnxError::MissingWeight(name)
@@ -403,21 +409,7 @@ fn weights_of_another_flavour_are_refused_by_name_and_nothing_is_written() {
         light: false,
         ..cfg.clone()
     };
-    let liar2 = dir.path().join("liar2");
-    let mut writer = CheckpointWriter::begin(&liar2, &checkpoint_name("export", 1)).unwrap();
-    writer
-        .add_tensors("genA2B.safetensors", &named, None)
-        .unwrap();
-    let mut meta = CheckpointMeta::new(CheckpointKind::Export, &full, 1);
-    meta.direction = Some(Direction::A2B);
-    writer.commit(meta).unwrap();
-    let err = onnx::export(
-        &Checkpoint::open(&liar2).unwrap(),
-        Direction::A2B,
-        &out,
-        ExternalData::Auto,
-    )
-    .unwrap_err();
+    let err = export_mislabelled(&dir.path().join("liar2"), &named, &full, &out);
     assert!(
         matches!(&err, ModelError::Onnx { cause, .. }
             if matches!(cause.as_ref(), OnnxError::WeightShape { name, .. }

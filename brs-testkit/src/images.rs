@@ -93,3 +93,15 @@ pub fn two_tone() -> RgbImage {
         }
     })
 }
+
+/// The mean absolute difference of two RGB images of one size, per channel value (0 to 255).
+pub fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let sum: u64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
+    sum as f64 / a.as_raw().len() as f64
+}

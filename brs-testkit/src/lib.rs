@@ -14,6 +14,16 @@ pub mod onnx;
 pub mod setup;
 pub mod tfport;
 
+/// The names of the entries of `dir`, sorted.
+pub fn file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// A fresh temp directory whose name says which crate's test made it.
 pub fn tempdir(prefix: &str) -> tempfile::TempDir {
     tempfile::Builder::new()

@@ -35,12 +35,10 @@ fn a_run_writes_checkpoints_samples_metrics_and_plot_then_translates_and_exports
     assert!(err.contains("broken.jpg"), "{err}");
 
     // keep_last = 2 of the checkpoints at 2, 4, 6; latest is the last one, and it verifies.
-    let mut ckpts: Vec<String> = std::fs::read_dir(&runs)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    let ckpts: Vec<String> = brs_testkit::file_names(&runs)
+        .into_iter()
         .filter(|n| n.starts_with("ckpt-"))
         .collect();
-    ckpts.sort();
     assert_eq!(ckpts, ["ckpt-0000004", "ckpt-0000006"]);
     let ckpt = Checkpoint::open(&runs).unwrap();
     ckpt.verify().unwrap();
@@ -411,10 +409,7 @@ fn a_write_failing_while_saving_leaves_the_previous_checkpoint_and_latest() {
     let after = Checkpoint::open(&runs).unwrap();
     assert_eq!(after.dir, before.dir);
     after.verify().unwrap();
-    let names: Vec<String> = std::fs::read_dir(&runs)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let names = brs_testkit::file_names(&runs);
     assert!(
         names
             .iter()

@@ -24,15 +24,6 @@ fn training_checkpoint(run: &Path, cfg: &ModelConfig) {
         .unwrap();
 }
 
-fn files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn export_format_onnx_writes_a_model_onnx_runtime_runs_like_brs() {
     let dir = brs_testkit::tempdir("brs-train-onnx-");
@@ -65,7 +56,11 @@ fn export_format_onnx_writes_a_model_onnx_runtime_runs_like_brs() {
     ] {
         assert!(stdout.contains(expected), "{expected:?} not in:\n{stdout}");
     }
-    assert_eq!(files(&out), ["genB2A.onnx"], "no temp file is left");
+    assert_eq!(
+        brs_testkit::file_names(&out),
+        ["genB2A.onnx"],
+        "no temp file is left"
+    );
 
     tch::manual_seed(2);
     let x = Tensor::rand([2, 3, 96, 96], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
@@ -93,7 +88,7 @@ fn export_format_onnx_writes_a_model_onnx_runtime_runs_like_brs() {
     ]);
     assert!(result.status.success(), "{}", text(&result));
     let stdout = String::from_utf8_lossy(&result.stdout);
-    let listed = files(named.parent().unwrap());
+    let listed = brs_testkit::file_names(named.parent().unwrap());
     assert_eq!(listed.len(), 2, "{listed:?}");
     assert!(
         listed[1].starts_with("bts.onnx.") && listed[1].ends_with(".data"),

@@ -2,7 +2,7 @@
 
 use std::io::{Cursor, Write};
 
-use brs_testkit::images::png_chunk;
+use brs_testkit::images::{mean_abs_diff, png_chunk};
 use image::{DynamicImage, ImageEncoder, Rgb};
 
 use super::*;
@@ -93,17 +93,6 @@ fn zlib_zeros(n: usize) -> Vec<u8> {
         left -= k;
     }
     z.finish().expect("deflate")
-}
-
-fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
-    assert_eq!(a.dimensions(), b.dimensions());
-    let sum: u64 = a
-        .as_raw()
-        .iter()
-        .zip(b.as_raw())
-        .map(|(x, y)| u64::from(x.abs_diff(*y)))
-        .sum();
-    sum as f64 / a.as_raw().len() as f64
 }
 
 #[test]

@@ -219,6 +219,31 @@ pub(crate) async fn error_code(r: reqwest::Response) -> String {
 
 /// Kills and reaps a spawned server when a test ends, however it ends.
 pub(crate) struct Kill(pub(crate) std::process::Child);
+
+impl Kill {
+    /// Waits (at most a minute) until the brs-serve this child runs answers `/readyz` with 200 at
+    /// `base`; fails the test at once if the process exits first.
+    pub(crate) async fn wait_ready(&mut self, c: &reqwest::Client, base: &str) {
+        let t = Instant::now();
+        loop {
+            if let Ok(r) = c.get(format!("{base}/readyz")).send().await
+                && r.status() == reqwest::StatusCode::OK
+            {
+                return;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "brs-serve never became ready"
+            );
+            assert!(
+                self.0.try_wait().expect("wait").is_none(),
+                "brs-serve exited early"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 impl Drop for Kill {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -72,17 +72,7 @@ poll_interval_ms = 100
     let mut child = Kill(child);
 
     let c = client();
-    let t = Instant::now();
-    while c
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map_or(true, |r| r.status() != StatusCode::OK)
-    {
-        assert!(t.elapsed() < Duration::from_secs(60), "never ready");
-        assert!(child.0.try_wait().expect("wait").is_none(), "exited early");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    child.wait_ready(&c, &base).await;
 
     // Clients behave like a load balancer's targets: they stop sending once /readyz fails.
     let unhealthy = Arc::new(AtomicBool::new(false));

@@ -50,23 +50,7 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
         .expect("spawn brs-serve");
     let mut child = Kill(child);
     let c = client();
-    let t = Instant::now();
-    loop {
-        if let Ok(r) = c.get(format!("{base}/readyz")).send().await
-            && r.status() == StatusCode::OK
-        {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "brs-serve never became ready"
-        );
-        assert!(
-            child.0.try_wait().expect("wait").is_none(),
-            "brs-serve exited early"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    child.wait_ready(&c, &base).await;
 
     // It re-executed itself (same pid) with the serving profile's environment.
     let environ = std::fs::read(format!("/proc/{}/environ", child.0.id())).expect("environ");
