@@ -16,14 +16,21 @@
 //! parallelism on the CPU"). One replica keeps one arena: a second one changed nothing there.
 //!
 //! **Serving.** A server must give memory back: a burst of large uploads must not become the
-//! new floor of a long-lived process. Its settings fix the mmap threshold (glibc otherwise raises
-//! it after each large free, up to 32 MiB, so later large blocks come from heaps that fragment
-//! and are never returned): every block over 256 KiB (decoded photos, activation maps) is mapped
-//! on its own and unmapped when freed; two arenas instead of eight per core keep the small
-//! allocations of many threads from spreading over many heaps; and a heap's free top is trimmed
-//! above 4 MiB. Measured with `scripts/bench-abuse` (docs/benchmarks.md): 30 s after the abusers
-//! stopped, a 32 MiB threshold left the server 157 MiB above its idle RSS, 4 MiB left 21 MiB. The
-//! cost is the page faults of the mapped blocks and of heap tops given back and taken again.
+//! new floor of a long-lived process. It must also keep freed memory while it works: a 256 px
+//! forward pass allocates hundreds of MiB in blocks of up to 16 MiB, and when each block was
+//! mapped on its own and unmapped when freed (the earlier profile, an mmap threshold of
+//! 256 KiB), every pass paid a page fault per 4 KiB and the kernel zeroing each page again. That
+//! made forward passes 1.5-2x slower than the same process with the trainer's settings
+//! (docs/benchmarks.md, "The authors' TensorFlow weights": 1.18x TensorFlow's speed against
+//! 1.98x). So the server keeps freed blocks while busy and gives them back once idle: the mmap
+//! threshold is fixed at glibc's largest, 32 MiB (fixed, so glibc does not move it after each
+//! large free), so activations come from the heaps and are reused from one pass to the next; the
+//! heaps are not trimmed while working (1 GiB trim threshold); and the server calls
+//! [`release_free_memory`] once it has been idle for a few seconds, which returns every whole
+//! free page of every arena, not just a heap's top. Blocks over 32 MiB (a large photo's pixels)
+//! are still mapped on their own and returned at once. Two arenas instead of eight per core keep
+//! the small allocations of many threads from spreading over many heaps. Measured with
+//! `scripts/bench-abuse` (docs/benchmarks.md): the RSS over idle 30 s after the abusers stopped.
 //!
 //! A server also tells libtorch's OpenMP threads to sleep when idle (`OMP_WAIT_POLICY=PASSIVE`,
 //! unless the operator set a policy): by default they spin for a while after each parallel
@@ -33,8 +40,8 @@
 //! saves a wake-up between the many small parallel regions of an iteration.
 //!
 //! glibc reads these settings (`GLIBC_TUNABLES`) and libgomp its own only at process start, so the
-//! binaries re-execute themselves once with them set, as the first thing in `main`. Safe Rust, no
-//! `mallopt` call: the workspace forbids `unsafe`.
+//! binaries re-execute themselves once with them set, as the first thing in `main`: no `mallopt`
+//! call. The one `unsafe` call of the workspace is `malloc_trim`, in [`release_free_memory`].
 
 use std::ffi::OsString;
 
@@ -57,7 +64,7 @@ impl Profile {
                 "glibc.malloc.arena_max={}:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824",
                 threads.max(1)
             ),
-            Profile::Serving => "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=262144:glibc.malloc.trim_threshold=4194304".to_string(),
+            Profile::Serving => "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824".to_string(),
         }
     }
 
@@ -67,6 +74,25 @@ impl Profile {
             Profile::Training { .. } => &[],
             Profile::Serving => &[("OMP_WAIT_POLICY", "PASSIVE")],
         }
+    }
+}
+
+/// Gives every whole free page of every malloc arena back to the kernel (glibc's `malloc_trim(0)`,
+/// which since glibc 2.8 releases free pages anywhere in a heap, not only at its top). Returns
+/// whether anything was given back; elsewhere than glibc it does nothing and returns `false`.
+/// glibc locks each arena in turn while it walks it, so call it when the process is idle.
+pub fn release_free_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim takes no pointer and has no precondition; glibc serialises it with
+        // every other allocator call (MT-Safe, malloc_trim(3)).
+        #[allow(unsafe_code)]
+        let released = unsafe { libc::malloc_trim(0) };
+        released == 1
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
     }
 }
 

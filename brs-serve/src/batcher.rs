@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 
 use crate::admission::Slot;
 use crate::fair::{Drr, Ledger};
+use crate::memory::Activity;
 use crate::metrics::Metrics;
 
 /// What /v1/models shows about the generator a style serves.
@@ -135,9 +136,11 @@ impl Queue {
 }
 
 /// Batching knobs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct BatchConfig {
     pub(crate) max_batch: usize,
+    /// Where forward passes are marked, so freed memory goes back only when none runs.
+    pub(crate) activity: Arc<Activity>,
     pub(crate) max_wait: Duration,
     /// What a turn passed over repays of a client's generator time (`clients.turn_quantum`).
     pub(crate) turn_quantum: Duration,
@@ -442,8 +445,10 @@ impl Worker {
             .collect();
         let waits: Vec<Duration> = live.iter().map(|i| i.enqueued.elapsed()).collect();
         let started = Instant::now();
+        let busy = self.cfg.activity.begin();
         let result = forward(translator, &Tensor::stack(&inputs, 0));
         let took = started.elapsed();
+        drop(busy);
         self.metrics.batch(&self.style, live.len(), took, &waits);
         // Each image used an equal share of the pass (a CPU batch costs the sum of its images).
         let share = took / u32::try_from(live.len()).unwrap_or(u32::MAX);

@@ -23,6 +23,7 @@ pub mod http;
 mod ids;
 mod interactive;
 mod jobs;
+mod memory;
 mod metrics;
 mod pipeline;
 mod prune;
@@ -38,6 +39,7 @@ pub use clients::hash_key;
 pub use config::{Cli, Config};
 pub use error::ServeError;
 pub use http::{ApiError, Stop, app, serve};
+pub use memory::IDLE_BEFORE_RELEASE;
 pub use state::{AppState, Role, StartError};
 pub use worker::Outcome;
 

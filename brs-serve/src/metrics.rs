@@ -32,6 +32,7 @@ pub(crate) const STORE_HEALTHY: &str = "brs_store_healthy";
 pub(crate) const STORE_OP: &str = "brs_store_op_seconds";
 pub(crate) const QUEUE_OP: &str = "brs_queue_op_seconds";
 pub(crate) const JOB_IMAGE: &str = "brs_job_image_seconds";
+pub(crate) const MEMORY_RELEASES: &str = "brs_memory_releases_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -138,6 +139,12 @@ impl Metrics {
             self.observe(QUEUE_WAIT, &l, w.as_secs_f64());
         }
         self.add(IMAGES, &l, size as u64);
+    }
+
+    /// An idle spell's release of freed memory (`memory`): whether glibc gave anything back.
+    pub(crate) fn memory_released(&self, released: bool) {
+        let outcome = if released { "released" } else { "nothing" };
+        self.add(MEMORY_RELEASES, &[("outcome", outcome)], 1);
     }
 
     pub(crate) fn cache(&self, hit: bool) {

@@ -29,6 +29,7 @@ use crate::admission::Slots;
 use crate::batcher::{BatchConfig, Batcher, warm_up};
 use crate::config::{Config, ModelLimits, StyleConfig};
 use crate::error::ServeError;
+use crate::memory::Activity;
 use crate::metrics::Metrics;
 use crate::state::Role;
 
@@ -294,6 +295,7 @@ impl Registry {
     pub(crate) fn load(
         cfg: &Config,
         metrics: Arc<Metrics>,
+        activity: Arc<Activity>,
         role: Role,
     ) -> Result<Registry, RegistryError> {
         let device = cfg.device.resolve().map_err(|cause| RegistryError::Load {
@@ -302,6 +304,7 @@ impl Registry {
         })?;
         let batch = BatchConfig {
             max_batch: cfg.max_batch,
+            activity,
             max_wait: cfg.max_wait,
             turn_quantum: cfg.clients.turn_quantum,
         };
@@ -316,7 +319,7 @@ impl Registry {
             metrics,
         };
         for (name, sc) in &cfg.styles {
-            let style = registry.load_style(name, sc, batch, cfg, role)?;
+            let style = registry.load_style(name, sc, batch.clone(), cfg, role)?;
             registry.styles.insert(name.clone(), Arc::new(style));
         }
         Ok(registry)
@@ -625,7 +628,12 @@ mod tests {
     }
 
     fn load(path: &Path, role: Role) -> Result<Registry, RegistryError> {
-        Registry::load(&config(path), Arc::new(Metrics::new()), role)
+        Registry::load(
+            &config(path),
+            Arc::new(Metrics::new()),
+            Arc::default(),
+            role,
+        )
     }
 
     fn export(run: &Path, iteration: u64) -> PathBuf {

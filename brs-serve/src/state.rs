@@ -14,6 +14,7 @@ use crate::error::ServeError;
 use crate::fair::FairGate;
 use crate::health::StoreHealth;
 use crate::jobs::Jobs;
+use crate::memory::{Activity, IDLE_BEFORE_RELEASE};
 use crate::metrics::{Gauges, Metrics};
 use crate::queue::{LocalQueue, Queue, WorkItem};
 use crate::registry::{Registry, RegistryError, spawn_poller};
@@ -111,7 +112,13 @@ impl AppState {
         };
         let cfg = config.clone();
         let m = metrics.clone();
-        let registry = tokio::task::spawn_blocking(move || Registry::load(&cfg, m, role))
+        let activity = Arc::new(Activity::default());
+        crate::memory::spawn_releaser(
+            Arc::downgrade(&activity),
+            IDLE_BEFORE_RELEASE,
+            metrics.clone(),
+        )?;
+        let registry = tokio::task::spawn_blocking(move || Registry::load(&cfg, m, activity, role))
             .await
             .map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))??;
         let registry = Arc::new(registry);

@@ -1,8 +1,8 @@
 //! Test support shared by brs's crates, so each helper exists once: where scripts/setup put
 //! things ([`setup`]), small images ([`images`]), tiny real models ([`model`]), and a moto
 //! server on loopback for the S3 and SQS tests ([`moto`]), the TensorFlow port's runs
-//! ([`tfport`]), exported ONNX models run by ONNX Runtime ([`onnx`]), and a reader that leaves
-//! early ([`output_into_closed_pipe`]).
+//! ([`tfport`]), exported ONNX models run by ONNX Runtime ([`onnx`]), a reader that leaves
+//! early ([`output_into_closed_pipe`]), and a process's memory ([`status_kib`]).
 //!
 //! Test code: a failed expectation here panics with a message saying what to fix.
 #![allow(clippy::unwrap_used)]
@@ -22,6 +22,16 @@ pub fn file_names(dir: &std::path::Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// A memory field of `/proc/PID/status` in KiB (`VmRSS`, the resident set now; `VmHWM`, its peak).
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
 }
 
 /// A fresh temp directory whose name says which crate's test made it.

@@ -187,16 +187,6 @@ async fn issue24_one_clients_pixel_bombs_cannot_hold_every_decode_permit() {
     s.stop().await;
 }
 
-/// The server's peak resident memory so far, in KiB.
-fn peak_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
-
 /// A smooth, colourful picture: what a photo's low frequencies look like.
 fn picture(w: u32, h: u32) -> image::RgbImage {
     image::RgbImage::from_fn(w, h, |x, y| {
@@ -282,9 +272,10 @@ async fn issue24_a_large_jpeg_is_decoded_small_and_translates_the_same() {
     // Every buffer a translation needs has been allocated once (warm-up, a first request), so
     // what the large JPEG adds to the peak is its own.
     let _ = translate(png(700, 500), "image/png").await;
-    let before = peak_kib(child.0.id());
+    let before = brs_testkit::status_kib(child.0.id(), "VmHWM");
     let from_big = translate(jpeg.clone(), "image/jpeg").await;
-    let added_mib = peak_kib(child.0.id()).saturating_sub(before) as f64 / 1024.0;
+    let added_mib =
+        brs_testkit::status_kib(child.0.id(), "VmHWM").saturating_sub(before) as f64 / 1024.0;
     assert!(
         added_mib < 32.0,
         "the 22 MP JPEG raised the peak by {added_mib:.1} MiB (its pixels alone are 64 MiB)"

@@ -11,6 +11,7 @@ mod fairness;
 mod harness;
 mod jobs;
 mod lifecycle;
+mod memory;
 mod reload;
 mod shutdown;
 mod sqs;
