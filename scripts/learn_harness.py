@@ -11,7 +11,11 @@ per setting over all mappings.
 Runs go two at a time with one libtorch thread each (on 2 shared cores that is faster overall
 than one run with two threads: OpenMP's barriers stall when the cores are busy). Results are
 appended to OUT/results.jsonl as each run ends, and runs already there are not run again, so an
-interrupted harness resumes; a run that fails is recorded with its error and left out of the table.
+interrupted harness resumes. A run whose losses became non-finite is a result: the table counts
+such divergences per setting (a setting that diverges is not safe to hand users), and they are not
+run again. A run that fails otherwise is recorded with its error and left out of the table.
+
+Each run's data set is made at its own config's img_size, so settings may compare image sizes.
 
 Every setting starts from --base (the demo's config: its model sizes are what the choice is for)
 and overrides some of its keys. A run is identified by the config it trains with, so a result is
@@ -75,12 +79,12 @@ def parse_setting(text):
         sys.exit(f"--setting {text!r}: {e}")
 
 
-def dataset(args, mapping):
-    root = os.path.join(args.out, "data", f"{mapping}-{args.size}")
+def dataset(args, mapping, size):
+    root = os.path.join(args.out, "data", f"{mapping}-{size}")
     cmd = [
         os.path.join(args.bin, "brs-dataset"), "photoset", "--input", args.photos, "--output", root,
         "--mapping", mapping, "--count", str(args.count), "--test-count", "4",
-        "--size", str(args.size), "--seed", "0",
+        "--size", str(size), "--seed", "0",
     ]
     for h in HOLDOUT:
         cmd += ["--holdout", h]
@@ -121,6 +125,9 @@ def train_and_score(args, setting, config, mapping, data):
     train = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.monotonic() - started
     if train.returncode != 0:
+        diverged = re.search(r"non-finite at iteration (\d+)", train.stderr)
+        if diverged:
+            return {"diverged": int(diverged.group(1)), "seconds": round(seconds, 1)}
         return {"error": train.stderr.strip().splitlines()[-1:] or ["training failed"]}
     scored = subprocess.run(
         [
@@ -144,11 +151,13 @@ def train_and_score(args, setting, config, mapping, data):
 def table(results, settings, mappings):
     """Markdown: one row per setting, mean ± spread (runs) per mapping, then over all mappings."""
     lines = [
-        "| setting | " + " | ".join(mappings) + " | all mappings | s/run | iterations/run |",
-        "|---|" + "---|" * (len(mappings) + 3),
+        "| setting | " + " | ".join(mappings) + " | all mappings | diverged | s/run | iterations/run |",
+        "|---|" + "---|" * (len(mappings) + 4),
     ]
     for name in settings:
         cells, every, seconds, iterations = [], [], [], []
+        mine = [r for r in results if r["setting"] == name and ("ratio" in r or "diverged" in r)]
+        diverged = f"{sum('diverged' in r for r in mine)} of {len(mine)}"
         for m in mappings:
             runs = [r for r in results if r["setting"] == name and r["mapping"] == m and "ratio" in r]
             ratios = [r["ratio"] for r in runs]
@@ -158,7 +167,7 @@ def table(results, settings, mappings):
             cells.append(fmt(ratios))
         mean_s = f"{statistics.mean(seconds):.0f}" if seconds else "-"
         mean_i = f"{statistics.mean(iterations):.0f}" if iterations else "-"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {fmt(every)} | {mean_s} | {mean_i} |")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {fmt(every)} | {diverged} | {mean_s} | {mean_i} |")
     return "\n".join(lines)
 
 
@@ -187,7 +196,6 @@ def main():
     args = ap.parse_args()
     with open(args.base, "rb") as f:
         base = tomllib.load(f)
-    args.size = base.get("img_size", 256)
     settings = dict(parse_setting(s) for s in args.setting) or {"base": {}}
     mappings = args.mappings.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -197,19 +205,22 @@ def main():
     if os.path.exists(results_path):
         with open(results_path) as f:
             results = [json.loads(line) for line in f if line.strip()]
-    done = {(r["mapping"], r["config"]) for r in results if "ratio" in r}
-    data = {m: dataset(args, m) for m in mappings}
+    # A run that diverged is a result (its setting is not safe), not a failure to retry.
+    done = {(r["mapping"], r["config"]) for r in results if "ratio" in r or "diverged" in r}
     runs = {
         (name, m, seed): resolved(base, overrides, args, seed)
         for name, overrides in settings.items()
         for m in mappings
         for seed in seeds
     }
+    sizes = sorted({c.get("img_size", 256) for c in runs.values()})
+    data = {(m, size): dataset(args, m, size) for m in mappings for size in sizes}
     todo = [(k, c) for k, c in runs.items() if (k[1], identity(c)) not in done]
     print(f"{len(todo)} runs to do ({len(runs) - len(todo)} already in {results_path})", file=sys.stderr)
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         futures = {
-            pool.submit(train_and_score, args, name, config, m, data[m]): (name, m, seed, config)
+            pool.submit(train_and_score, args, name, config, m, data[(m, config.get("img_size", 256))]):
+                (name, m, seed, config)
             for (name, m, seed), config in todo
         }
         for future in concurrent.futures.as_completed(futures):
@@ -218,7 +229,9 @@ def main():
             results.append(r)
             with open(results_path, "a") as f:
                 f.write(json.dumps(r) + "\n")
-            shown = f"ratio {r['ratio']:.3f}" if "ratio" in r else f"error {r['error']}"
+            shown = (f"ratio {r['ratio']:.3f}" if "ratio" in r
+                     else f"diverged at iteration {r['diverged']}" if "diverged" in r
+                     else f"error {r['error']}")
             print(f"{name} {m} seed {seed}: {shown} ({r.get('seconds', '-')} s)", file=sys.stderr)
     wanted = {(m, identity(c)): name for (name, m, _), c in runs.items()}
     here = [dict(r, setting=wanted[(r["mapping"], r["config"])]) for r in results

@@ -1,5 +1,5 @@
 //! Times the generator's forward pass (no autograd) at a given size: the inference cost servers pay.
-//! usage: cargo run --release -p brs-model --example forward_bench -- [img] [ch] [n_res] [light 0|1] [reps] [tensorflow 0|1] [channels_last 0|1]
+//! usage: cargo run --release -p brs-model --example forward_bench -- [img] [ch] [n_res] [light 0|1] [reps] [tensorflow 0|1] [channels_last 0|1] [bf16 0|1]
 
 use brs_model::config::Flavour;
 use brs_model::{Generator, ModelConfig};
@@ -26,7 +26,7 @@ fn main() {
         ..ModelConfig::default()
     };
     let reps = get(4, 5);
-    let vs = VarStore::new(Device::Cpu);
+    let mut vs = VarStore::new(Device::Cpu);
     let g = Generator::new(&vs.root(), &cfg);
     let mut x = Tensor::rand(
         [1, 3, cfg.img_size, cfg.img_size],
@@ -36,6 +36,10 @@ fn main() {
     if get(6, 0) == 1 {
         brs_model::precision::store_channels_last(&vs);
         x = brs_model::precision::channels_last(&x);
+    }
+    if get(7, 0) == 1 {
+        vs.bfloat16();
+        x = x.to_kind(Kind::BFloat16);
     }
     let _guard = tch::no_grad_guard();
     let _ = g.forward(&x);
