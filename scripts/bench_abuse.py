@@ -13,7 +13,7 @@ users on the internet. At the same time:
 - slow sockets: half-sent headers, and bodies that promise a megabyte and send ten bytes;
 - a request flood: small images as fast as one client can send them.
 
-Measured: RSS idle, peak (VmHWM) during the run, and 30 s after the abusers stop; the good
+Measured: RSS idle (once the server has given back its start-up memory), peak (VmHWM) during the run, and 30 s after the abusers stop; the good
 clients' p50/p95 latency and failures, alone (the first --alone seconds) and beside the abusers;
 what the abusers got back (200/4xx/429/503...). Writes out/bench-abuse/summary.json. Load goes to
 127.0.0.0/8 only; every loop is bounded in time.
@@ -286,7 +286,12 @@ def run(args, server, port):
         if server.poll() is not None or time.time() - t0 > 180:
             sys.exit("bench-abuse: brs-serve did not become ready (see brs-serve.log)")
         time.sleep(0.2)
-    time.sleep(2)
+    # Idle means after the server's first idle spell, when it gives back what loading and
+    # warming up freed (brs_memory_releases_total counts those releases).
+    while b"brs_memory_releases_total" not in request("127.0.0.1", port, "GET", "/metrics")[1]:
+        if time.time() - t0 > 180:
+            sys.exit("bench-abuse: brs-serve never released memory while idle (brs_memory_releases_total)")
+        time.sleep(0.5)
     idle = rss_kib(server.pid)
 
     fixtures = os.path.join(ROOT, "data", "fixtures")
