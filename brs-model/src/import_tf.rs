@@ -7,7 +7,9 @@
 //! model's first MLP layer from NHWC to NCHW flattening order). The shape of the model (ch,
 //! n_res, full or light, the image size of a full model) comes from the tensors' shapes; Adam's
 //! slots, when saved, become our optimizers' moments so training continues where it stopped.
-//! Anything unmapped on either side is an error naming it, and nothing is written.
+//! A checkpoint of the generators alone (no discriminator variable at all) becomes a serving
+//! export of one direction. Anything unmapped on either side is an error naming it, and nothing
+//! is written.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -18,9 +20,11 @@ use crate::checkpoint::{
     CKPT_PREFIX, CheckpointKind, CheckpointMeta, CheckpointWriter, D_OPTIMIZER, G_OPTIMIZER,
     OPTIM_FILE, adam_moment_key, adam_param_name, adam_step_key, checkpoint_name,
 };
-use crate::config::{Flavour, ModelConfig};
+use crate::config::{DEFAULT_N_DIS, Flavour, ModelConfig};
 use crate::error::{Result, TfImportError};
+use crate::names::Direction;
 use crate::networks::{NetworkKind, Networks};
+use crate::tensors::named_variables;
 use crate::tfbundle::{self, Bundle};
 
 /// What the caller knows about the checkpoint beyond its tensors.
@@ -36,6 +40,10 @@ pub struct TfImportOptions {
     pub smoothing: Option<bool>,
     /// Refuse the checkpoint unless it is a light (true) or full (false) model.
     pub light: Option<bool>,
+    /// A checkpoint of the generators alone (some forks save only what inference needs): the
+    /// direction to write as a serving export (default A->B, selfie to anime in the release).
+    /// Refused for a whole model, which is imported for training with both directions.
+    pub direction: Option<Direction>,
 }
 
 /// What an import found and wrote.
@@ -54,6 +62,9 @@ pub struct TfImportReport {
     pub moments: usize,
     /// Where smoothing came from: "directory name", "option" or "official default".
     pub smoothing_from: &'static str,
+    /// `Some` for a checkpoint of the generators alone: the direction written as a serving
+    /// export (it cannot be trained: there are no discriminators to continue from).
+    pub generators_only: Option<Direction>,
 }
 
 /// The official scope of each of our networks.
@@ -391,7 +402,12 @@ fn infer_config(
             .count() as i64
             + 2
     };
-    let (n_dis, local) = (body("global"), body("local"));
+    let (n_dis, local) = if has_discriminators(bundle) {
+        (body("global"), body("local"))
+    } else {
+        // Generators alone: no depth to read, and none needed to run them.
+        (DEFAULT_N_DIS, DEFAULT_N_DIS - 2)
+    };
     if local != n_dis - 2 {
         return Err(TfImportError::Unsupported {
             prefix: prefix.to_path_buf(),
@@ -419,6 +435,14 @@ fn infer_config(
     };
     config.validate()?;
     Ok((config, smoothing_from))
+}
+
+/// Whether the checkpoint holds any discriminator variable (the official save() writes them all;
+/// a generators-only export holds none).
+fn has_discriminators(bundle: &Bundle) -> bool {
+    bundle
+        .entries()
+        .any(|e| e.name.starts_with("discriminator_"))
 }
 
 /// Our layout of one TensorFlow tensor.
@@ -478,6 +502,8 @@ struct Converted {
     optim: Vec<(String, Tensor)>,
     variables: usize,
     smoothing_from: &'static str,
+    /// No discriminator in the checkpoint: only the generators were converted.
+    generators_only: bool,
 }
 
 /// Reads and converts every variable of `prefix`, checking both sides are covered.
@@ -487,6 +513,7 @@ fn convert_all(prefix: &Path, opts: &TfImportOptions) -> Result<Converted> {
     let nets = Networks::new(&config, Device::Cpu)?;
     let full_side = (!config.light).then(|| config.bottleneck());
     let deep = 4 * config.ch;
+    let generators_only = !has_discriminators(&bundle);
 
     // Our name and layout for every official variable name, by network.
     // Every variable of our networks.
@@ -542,6 +569,9 @@ fn convert_all(prefix: &Path, opts: &TfImportOptions) -> Result<Converted> {
         .map(|(tf, (kind, ours, _))| ((*kind, ours.as_str()), tf.as_str()))
         .collect();
     for (kind, name) in vars.keys() {
+        if generators_only && !kind.is_generator() {
+            continue;
+        }
         if !by_ours.contains_key(&(*kind, name.as_str())) {
             missing.push(format!("{} {name}", kind.name()));
         }
@@ -615,6 +645,7 @@ fn convert_all(prefix: &Path, opts: &TfImportOptions) -> Result<Converted> {
         optim,
         variables,
         smoothing_from,
+        generators_only,
     })
 }
 
@@ -649,22 +680,56 @@ pub fn import_tensorflow(
 ) -> Result<TfImportReport> {
     let prefix = resolve_prefix(input, opts.step)?;
     let converted = convert_all(&prefix, opts)?;
-    let iteration = step_of(&prefix).unwrap_or(0);
-    let mut writer = CheckpointWriter::begin(out, &checkpoint_name(CKPT_PREFIX, iteration))?;
-    converted.nets.add_to(&mut writer)?;
-    if !converted.optim.is_empty() {
-        writer.add_tensors(OPTIM_FILE, &converted.optim, None)?;
+    if let (false, Some(direction)) = (converted.generators_only, opts.direction) {
+        return Err(TfImportError::Unsupported {
+            prefix,
+            reason: format!(
+                "a direction ({direction}) is for a checkpoint of the generators alone; this one \
+                 holds the whole model, imported for training with both directions (serve \
+                 either with brs-serve's direction, or export one with brs-train export)"
+            ),
+        }
+        .into());
     }
-    let mut meta = CheckpointMeta::new(CheckpointKind::Training, &converted.nets.config, iteration);
-    meta.source = Some(format!("import-tf {}", prefix.display()));
-    let output = writer.commit(meta)?;
+    let iteration = step_of(&prefix).unwrap_or(0);
+    let source = Some(format!("import-tf {}", prefix.display()));
+    let config = &converted.nets.config;
+    let (output, generators_only) = if converted.generators_only {
+        // Nothing to train from (no discriminators): a serving export of one generator, as
+        // `brs-train export` writes it.
+        let direction = opts.direction.unwrap_or(Direction::A2B);
+        let kind = direction.generator();
+        let mut writer =
+            CheckpointWriter::begin(out, &checkpoint_name("export", iteration))?;
+        for (k, vs) in converted.nets.stores().filter(|(k, _)| *k == kind) {
+            writer.add_tensors(&k.file_name(), &named_variables(vs), None)?;
+        }
+        let mut meta = CheckpointMeta::new(CheckpointKind::Export, config, iteration);
+        meta.direction = Some(direction);
+        meta.source = source;
+        (writer.commit(meta)?, Some(direction))
+    } else {
+        let mut writer = CheckpointWriter::begin(out, &checkpoint_name(CKPT_PREFIX, iteration))?;
+        converted.nets.add_to(&mut writer)?;
+        if !converted.optim.is_empty() {
+            writer.add_tensors(OPTIM_FILE, &converted.optim, None)?;
+        }
+        let mut meta = CheckpointMeta::new(CheckpointKind::Training, config, iteration);
+        meta.source = source;
+        (writer.commit(meta)?, None)
+    };
     Ok(TfImportReport {
         prefix,
         output,
         config: converted.nets.config.clone(),
         iteration,
         variables: converted.variables,
-        moments: converted.optim.len().saturating_sub(2),
+        moments: if generators_only.is_some() {
+            0
+        } else {
+            converted.optim.len().saturating_sub(2)
+        },
         smoothing_from: converted.smoothing_from,
+        generators_only,
     })
 }

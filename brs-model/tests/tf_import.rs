@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use brs_model::checkpoint::{Checkpoint, OPTIM_FILE};
+use brs_model::checkpoint::{Checkpoint, CheckpointKind, OPTIM_FILE};
 use brs_model::config::Flavour;
 use brs_model::import_tf::{TfImportOptions, import_tensorflow};
 use brs_model::{Direction, Networks, Translator};
@@ -122,6 +122,41 @@ fn the_light_model_without_smoothing_translates_as_tensorflow_does() {
     let m = Checkpoint::open(&run).unwrap().meta.model;
     assert_eq!((m.light, m.smoothing), (true, false), "{m:?}");
     check_generators(port, &run);
+}
+
+#[test]
+fn a_checkpoint_of_the_generators_alone_becomes_a_serving_export() {
+    let port = Port::run(&["--ch", "8", "--img", "96", "--generators-only"]);
+    for (direction, input, output) in [(Direction::A2B, "a", "a2b"), (Direction::B2A, "b", "b2a")] {
+        let opts = TfImportOptions {
+            direction: Some(direction),
+            ..TfImportOptions::default()
+        };
+        let out = brs_testkit::tempdir("brs-import-tf-");
+        let run = out.path().join("run");
+        let report = import_tensorflow(&port.prefix(), &run, &opts).unwrap();
+        assert_eq!(report.generators_only, Some(direction));
+        let meta = Checkpoint::open(&run).unwrap().meta;
+        assert_eq!(meta.kind, CheckpointKind::Export);
+        assert_eq!(meta.direction, Some(direction));
+        let translator = Translator::load(&run, direction, Device::Cpu).unwrap();
+        let image = translator.forward(&port.array(input)).unwrap().image;
+        let diff = grey_levels(&image, &port.array(output));
+        assert!(diff <= 0.5, "{direction}: {diff} grey levels from TensorFlow");
+    }
+    // Without a direction: A->B, the release's selfie to anime.
+    let (_tmp, run) = import(&port.prefix(), &TfImportOptions::default());
+    let meta = Checkpoint::open(&run).unwrap().meta;
+    assert_eq!(meta.direction, Some(Direction::A2B));
+    // A whole model has both directions and trains: a direction is a mistake there.
+    let err = import_error(
+        &full().prefix(),
+        &TfImportOptions {
+            direction: Some(Direction::A2B),
+            ..TfImportOptions::default()
+        },
+    );
+    assert!(err.contains("generators alone"), "{err}");
 }
 
 /// The imported discriminators against TensorFlow's outputs (from the saved u, refined once).

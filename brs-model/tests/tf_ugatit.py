@@ -12,7 +12,7 @@ Usage (python tf_ugatit.py SUBCOMMAND --out DIR [options]):
 
   forward --out DIR [--ch 8] [--img 128] [--light] [--n-res 4] [--n-dis 6] [--no-smoothing]
           [--seed 0] [--batch 2] [--adam] [--step 1000] [--extra-variable NAME]...
-          [--drop-variable NAME]...
+          [--drop-variable NAME]... [--generators-only]
       Builds the official training graph (with --adam also both Adam optimizers), gives every
       variable random values, saves DIR/checkpoint/<model_dir>/<model_name>.model-<step>, then
       restores it into the official test graph (plus both discriminators) and runs it on random
@@ -21,6 +21,8 @@ Usage (python tf_ugatit.py SUBCOMMAND --out DIR [options]):
       dis_{a,b}_{local,global}_cam.f32 (discriminator_A on a, discriminator_B on b), and
       parity.json (options, checkpoint prefix, every array's file and shape, every saved
       variable's name and shape, which spectral-norm u the discriminator outputs used).
+      --generators-only saves the generators alone (as forks that export for inference do)
+      and runs the test graph without the discriminators.
 
   step --out DIR [--ch 8] [--img 128] [--light] [--n-res 4] [--n-dis 6] [--no-smoothing]
        [--seed 0] [--batch 1] [--lr 1e-4]
@@ -537,11 +539,13 @@ class UGATIT:
                     )
         return d_fetches, g_fetches
 
-    def build_inference(self, a, b):
-        """The official test graph (generate_a2b on A, generate_b2a on B) plus both
-        discriminators on the real images."""
+    def build_inference(self, a, b, discriminators=True):
+        """The official test graph (generate_a2b on A, generate_b2a on B) plus, unless told
+        not to, both discriminators on the real images."""
         a2b, a2b_cam = self.generate_a2b(a)
         b2a, b2a_cam = self.generate_b2a(b)
+        if not discriminators:
+            return {"a2b": a2b, "a2b_cam": a2b_cam, "b2a": b2a, "b2a_cam": b2a_cam}
         dis_a, dis_a_cam = self.discriminator(a, scope="discriminator_A")
         dis_b, dis_b_cam = self.discriminator(b, scope="discriminator_B")
         outputs = {"a2b": a2b, "a2b_cam": a2b_cam, "b2a": b2a, "b2a_cam": b2a_cam}
@@ -663,6 +667,8 @@ def forward(args, model):
         for name in args.extra_variable:
             v1.get_variable(name, [1], initializer=v1.zeros_initializer())
         kept = [v for v in v1.global_variables() if v.op.name not in args.drop_variable]
+        if args.generators_only:
+            kept = [v for v in kept if v.op.name.startswith("generator_")]
         with session() as sess:
             randomise(sess, rng)
             saved = model.save(sess, v1.train.Saver(var_list=kept), args.out, args.step)
@@ -675,7 +681,7 @@ def forward(args, model):
     a, b = images(rng, args.batch, args.img), images(rng, args.batch, args.img)
     with tf.Graph().as_default():
         a_in, b_in = v1.placeholder(tf.float32, a.shape), v1.placeholder(tf.float32, b.shape)
-        outputs = model.build_inference(a_in, b_in)
+        outputs = model.build_inference(a_in, b_in, discriminators=not args.generators_only)
         with session() as sess:
             sess.run(v1.global_variables_initializer())  # as the official test() does
             v1.train.Saver().restore(sess, saved)
@@ -792,6 +798,7 @@ def main():
             p.add_argument("--adam", action="store_true")
             p.add_argument("--extra-variable", action="append", default=[])
             p.add_argument("--drop-variable", action="append", default=[])
+            p.add_argument("--generators-only", action="store_true")
             p.add_argument("--step", type=int, default=1000)
         else:
             p.add_argument("--lr", type=float, default=1e-4)

@@ -230,6 +230,11 @@ pub(crate) struct ImportTfArgs {
     /// Refuse the checkpoint unless it is a light (true) or full (false) model.
     #[arg(long)]
     pub(crate) light: Option<bool>,
+    /// For a checkpoint of the generators alone (no discriminators, as forks that save for
+    /// inference write it): the generator to write as a serving export, a2b (the default) or
+    /// b2a. A whole model is imported for training with both directions and takes no direction.
+    #[arg(long)]
+    pub(crate) direction: Option<Direction>,
 }
 
 impl Command {
@@ -487,6 +492,7 @@ fn run_import_tf(args: ImportTfArgs) -> Result<()> {
         light_img_size: Some(args.img_size),
         smoothing: args.smoothing,
         light: args.light,
+        direction: args.direction,
     };
     let report = brs_model::import_tf::import_tensorflow(&args.input, &args.output, &opts)
         .with_context(|| format!("importing {}", args.input.display()))?;
@@ -513,6 +519,11 @@ fn run_import_tf(args: ImportTfArgs) -> Result<()> {
             format!(
                 " and {} Adam moments (training resumes with them)",
                 report.moments
+            )
+        } else if let Some(direction) = report.generators_only {
+            format!(
+                " (the generators alone: a serving export of {direction}, which cannot be \
+                 trained further)"
             )
         } else {
             " (no Adam moments: training would start Adam afresh)".to_string()

@@ -120,3 +120,48 @@ fn import_tf_converts_a_tensorflow_run_that_translates_exports_and_fine_tunes() 
          over the last 8"
     );
 }
+
+#[test]
+fn import_tf_makes_a_checkpoint_of_the_generators_alone_a_serving_export() {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let port = tfport::run(
+        root,
+        &["forward", "--ch", "8", "--img", "96", "--generators-only"],
+    );
+    let dir = brs_testkit::tempdir("brs-tf-runs-");
+    let runs = dir.path().join("run");
+    let out = run(&[
+        "import-tf",
+        "--input",
+        s(&port.join("checkpoint")),
+        "--output",
+        s(&runs),
+        "--direction",
+        "b2a",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("the generators alone: a serving export of b2a"),
+        "{stdout}"
+    );
+    let meta = Checkpoint::open(&runs).unwrap().meta;
+    assert_eq!(meta.direction, Some(Direction::B2A));
+    assert!(Translator::load(&runs, Direction::B2A, Device::Cpu).is_ok());
+
+    // A whole model takes no direction: a clear error, and nothing written.
+    let whole = tfport::run(root, &["forward", "--ch", "8", "--img", "96", "--adam"]);
+    let refused = dir.path().join("refused");
+    let out = run(&[
+        "import-tf",
+        "--input",
+        s(&whole.join("checkpoint")),
+        "--output",
+        s(&refused),
+        "--direction",
+        "a2b",
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("generators alone"), "{}", text(&out));
+    assert!(!refused.join(brs_model::checkpoint::LATEST).exists());
+}
