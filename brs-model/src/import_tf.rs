@@ -699,8 +699,7 @@ pub fn import_tensorflow(
         // `brs-train export` writes it.
         let direction = opts.direction.unwrap_or(Direction::A2B);
         let kind = direction.generator();
-        let mut writer =
-            CheckpointWriter::begin(out, &checkpoint_name("export", iteration))?;
+        let mut writer = CheckpointWriter::begin(out, &checkpoint_name("export", iteration))?;
         for (k, vs) in converted.nets.stores().filter(|(k, _)| *k == kind) {
             writer.add_tensors(&k.file_name(), &named_variables(vs), None)?;
         }

@@ -142,7 +142,10 @@ fn a_checkpoint_of_the_generators_alone_becomes_a_serving_export() {
         let translator = Translator::load(&run, direction, Device::Cpu).unwrap();
         let image = translator.forward(&port.array(input)).unwrap().image;
         let diff = grey_levels(&image, &port.array(output));
-        assert!(diff <= 0.5, "{direction}: {diff} grey levels from TensorFlow");
+        assert!(
+            diff <= 0.5,
+            "{direction}: {diff} grey levels from TensorFlow"
+        );
     }
     // Without a direction: A->B, the release's selfie to anime.
     let (_tmp, run) = import(&port.prefix(), &TfImportOptions::default());
