@@ -1,15 +1,24 @@
-"""brs-serve against the Flask + PyTorch baseline under the same locust load and the same weights.
+"""brs-serve against the Flask + PyTorch baseline (and ONNX Runtime in Python) under the same locust
+load and the same weights, with the machine's sgemm ceiling.
 
 usage: scripts/bench-serve [--secs 60] [--full] [--users-equal 2] [--users-sat 8] [--out DIR] [--no-build]
+                           [--only KIND]
 
-Servers: brs-serve as shipped (precision auto: bfloat16 on CPUs with AVX512-BF16, else float32),
-brs-serve with precision f32 (the same arithmetic as the baseline), and the baseline.
+Servers: brs-serve as shipped (engine and precision auto: bfloat16 on CPUs with AVX512-BF16, else
+float32; the engine the faster of libtorch and ONNX Runtime at load), brs-serve with each engine in
+float32 (`brs-torch-f32`, `brs-onnx`: the same arithmetic as the baselines), libtorch with OpenMP's
+active waiting (`brs-torch-f32-active`; the server sets passive waiting unless told otherwise), the
+Flask + PyTorch baseline, and Flask + ONNX Runtime (`onnxruntime`, scripts/bench_serve_onnx.py, the
+model exported by `brs-train export --format onnx`: what a user would write instead).
 For each server: (1) overhead: 30 sequential requests (one in flight) timed by the client, minus
 the generator's own forward time (brs-serve: mean of brs_inference_seconds over those requests;
-Flask: the median forward pass its worker measures); (2) locust with --users-equal users, the
-same load on both, for p95; (3) locust with --users-sat users, saturation, for throughput.
-Every request carries unique bytes, so brs-serve's result store never answers. Writes
-OUT/bench.json and prints a markdown table for docs/benchmarks.md.
+the Python servers: the median forward pass a worker measures); (2) locust with --users-equal
+users, the same load on all, for p95; (3) locust with --users-sat users, saturation, for
+throughput. Every request carries unique bytes, so brs-serve's result store never answers.
+The ceiling: the best of five 2048^3 float32 matrix products (torch.matmul, MKL's sgemm) on every
+core and on one; a generator's GFLOP per image are counted by torch's FlopCounterMode on the
+PyTorch network, so each server's throughput is also given in GFLOP/s and as a share of the
+ceiling. Writes OUT/bench.json and prints a markdown table for docs/benchmarks.md.
 """
 import argparse
 import json
@@ -101,6 +110,42 @@ def locust(url, users, secs, out):
                               "failures_by_status", "backpressure_503")}
 
 
+PY_SGEMM = """
+import json, sys, time, torch
+n = 2048
+a, b = torch.randn(n, n), torch.randn(n, n)
+out = {}
+for threads in sorted({1, int(sys.argv[1])}):
+    torch.set_num_threads(threads)
+    torch.matmul(a, b)
+    best = min((lambda t: (torch.matmul(a, b), time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(5))
+    out[str(threads)] = round(2 * n ** 3 / best / 1e9, 1)
+print(json.dumps(out))
+"""
+
+PY_FLOPS = """
+import json, sys, torch
+sys.path.insert(0, sys.argv[2])
+import ugatit_torch
+from torch.utils.flop_counter import FlopCounterMode
+gen, cfg = ugatit_torch.load_brs_generator(sys.argv[1])
+x = torch.zeros(1, 3, cfg["img_size"], cfg["img_size"])
+with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    gen(x)
+print(json.dumps({"gflop_per_image": round(counter.get_total_flops() / 1e9, 2)}))
+"""
+
+
+def ceiling(model):
+    """The machine's sgemm GFLOP/s (every core, one core) and the generator's GFLOP per image."""
+    cpus = os.cpu_count() or 1
+    sgemm = json.loads(subprocess.run([PY, "-c", PY_SGEMM, str(cpus)], capture_output=True, text=True,
+                                      check=True).stdout)
+    flops = json.loads(subprocess.run([PY, "-c", PY_FLOPS, model, os.path.join(ROOT, "scripts")],
+                                      capture_output=True, text=True, check=True).stdout)
+    return {"sgemm_gflops": sgemm, "cpus": cpus, **flops}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--secs", type=int, default=60)
@@ -109,18 +154,23 @@ def main():
     ap.add_argument("--users-sat", type=int, default=8)
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "bench-serve"))
     ap.add_argument("--no-build", action="store_true")
-    ap.add_argument("--only", choices=["brs", "brs-f32", "flask"])
+    ap.add_argument("--only", choices=["brs", "brs-torch-f32", "brs-onnx", "brs-torch-f32-active", "onnxruntime",
+                                       "flask"])
     a = ap.parse_args()
     a.out = os.path.abspath(a.out)
     os.makedirs(a.out, exist_ok=True)
     if not a.no_build:
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "brs-serve", "--bins", "--examples"],
-                       cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "brs-serve", "--bins", "--examples",
+                        "-p", "brs-train"], cwd=ROOT, check=True)
     rel = os.path.join(ROOT, "target", "release")
     model = os.path.join(a.out, "model-full" if a.full else "model-light")
     if not os.path.exists(os.path.join(model, "latest")):
         subprocess.run([os.path.join(rel, "examples", "random_export"), model, "256", "64", "4",
                         "full" if a.full else "light"], check=True, stdout=subprocess.DEVNULL)
+    onnx = model + ".onnx"
+    if not os.path.exists(onnx):
+        subprocess.run([os.path.join(rel, "brs-train"), "export", "--checkpoint", model, "--output", onnx,
+                        "--format", "onnx"], check=True, stdout=subprocess.DEVNULL)
     results = {}
     if a.only and os.path.exists(os.path.join(a.out, "bench.json")):
         # Re-running one server keeps the other's numbers from the previous run.
@@ -128,32 +178,43 @@ def main():
             results = json.load(f)
     results |= {"model": {"img_size": 256, "ch": 64, "n_res": 4, "light": not a.full},
                "secs": a.secs, "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(),
-               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    def brs(precision):
+               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "ceiling": ceiling(model)}
+    print("ceiling", results["ceiling"], file=sys.stderr)
+
+    def brs(precision, engine):
         return lambda port: [os.path.join(rel, "brs-serve"), "--model-dir", model, "--bind",
                              f"127.0.0.1:{port}", "--set", "store.path=" + os.path.join(a.out, "results"),
                              "--set", "drain_grace=0s", "--set", "queue_depth=64",
-                             "--set", "precision=" + precision] + UNLIMITED_CLIENTS
+                             "--set", "precision=" + precision, "--set", "engine=" + engine] + UNLIMITED_CLIENTS
 
+    workers = str(os.cpu_count() or 1)
     servers = {
-        "brs": brs("auto"),
-        "brs-f32": brs("f32"),
-        "flask": lambda port: [PY, os.path.join(ROOT, "scripts", "bench_serve_flask.py"), model,
-                               "--port", str(port), "--workers", str(os.cpu_count() or 1)],
+        "brs": (brs("auto", "auto"), {}),
+        "brs-torch-f32": (brs("f32", "torch"), {}),
+        "brs-onnx": (brs("f32", "onnx"), {}),
+        "brs-torch-f32-active": (brs("f32", "torch"), {"OMP_WAIT_POLICY": "ACTIVE"}),
+        "onnxruntime": (lambda port: [PY, os.path.join(ROOT, "scripts", "bench_serve_onnx.py"), onnx,
+                                      "--port", str(port), "--workers", workers], {}),
+        "flask": (lambda port: [PY, os.path.join(ROOT, "scripts", "bench_serve_flask.py"), model,
+                                "--port", str(port), "--workers", workers], {}),
     }
-    for kind, cmd in servers.items():
+    for kind, (cmd, env) in servers.items():
         if a.only and kind != a.only:
             continue
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         log = open(os.path.join(a.out, f"{kind}.log"), "w")
-        proc = subprocess.Popen(cmd(port), stdout=log, stderr=log)
+        proc = subprocess.Popen(cmd(port), stdout=log, stderr=log, env=dict(os.environ, **env))
         try:
             wait_ready(url, proc)
             r = {"overhead": overhead(url, kind)}
             if kind.startswith("brs"):
                 models = json.load(urllib.request.urlopen(url + "/v1/models", timeout=10))
-                r["precision"] = models["styles"][0]["model"]["precision"]
+                served = models["styles"][0]["model"]
+                r["precision"] = served["precision"]
+                r["engine"] = served.get("engine", "torch")
+                r["model"] = served
             print(kind, "overhead", r["overhead"], file=sys.stderr)
             r["equal"] = locust(url, a.users_equal, a.secs, os.path.join(a.out, f"{kind}-equal"))
             print(kind, "equal", r["equal"], file=sys.stderr)
@@ -168,8 +229,10 @@ def main():
         json.dump(results, f, indent=2)
     if "flask" in results:
         fl = results["flask"]
-        kinds = [k for k in ("brs", "brs-f32") if k in results]
-        head = " | ".join(f"{k} ({results[k].get('precision', '?')})" for k in kinds)
+        kinds = [k for k in servers if k != "flask" and k in results and isinstance(results[k], dict)
+                 and "saturation" in results[k]]
+        head = " | ".join(f"{k} ({results[k].get('engine', 'python')}, {results[k].get('precision', 'f32')})"
+                          for k in kinds)
         print(f"| metric | {head} | Flask + PyTorch (f32) |")
         print("|---|" + "---|" * (len(kinds) + 1))
 
@@ -187,6 +250,13 @@ def main():
         row("generator forward, ms", lambda r: r["overhead"]["forward_ms"])
         row("overhead (p50 - forward), ms", lambda r: r["overhead"]["overhead_ms"])
         row("failures (saturation)", lambda r: sum(r["saturation"]["failures_by_status"].values()))
+        c = results["ceiling"]
+        gflop, top = c["gflop_per_image"], c["sgemm_gflops"][str(c["cpus"])]
+        row(f"GFLOP/s at saturation ({gflop} GFLOP per image)",
+            lambda r: round(r["saturation"]["requests_per_s"] * gflop, 1))
+        row(f"share of the sgemm ceiling ({top} GFLOP/s on {c['cpus']} cores)",
+            lambda r: f"{100 * r['saturation']['requests_per_s'] * gflop / top:.0f}%")
+        row("one-in-flight forward, GFLOP/s", lambda r: round(gflop / (r["overhead"]["forward_ms"] / 1000), 1))
     print(json.dumps(results, indent=2))
 
 
