@@ -8,8 +8,8 @@ Servers: brs-serve as shipped (engine and precision auto: bfloat16 on CPUs with 
 float32; the engine the faster of libtorch and ONNX Runtime at load), brs-serve with each engine in
 float32 (`brs-torch-f32`, `brs-onnx`: the same arithmetic as the baselines), libtorch with OpenMP's
 active waiting (`brs-torch-f32-active`; the server sets passive waiting unless told otherwise), the
-Flask + PyTorch baseline, and Flask + ONNX Runtime (`onnxruntime`, scripts/bench_serve_onnx.py, the
-model exported by `brs-train export --format onnx`: what a user would write instead).
+Flask + PyTorch baseline, and the same Flask server on ONNX Runtime (`onnxruntime`, with the model
+exported by `brs-train export --format onnx`: what a user would write instead).
 For each server: (1) overhead: 30 sequential requests (one in flight) timed by the client, minus
 the generator's own forward time (brs-serve: mean of brs_inference_seconds over those requests;
 the Python servers: the median forward pass a worker measures); (2) locust with --users-equal
@@ -194,7 +194,7 @@ def main():
         "brs-torch-f32": (brs("f32", "torch"), {}),
         "brs-onnx": (brs("f32", "onnx"), {}),
         "brs-torch-f32-active": (brs("f32", "torch"), {"OMP_WAIT_POLICY": "ACTIVE"}),
-        "onnxruntime": (lambda port: [PY, os.path.join(ROOT, "scripts", "bench_serve_onnx.py"), onnx,
+        "onnxruntime": (lambda port: [PY, os.path.join(ROOT, "scripts", "bench_serve_flask.py"), onnx,
                                       "--port", str(port), "--workers", workers], {}),
         "flask": (lambda port: [PY, os.path.join(ROOT, "scripts", "bench_serve_flask.py"), model,
                                 "--port", str(port), "--workers", workers], {}),
