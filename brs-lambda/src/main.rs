@@ -11,8 +11,9 @@
 //! `/mnt/brs/results`) is the `fs` store's directory. `BRS_STORE_S3_BUCKET` (and
 //! `BRS_STORE_S3_PREFIX`) select the S3 store, `BRS_QUEUE_SQS_URL` (and `BRS_QUEUE_MAX_RECEIVES`)
 //! the SQS queue; `BRS_SECRET_ARN` names the result secret in Secrets Manager, read once at init
-//! (`BRS_SECRET`, the secret itself, is for local runs). Models are loaded and warmed up during init,
-//! so a cold start pays for them once and every invocation after finds them ready.
+//! (`BRS_SECRET`, the secret itself, is for local runs); `BRS_ENGINE` sets the key `engine` (`auto`,
+//! `torch` or `onnx`). Models are loaded and warmed up during init (with `auto`, the timing of both
+//! engines too), so a cold start pays for them once and every invocation after finds them ready.
 // The runtime future around axum's router and the tower stack is deeper than the default
 // limit lets clippy lay out.
 #![recursion_limit = "256"]
@@ -235,6 +236,9 @@ fn config_from(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
             set.push(format!("store.path={}", quoted(dir)));
         }
     }
+    if let Some(engine) = var("BRS_ENGINE") {
+        set.push(format!("engine={}", quoted(engine)));
+    }
     if let Some(arn) = var("BRS_SECRET_ARN") {
         set.push(format!("secret_arn={}", quoted(arn)));
     }
@@ -311,6 +315,17 @@ mod tests {
         );
         assert_eq!(cfg.queue.kind, brs_serve::config::QueueKind::Sqs);
         assert_eq!(cfg.queue.max_receives, 4);
+    }
+
+    #[test]
+    fn the_engine_comes_from_the_environment_and_a_bad_one_is_refused() {
+        let cfg = config_from(env(&[])).expect("config");
+        assert_eq!(cfg.engine.to_string(), "auto");
+        let cfg = config_from(env(&[("BRS_ENGINE", "onnx".into())])).expect("config");
+        assert_eq!(cfg.engine.to_string(), "onnx");
+        let err = config_from(env(&[("BRS_ENGINE", "fastest".into())])).expect_err("bad engine");
+        let err = format!("{err:#}");
+        assert!(err.contains("fastest") && err.contains("onnx"), "{err}");
     }
 
     #[test]

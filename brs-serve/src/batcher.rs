@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use brs_model::Translator;
+use brs_engine::{Engine, Timing};
 use serde::Serialize;
 use tch::{Kind, Tensor};
 use tokio::sync::oneshot;
@@ -45,10 +45,15 @@ pub(crate) struct ModelInfo {
     pub(crate) checkpoint: String,
     /// The number format inference runs in: `f32` or `bf16`.
     pub(crate) precision: String,
+    /// The engine running the generator: `torch` (libtorch) or `onnx` (ONNX Runtime).
+    pub(crate) engine: String,
+    /// With `engine = "auto"`: what each engine took for one image at load, the faster (the one
+    /// running) first; empty when the engine was not timed.
+    pub(crate) engine_timings: Vec<Timing>,
 }
 
 impl ModelInfo {
-    pub(crate) fn of(t: &Translator) -> ModelInfo {
+    pub(crate) fn of(t: &Engine) -> ModelInfo {
         let m = t.meta();
         ModelInfo {
             version: m.version_id(),
@@ -67,11 +72,9 @@ impl ModelInfo {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            precision: match t.kind() {
-                Kind::BFloat16 => "bf16",
-                _ => "f32",
-            }
-            .into(),
+            precision: t.precision_name().into(),
+            engine: t.kind().to_string(),
+            engine_timings: t.timings().to_vec(),
         }
     }
 }
@@ -152,7 +155,7 @@ type Info = Arc<RwLock<Option<Arc<ModelInfo>>>>;
 /// The handle the pipeline uses; dropping it stops the worker once its lanes are empty.
 pub(crate) struct Batcher {
     queue: Arc<Queue>,
-    swap: Arc<Mutex<Option<Translator>>>,
+    swap: Arc<Mutex<Option<Engine>>>,
     info: Info,
     ready: Arc<AtomicBool>,
 }
@@ -175,7 +178,7 @@ impl Drop for Batcher {
 struct Worker {
     style: String,
     queue: Arc<Queue>,
-    swap: Arc<Mutex<Option<Translator>>>,
+    swap: Arc<Mutex<Option<Engine>>>,
     info: Info,
     ready: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
@@ -187,7 +190,7 @@ impl Batcher {
     /// generator the worker waits for the first one [`offer`](Self::offer)ed.
     pub(crate) fn start(
         style: &str,
-        translator: Option<Translator>,
+        translator: Option<Engine>,
         cfg: BatchConfig,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Batcher> {
@@ -251,7 +254,7 @@ impl Batcher {
     }
 
     /// Hands a loaded, verified generator to the worker, which starts using it at its next batch.
-    pub(crate) fn offer(&self, t: Translator) {
+    pub(crate) fn offer(&self, t: Engine) {
         {
             let mut info = self.info.write().unwrap_or_else(|e| e.into_inner());
             // A first model is described at once: work admitted from now on is keyed (result
@@ -281,7 +284,7 @@ impl Batcher {
 }
 
 /// Runs a forward pass, turning a libtorch panic into an error so the worker survives it.
-pub(crate) fn forward(t: &Translator, batch: &Tensor) -> Result<Tensor, String> {
+pub(crate) fn forward(t: &Engine, batch: &Tensor) -> Result<Tensor, String> {
     match catch_unwind(AssertUnwindSafe(|| t.translate(batch))) {
         Ok(Ok(out)) => Ok(out),
         Ok(Err(e)) => Err(e.to_string()),
@@ -289,9 +292,9 @@ pub(crate) fn forward(t: &Translator, batch: &Tensor) -> Result<Tensor, String> 
     }
 }
 
-/// A forward pass on a zero image: warms libtorch's allocator and kernels, and proves a freshly
+/// A forward pass on a zero image: warms the engine's allocator and kernels, and proves a freshly
 /// loaded generator actually runs before it serves anyone.
-pub(crate) fn warm_up(t: &Translator) -> Result<(), String> {
+pub(crate) fn warm_up(t: &Engine) -> Result<(), String> {
     let c = t.config();
     let x = Tensor::zeros(
         [1, c.img_ch, c.img_size, c.img_size],
@@ -309,7 +312,7 @@ pub(crate) fn warm_up(t: &Translator) -> Result<(), String> {
 }
 
 impl Worker {
-    fn run(self, first: Option<Translator>) {
+    fn run(self, first: Option<Engine>) {
         let Some(mut translator) = first.or_else(|| self.first_model()) else {
             return;
         };
@@ -329,7 +332,7 @@ impl Worker {
     /// Waits for a style's first generator; `None`: the batcher was dropped first. Nothing is
     /// queued meanwhile (a style without a model is refused at admission, and is never ready);
     /// should anything be, it waits for the model like any batch.
-    fn first_model(&self) -> Option<Translator> {
+    fn first_model(&self) -> Option<Engine> {
         loop {
             if let Some(t) = self.swap.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 let info = ModelInfo::of(&t);
@@ -355,11 +358,7 @@ impl Worker {
 
     /// Waits for work (swapping in a new generator while idle), then takes what is queued, up
     /// to `max_batch`, interactive first, waiting up to `max_wait` for more. `None`: shut down.
-    fn next_batch(
-        &self,
-        translator: &mut Translator,
-        info: &mut Arc<ModelInfo>,
-    ) -> Option<Vec<Item>> {
+    fn next_batch(&self, translator: &mut Engine, info: &mut Arc<ModelInfo>) -> Option<Vec<Item>> {
         let mut lanes = self.queue.lock();
         loop {
             if !lanes.is_empty() {
@@ -403,7 +402,7 @@ impl Worker {
         Some(batch)
     }
 
-    fn maybe_swap(&self, translator: &mut Translator, info: &mut Arc<ModelInfo>) {
+    fn maybe_swap(&self, translator: &mut Engine, info: &mut Arc<ModelInfo>) {
         let next = self.swap.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(t) = next {
             let new = Arc::new(ModelInfo::of(&t));
@@ -421,7 +420,7 @@ impl Worker {
         }
     }
 
-    fn run_batch(&self, translator: &Translator, info: &ModelInfo, batch: Vec<Item>) {
+    fn run_batch(&self, translator: &Engine, info: &ModelInfo, batch: Vec<Item>) {
         // A client that gave up (timeout, disconnect) costs no inference.
         let live: Vec<Item> = batch.into_iter().filter(|i| !i.reply.is_closed()).collect();
         if live.is_empty() {

@@ -10,9 +10,9 @@
 //! every retry.
 //!
 //! A checkpoint is trusted only after it proves itself: its meta.json is checked (integrity, and
-//! every size against `[models]`) before anything is allocated, the load and a warm-up forward
-//! pass run inside `catch_unwind`, and only then is the generator handed to the batcher while
-//! the old one keeps serving. Instances sharing a run directory load a new checkpoint after a
+//! every size against `[models]`) before anything is allocated, the load (with `engine = "auto"`,
+//! the timing of both engines, brs-engine) and a warm-up forward pass run inside `catch_unwind`,
+//! and only then is the generator handed to the batcher while the old one keeps serving. Instances sharing a run directory load a new checkpoint after a
 //! random delay, so they do not all pause at once; a load that fails is counted by reason and
 //! retried with a growing delay (the next checkpoint is tried at once).
 
@@ -22,8 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use brs_engine::{Engine, EngineError, EngineOptions, EngineSpec};
 use brs_model::checkpoint::{Checkpoint, LATEST, META, read_latest};
-use brs_model::{Direction, ModelError, Precision, Translator};
+use brs_model::{Direction, ModelError};
 
 use crate::admission::Slots;
 use crate::batcher::{BatchConfig, Batcher, warm_up};
@@ -46,10 +47,23 @@ pub enum LoadError {
         value: u64,
         limit: u64,
     },
+    /// The engine could not be built (ONNX Runtime missing, the export or its session failed).
+    #[error(transparent)]
+    Engine(Box<EngineError>),
     #[error("loading panicked")]
     Panic,
     #[error("warm-up failed: {0}")]
     WarmUp(String),
+}
+
+impl From<EngineError> for LoadError {
+    fn from(e: EngineError) -> LoadError {
+        match e {
+            // A checkpoint's failure is labelled as it is whichever engine met it.
+            EngineError::Model(m) => LoadError::Model(m),
+            e => LoadError::Engine(Box::new(e)),
+        }
+    }
 }
 
 impl LoadError {
@@ -63,6 +77,7 @@ impl LoadError {
             }
             LoadError::Model(_) => "invalid",
             LoadError::OverLimit { .. } => "over_limit",
+            LoadError::Engine(_) => "engine",
             LoadError::Panic => "panic",
             LoadError::WarmUp(_) => "warm_up",
         }
@@ -160,6 +175,8 @@ pub enum RegistryError {
         style: String,
         cause: std::io::Error,
     },
+    #[error("engine = \"onnx\": {0}")]
+    Engine(Box<EngineError>),
 }
 
 /// One served style.
@@ -218,8 +235,7 @@ fn backoff(poll: Duration, failures: u32) -> Duration {
 pub(crate) struct Registry {
     styles: BTreeMap<String, Arc<Style>>,
     default: String,
-    device: tch::Device,
-    precision: Precision,
+    engine: EngineOptions,
     limits: ModelLimits,
     jitter: Duration,
     poll: Duration,
@@ -233,7 +249,7 @@ fn is_run_dir(path: &Path) -> bool {
 /// What a style's path gave at start.
 enum First {
     Loaded {
-        translator: Box<Translator>,
+        translator: Box<Engine>,
         /// The name `latest` gave; `None` for a checkpoint directory given directly.
         current: Option<String>,
     },
@@ -258,15 +274,14 @@ fn over(key: &'static str, value: i64, limit: i64) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Opens `dir`, checks its model against `limits` before allocating it, loads and warms up the
-/// generator of `direction`, all inside `catch_unwind`.
+/// Opens `dir`, checks its model against `limits` before allocating it, loads the generator of
+/// `direction` with the engine `engine` asks for and warms it up, all inside `catch_unwind`.
 fn open(
     dir: &Path,
     direction: Direction,
-    device: tch::Device,
-    precision: Precision,
+    engine: &EngineOptions,
     limits: &ModelLimits,
-) -> Result<Translator, LoadError> {
+) -> Result<Engine, LoadError> {
     catch_unwind(AssertUnwindSafe(|| {
         let checkpoint = Checkpoint::open(dir)?;
         let m = &checkpoint.meta.model;
@@ -281,8 +296,10 @@ fn open(
                 limit: limits.max_params,
             });
         }
-        let t =
-            Translator::from_checkpoint(checkpoint, direction, device)?.with_precision(precision);
+        let t = Engine::load(checkpoint, direction, engine)?;
+        if let Some(note) = t.note() {
+            tracing::warn!(checkpoint = %dir.display(), note, "engine = \"auto\" could not time ONNX Runtime");
+        }
         warm_up(&t).map_err(LoadError::WarmUp)?;
         Ok(t)
     }))
@@ -308,11 +325,21 @@ impl Registry {
             max_wait: cfg.max_wait,
             turn_quantum: cfg.clients.turn_quantum,
         };
+        let engine = EngineOptions {
+            engine: cfg.engine,
+            device,
+            precision: cfg.precision,
+        };
+        // Asked for by name, ONNX Runtime must be there at start, whether or not a model is yet.
+        if cfg.engine == EngineSpec::Onnx {
+            brs_image::detect::init_onnxruntime(None).map_err(|e| {
+                RegistryError::Engine(Box::new(EngineError::Runtime(e.to_string())))
+            })?;
+        }
         let mut registry = Registry {
             styles: BTreeMap::new(),
             default: cfg.default_style_name(),
-            device,
-            precision: cfg.precision,
+            engine,
             limits: cfg.models.clone(),
             jitter: cfg.reload_jitter,
             poll: cfg.reload_poll,
@@ -344,7 +371,7 @@ impl Registry {
                 current,
             } => {
                 tracing::info!(style = name, checkpoint = %translator.dir().display(),
-                    iteration = translator.meta().iteration, "loaded");
+                    iteration = translator.meta().iteration, engine = %translator.describe(), "loaded");
                 (Some(*translator), current, None)
             }
             First::Waiting(cause) if waits_for_models(role) => {
@@ -386,7 +413,7 @@ impl Registry {
     /// names. Absence (of the directory, of `latest`, of the checkpoint it names) is waited
     /// for; anything else that fails is an error.
     fn first(&self, sc: &StyleConfig) -> Result<First, LoadError> {
-        let open = |dir: &Path| open(dir, sc.direction, self.device, self.precision, &self.limits);
+        let open = |dir: &Path| open(dir, sc.direction, &self.engine, &self.limits);
         if !is_run_dir(&sc.path) {
             return Ok(First::Loaded {
                 translator: Box::new(open(&sc.path)?),
@@ -541,21 +568,16 @@ impl Registry {
         } else {
             style.path.join(&name)
         };
-        let loaded = open(
-            &dir,
-            style.direction,
-            self.device,
-            self.precision,
-            &self.limits,
-        );
+        let loaded = open(&dir, style.direction, &self.engine, &self.limits);
         let mut p = style.pointer();
         match loaded {
             Ok(t) => {
                 if p.waiting.is_some() {
                     tracing::info!(style = %style.name, checkpoint = %name,
-                        iteration = t.meta().iteration, "first model loaded; the style is no longer waiting");
+                        iteration = t.meta().iteration, engine = %t.describe(),
+                        "first model loaded; the style is no longer waiting");
                 } else {
-                    tracing::info!(style = %style.name, checkpoint = %name, "reloaded");
+                    tracing::info!(style = %style.name, checkpoint = %name, engine = %t.describe(), "reloaded");
                 }
                 // Offered before the style stops waiting, so work admitted from now on finds
                 // the model that will run it.

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
+use brs_engine::{Engine, EngineOptions, EngineSpec};
 use brs_model::checkpoint::Checkpoint;
 use brs_model::onnx::ExternalData;
-use brs_model::{DeviceSpec, Direction, Precision, Translator};
+use brs_model::{DeviceSpec, Direction, Precision};
 use clap::{Args, Parser, Subcommand};
 
 use brs_train::config::TrainConfig;
@@ -114,14 +115,29 @@ pub(crate) struct GeneratorArgs {
     /// Number format: auto (bf16 on CPUs with AVX512-BF16, as brs-serve), f32 or bf16.
     #[arg(long, default_value = "auto")]
     pub(crate) precision: Precision,
+    /// What runs the generator, as brs-serve's `engine` key: auto (first a few forward passes of
+    /// one image with each engine on this machine, then the faster: libtorch in --precision or
+    /// ONNX Runtime in float32; the choice and both times are printed on stderr), torch
+    /// (libtorch) or onnx (ONNX Runtime, float32 on the CPU). The images agree within a grey
+    /// level whichever runs.
+    #[arg(long, default_value = "auto")]
+    pub(crate) engine: EngineSpec,
 }
 
 impl GeneratorArgs {
-    fn load(&self) -> Result<(Translator, tch::Device)> {
+    fn load(&self) -> Result<(Engine, tch::Device)> {
+        self.engine
+            .check(self.precision, self.device)
+            .map_err(|e| anyhow::anyhow!("--engine {}: {e}", self.engine))?;
         let device = self.device.resolve()?;
-        let translator = Translator::load(&self.checkpoint, self.direction, device)?
-            .with_precision(self.precision);
-        Ok((translator, device))
+        let opts = EngineOptions {
+            engine: self.engine,
+            device,
+            precision: self.precision,
+        };
+        let engine = Engine::open(&self.checkpoint, self.direction, &opts)?;
+        eprintln!("engine: {}", engine.describe());
+        Ok((engine, device))
     }
 }
 

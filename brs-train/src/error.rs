@@ -25,6 +25,9 @@ pub enum TrainError {
     },
     #[error(transparent)]
     Model(#[from] brs_model::ModelError),
+    /// The engine running a generator (`translate`, `evaluate`): ONNX Runtime missing or failing.
+    #[error(transparent)]
+    Engine(#[from] brs_engine::EngineError),
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
     #[error(

@@ -1,10 +1,11 @@
-//! Offline inference (`brs-train translate`): a file or folder of images through one generator,
-//! one PNG per input named after it, unreadable inputs skipped and counted.
+//! Offline inference (`brs-train translate`): a file or folder of images through one generator
+//! (run by libtorch or ONNX Runtime, brs-engine), one PNG per input named after it, unreadable
+//! inputs skipped and counted.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use brs_model::Translator;
+use brs_engine::Engine;
 
 use crate::data::{files_in, resize, to_batch};
 use crate::error::{Result, TrainError};
@@ -51,7 +52,7 @@ fn output_name(path: &Path, taken: &mut BTreeSet<String>) -> String {
 /// Translates `input` (file or folder) into PNGs in `output` with `translator`, `batch` images
 /// at a time; `progress(done, total)` hears how many inputs are done after each batch.
 pub fn translate(
-    translator: &Translator,
+    translator: &Engine,
     input: &Path,
     output: &Path,
     batch: usize,

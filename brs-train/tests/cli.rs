@@ -92,6 +92,8 @@ fn a_run_writes_checkpoints_samples_metrics_and_plot_then_translates_and_exports
         "2",
         "--device",
         "cpu",
+        "--engine",
+        "torch",
     ]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
@@ -154,6 +156,8 @@ fn a_run_writes_checkpoints_samples_metrics_and_plot_then_translates_and_exports
         let mut args = vec!["evaluate", "--checkpoint", s(&runs)];
         let (a, b) = (data.join("testA"), data.join("testB"));
         args.extend(["--input", s(&a), "--target", s(&b), "--device", "cpu"]);
+        // libtorch, as the library call below: `auto` may pick ONNX Runtime, a rounding away.
+        args.extend(["--engine", "torch"]);
         args.extend_from_slice(extra);
         run(&args)
     };

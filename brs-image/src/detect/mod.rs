@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-pub use runtime::{init_onnxruntime, onnxruntime_path};
+pub use runtime::{SessionOptions, build_session, init_onnxruntime, onnxruntime_path};
 
 /// One detected face.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

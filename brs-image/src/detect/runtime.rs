@@ -1,7 +1,7 @@
 //! Finding and loading the ONNX Runtime shared library, and building sessions.
 //!
 //! `ort` is built with `load-dynamic`: the library is opened at run time. If ort is used before a
-//! library was loaded it panics, so every session goes through [`session`], which first makes sure
+//! library was loaded it panics, so every session goes through [`build_session`], which first makes sure
 //! [`init_onnxruntime`] succeeded, and that function checks the file exists before handing it to ort.
 //! Search order: explicit path, env `ORT_DYLIB_PATH`, the path scripts/setup recorded at build time
 //! (env `BRS_ORT_DYLIB` from .cargo/config.toml, baked in by build.rs).
@@ -82,8 +82,30 @@ pub fn init_onnxruntime(path: Option<&Path>) -> Result<(), DetectError> {
     Ok(())
 }
 
+/// How a session runs: its graph optimisations, its intra-op threads, and whether they spin
+/// between operators (ONNX Runtime's default) or sleep, as libtorch's OpenMP threads do in a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOptions {
+    pub optimization: GraphOptimizationLevel,
+    pub intra_threads: usize,
+    pub spin: bool,
+}
+
 /// A CPU session for `model` with `threads` intra-op threads.
 pub(crate) fn session(model: &Path, threads: usize) -> Result<Session, DetectError> {
+    build_session(
+        model,
+        SessionOptions {
+            optimization: GraphOptimizationLevel::Level3,
+            intra_threads: threads,
+            spin: true,
+        },
+    )
+}
+
+/// A CPU session for `model` with one inter-op thread, ONNX Runtime loaded first (once per
+/// process).
+pub fn build_session(model: &Path, options: SessionOptions) -> Result<Session, DetectError> {
     init_onnxruntime(None)?;
     let env = ENV
         .get()
@@ -93,11 +115,13 @@ pub(crate) fn session(model: &Path, threads: usize) -> Result<Session, DetectErr
     }
     let builder = Session::builder(env).map_err(|e| model_error(model, e))?;
     builder
-        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .with_optimization_level(options.optimization)
         .map_err(|e| model_error(model, e))?
-        .with_intra_threads(threads.max(1))
+        .with_intra_threads(options.intra_threads.max(1))
         .map_err(|e| model_error(model, e))?
         .with_inter_threads(1)
+        .map_err(|e| model_error(model, e))?
+        .with_intra_op_spinning(options.spin)
         .map_err(|e| model_error(model, e))?
         .commit_from_file(model)
         .map_err(|e| model_error(model, e))

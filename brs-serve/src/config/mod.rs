@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use brs_engine::EngineSpec;
 use brs_image::crop::CropConfig;
 use brs_image::detect::DetectorSpec;
 use brs_model::{DeviceSpec, Direction, Precision};
@@ -78,6 +79,12 @@ pub struct Config {
     /// Number format of inference: `auto` (bfloat16 on CPUs with AVX512-BF16, about 2.2x faster
     /// than float32 and within a few grey levels of it; float32 elsewhere), `f32` or `bf16`.
     pub precision: Precision,
+    /// What runs the generator: `auto` (at every load, a few forward passes of one image with
+    /// each engine on this machine, the faster kept: libtorch in `precision`, or ONNX Runtime in
+    /// float32; the choice and both times in the log and in /v1/models), `torch` (libtorch) or
+    /// `onnx` (ONNX Runtime, float32 on the CPU; the server refuses to start without the
+    /// library). Both give the same image within rounding in float32.
+    pub engine: EngineSpec,
     /// Largest batch the inference worker builds.
     pub max_batch: usize,
     /// How long the worker waits for a batch to fill once it holds a request. On a CPU a batch
@@ -172,6 +179,7 @@ impl Default for Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             device: DeviceSpec::Cpu,
             precision: Precision::Auto,
+            engine: EngineSpec::Auto,
             max_batch: 4,
             max_wait: Duration::ZERO,
             queue_depth: 32,
@@ -350,6 +358,9 @@ impl Config {
                 format!("{} (allowed 1..=256)", self.max_batch),
             ));
         }
+        self.engine
+            .check(self.precision, self.device)
+            .map_err(|message| invalid("engine", message))?;
         if !(0.0..=1.0).contains(&self.job_queue_share) {
             return Err(invalid("job_queue_share", "allowed 0.0..=1.0"));
         }

@@ -191,6 +191,40 @@ fn invalid_values_name_the_key() {
     assert!(err.to_string().contains("tpu"), "{err}");
 }
 
+#[test]
+fn the_engine_is_auto_unless_told_and_a_bad_one_is_named() {
+    assert_eq!(Config::default().engine, brs_engine::EngineSpec::Auto);
+    let cfg = Config::from_cli(&cli(&["--model-dir", "x", "--set", "engine=onnx"])).expect("onnx");
+    assert_eq!(cfg.engine, brs_engine::EngineSpec::Onnx);
+    let cfg = Config::from_toml(
+        "engine = \"torch\"\n[styles.a]\npath = 'x'\n",
+        Path::new("e.toml"),
+    )
+    .expect("torch");
+    assert_eq!(cfg.engine, brs_engine::EngineSpec::Torch);
+    let err = Config::from_cli(&cli(&["--model-dir", "x", "--set", "engine=tensorrt"]))
+        .expect_err("no such engine");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("tensorrt") && msg.contains("auto") && msg.contains("onnx"),
+        "{msg}"
+    );
+    // ONNX Runtime computes float32 on the CPU: asking it for bfloat16 or a GPU is refused by name.
+    for (set, says) in [("precision=bf16", "float32"), ("device=cuda", "cuda:0")] {
+        let err = Config::from_cli(&cli(&[
+            "--model-dir",
+            "x",
+            "--set",
+            "engine=onnx",
+            "--set",
+            set,
+        ]))
+        .expect_err(set);
+        let msg = err.to_string();
+        assert!(msg.contains("engine") && msg.contains(says), "{set}: {msg}");
+    }
+}
+
 /// docs/serving.md shows the defaults as `--print-config` prints them: one source of truth.
 #[test]
 fn the_documented_defaults_are_the_real_ones() {

@@ -36,6 +36,9 @@ pub(crate) fn test_config(dir: &Path, run_dir: &Path) -> Config {
             path: Some(dir.join("results")),
             ..StoreConfig::default()
         },
+        // libtorch without `auto`'s timing of both engines at every load; tests/serve/engine.rs
+        // covers the engines.
+        engine: brs_engine::EngineSpec::Torch,
         reload_poll: Duration::from_millis(100),
         reload_jitter: Duration::ZERO,
         drain_grace: Duration::from_millis(200),

@@ -7,6 +7,7 @@ mod abuse;
 mod api;
 mod browser;
 mod cli;
+mod engine;
 mod fairness;
 mod harness;
 mod jobs;

@@ -1,0 +1,455 @@
+//! brs-engine: one generator run by libtorch or by ONNX Runtime, the faster of the two kept on
+//! this machine; what brs-serve, brs-lambda and `brs-train translate` run.
+//!
+//! libtorch runs the checkpoint in the configured precision (bfloat16 where `precision` resolves
+//! to it, float32 elsewhere). ONNX Runtime runs float32 only, from an in-process export of the
+//! same checkpoint ([`brs_model::onnx`], see [`onnx`]); both are float32 roundings of the same
+//! network, within 1e-4 of each other in [-1, 1] on the tests' images (tests/parity.rs), far
+//! inside a grey level (2/255). Which is faster depends on the CPU (libtorch's
+//! bfloat16 wins where the CPU multiplies bfloat16 natively; on AVX2-only CPUs ONNX Runtime's
+//! float32 was the faster in issue 25), on the model and on the thread count, so
+//! [`EngineSpec::Auto`] measures instead of guessing: at load it times a few forward passes of
+//! each on one image of the model's size, interleaved so both see the same background load, keeps
+//! the faster and frees the other at once. Two copies of the weights exist only while timing: the
+//! full TensorFlow-flavour generator alone holds 1.1 GB.
+
+mod onnx;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use brs_model::checkpoint::{Checkpoint, CheckpointKind, CheckpointMeta};
+use brs_model::{DeviceSpec, Direction, ModelConfig, ModelError, Precision, Translator};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use onnx::OnnxGenerator;
+
+/// Which engine runs the generator, as a user asks for it (`engine` in brs-serve's config,
+/// `--engine` of `brs-train translate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineSpec {
+    /// Time both at load and keep the faster. libtorch alone on a GPU (ONNX Runtime runs on the
+    /// CPU here), and when ONNX Runtime cannot be loaded or fails to load the model (with a note
+    /// saying why: [`Engine::note`]).
+    #[default]
+    Auto,
+    /// libtorch, in the configured precision.
+    Torch,
+    /// ONNX Runtime, float32, on the CPU.
+    Onnx,
+}
+
+impl EngineSpec {
+    /// Refuses what cannot run, naming what to change: ONNX Runtime computes float32 on the CPU
+    /// only. `device` may still be `auto`; [`Engine::load`] checks the device it resolved to.
+    pub fn check(self, precision: Precision, device: DeviceSpec) -> Result<(), String> {
+        if self != EngineSpec::Onnx {
+            return Ok(());
+        }
+        if precision == Precision::Bf16 {
+            return Err(
+                "engine \"onnx\" runs float32 only: set precision to \"auto\" or \"f32\", or the \
+                 engine to \"torch\" or \"auto\""
+                    .into(),
+            );
+        }
+        if let DeviceSpec::Cuda(_) = device {
+            return Err(format!(
+                "engine \"onnx\" runs on the CPU, not on {device}: set device to \"cpu\", or the \
+                 engine to \"torch\" or \"auto\""
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for EngineSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EngineSpec::Auto => "auto",
+            EngineSpec::Torch => "torch",
+            EngineSpec::Onnx => "onnx",
+        })
+    }
+}
+
+impl FromStr for EngineSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(EngineSpec::Auto),
+            "torch" | "libtorch" => Ok(EngineSpec::Torch),
+            "onnx" | "onnxruntime" | "ort" => Ok(EngineSpec::Onnx),
+            other => Err(format!("engine {other:?} (allowed: auto, torch, onnx)")),
+        }
+    }
+}
+
+/// The engine running a loaded generator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    Torch,
+    Onnx,
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EngineKind::Torch => "torch",
+            EngineKind::Onnx => "onnx",
+        })
+    }
+}
+
+/// One engine's time for one image, measured at load by [`EngineSpec::Auto`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Timing {
+    pub engine: EngineKind,
+    /// The number format it ran in: `f32` or `bf16`.
+    pub precision: &'static str,
+    /// The fastest of its timed forward passes, in milliseconds: the least disturbed by whatever
+    /// else the machine was doing.
+    pub ms: f64,
+}
+
+impl fmt::Display for Timing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {:.1} ms", self.engine, self.precision, self.ms)
+    }
+}
+
+/// Why an engine could not be built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The checkpoint (or libtorch's load of it) failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("the ONNX engine needs ONNX Runtime: {0}")]
+    Runtime(String),
+    #[error("could not create a private temporary directory for the ONNX export: {0}")]
+    TempDir(std::io::Error),
+    #[error("could not export the generator to ONNX: {0}")]
+    Export(ModelError),
+    #[error("ONNX Runtime could not load the exported generator: {0}")]
+    Session(String),
+    #[error("ONNX Runtime inference failed: {0}")]
+    Inference(String),
+    /// The engine asked for cannot run here (see [`EngineSpec::check`]).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// How to load a generator.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    pub engine: EngineSpec,
+    /// Where libtorch runs; ONNX Runtime always runs on the CPU.
+    pub device: Device,
+    /// libtorch's number format; ONNX Runtime's is float32 whatever this says.
+    pub precision: Precision,
+}
+
+/// Timed forward passes per engine for `auto`, after one untimed pass each (the first pays for
+/// kernel selection and memory planning).
+const TIMED_PASSES: usize = 3;
+
+enum Runner {
+    Torch(Box<Translator>),
+    Onnx(OnnxGenerator),
+}
+
+/// A generator ready for inference with the engine chosen for it, and the metadata of the
+/// checkpoint it came from.
+pub struct Engine {
+    runner: Runner,
+    checkpoint: Checkpoint,
+    direction: Direction,
+    timings: Vec<Timing>,
+    note: Option<String>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("engine", &self.kind())
+            .field("checkpoint", &self.checkpoint.dir)
+            .field("direction", &self.direction)
+            .field("timings", &self.timings)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Loads the generator of `direction` from a run, checkpoint or export directory.
+    pub fn open(
+        path: &std::path::Path,
+        direction: Direction,
+        opts: &EngineOptions,
+    ) -> Result<Engine, EngineError> {
+        Engine::load(Checkpoint::open(path)?, direction, opts)
+    }
+
+    /// Loads the generator of `direction` with the engine `opts` asks for; `auto` times both
+    /// and keeps the faster. Every file is verified as it is read; nothing is half-loaded on error.
+    pub fn load(
+        checkpoint: Checkpoint,
+        direction: Direction,
+        opts: &EngineOptions,
+    ) -> Result<Engine, EngineError> {
+        opts.engine
+            .check(opts.precision, DeviceSpec::Cpu)
+            .map_err(EngineError::Unsupported)?;
+        if opts.engine == EngineSpec::Onnx && opts.device != Device::Cpu {
+            return Err(EngineError::Unsupported(format!(
+                "engine \"onnx\" runs on the CPU, and the device resolved to {:?}: set device to \
+                 \"cpu\", or the engine to \"torch\" or \"auto\"",
+                opts.device
+            )));
+        }
+        check_direction(&checkpoint, direction)?;
+        let mut note = None;
+        let mut timings = Vec::new();
+        let runner = match opts.engine {
+            EngineSpec::Torch => Runner::Torch(Box::new(torch(&checkpoint, direction, opts)?)),
+            EngineSpec::Onnx => Runner::Onnx(OnnxGenerator::load(&checkpoint, direction)?),
+            // ONNX Runtime runs on the CPU here: no contest with a GPU.
+            EngineSpec::Auto if opts.device != Device::Cpu => {
+                Runner::Torch(Box::new(torch(&checkpoint, direction, opts)?))
+            }
+            EngineSpec::Auto => {
+                // ONNX Runtime first: its export holds a transient copy of the weights, gone
+                // before libtorch's copy is loaded, so at most two copies live at once.
+                match OnnxGenerator::load(&checkpoint, direction) {
+                    Ok(onnx) => {
+                        let torch = torch(&checkpoint, direction, opts)?;
+                        let (runner, measured) = faster(torch, onnx, &checkpoint.meta.model)?;
+                        timings = measured;
+                        runner
+                    }
+                    Err(e @ EngineError::Model(_)) => return Err(e),
+                    // What `auto` promises is the faster engine that runs: a missing library or
+                    // a failed export costs the speed-up, not the model.
+                    Err(e) => {
+                        note = Some(format!("libtorch without timing: {e}"));
+                        Runner::Torch(Box::new(torch(&checkpoint, direction, opts)?))
+                    }
+                }
+            }
+        };
+        Ok(Engine {
+            runner,
+            checkpoint,
+            direction,
+            timings,
+            note,
+        })
+    }
+
+    /// The translated batch [N, C, S, S] in [-1, 1], float32 on the CPU, for a batch of the
+    /// model's size in [-1, 1].
+    pub fn translate(&self, input: &Tensor) -> Result<Tensor, EngineError> {
+        match &self.runner {
+            Runner::Torch(t) => Ok(t.translate(input)?),
+            Runner::Onnx(g) => g.translate(input, self.config()),
+        }
+    }
+
+    /// Which engine runs it.
+    pub fn kind(&self) -> EngineKind {
+        match self.runner {
+            Runner::Torch(_) => EngineKind::Torch,
+            Runner::Onnx(_) => EngineKind::Onnx,
+        }
+    }
+
+    /// The tensor kind inference runs in (`Float` or `BFloat16`).
+    pub fn precision(&self) -> Kind {
+        match &self.runner {
+            Runner::Torch(t) => t.kind(),
+            Runner::Onnx(_) => Kind::Float,
+        }
+    }
+
+    /// [`precision`](Self::precision) as users write it: `f32` or `bf16`.
+    pub fn precision_name(&self) -> &'static str {
+        precision_name(self.precision())
+    }
+
+    /// Both engines' times when `auto` measured them (the faster runs), else empty.
+    pub fn timings(&self) -> &[Timing] {
+        &self.timings
+    }
+
+    /// Why `auto` kept libtorch without timing on a CPU: ONNX Runtime missing, or failing to
+    /// load the model.
+    pub fn note(&self) -> Option<&str> {
+        self.note.as_deref()
+    }
+
+    /// One line for a log: the engine and precision, and what `auto` measured or why it did not.
+    pub fn describe(&self) -> String {
+        let mut s = format!("{} {}", self.kind(), self.precision_name());
+        if !self.timings.is_empty() {
+            let t: Vec<String> = self.timings.iter().map(Timing::to_string).collect();
+            s.push_str(&format!(", the faster per image ({})", t.join(", ")));
+        }
+        if let Some(note) = &self.note {
+            s.push_str(&format!(" ({note})"));
+        }
+        s
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.checkpoint.meta.model
+    }
+
+    pub fn meta(&self) -> &CheckpointMeta {
+        &self.checkpoint.meta
+    }
+
+    /// The resolved checkpoint directory the weights came from.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.checkpoint.dir
+    }
+
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+}
+
+fn precision_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::BFloat16 => "bf16",
+        _ => "f32",
+    }
+}
+
+fn torch(
+    checkpoint: &Checkpoint,
+    direction: Direction,
+    opts: &EngineOptions,
+) -> Result<Translator, EngineError> {
+    Ok(
+        Translator::from_checkpoint(checkpoint.clone(), direction, opts.device)?
+            .with_precision(opts.precision),
+    )
+}
+
+/// Whether a checkpoint holds the generator of `direction`: an export holds one. libtorch's load
+/// says the same; the ONNX export would only fail to find the file.
+fn check_direction(checkpoint: &Checkpoint, direction: Direction) -> Result<(), EngineError> {
+    if let (CheckpointKind::Export, Some(d)) = (checkpoint.meta.kind, checkpoint.meta.direction)
+        && d != direction
+    {
+        return Err(ModelError::MissingNetwork {
+            path: checkpoint.dir.clone(),
+            network: direction.generator().name().into(),
+            available: format!("an export of {}", d.generator().name()),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Times both engines on one image of the model's size and keeps the faster; the other is
+/// dropped before this returns. A hot reload times while the previous model serves: alternating
+/// the engines gives both the same disturbance, and the fastest pass of each is the least
+/// disturbed.
+fn faster(
+    torch: Translator,
+    onnx: OnnxGenerator,
+    cfg: &ModelConfig,
+) -> Result<(Runner, Vec<Timing>), EngineError> {
+    let x = probe(cfg);
+    let run_torch =
+        || -> Result<(), EngineError> { torch.translate(&x).map(drop).map_err(Into::into) };
+    let run_onnx = || onnx.translate(&x, cfg).map(drop);
+    run_torch()?;
+    run_onnx()?;
+    let (mut t_torch, mut t_onnx) = (Duration::MAX, Duration::MAX);
+    for _ in 0..TIMED_PASSES {
+        t_torch = t_torch.min(timed(run_torch)?);
+        t_onnx = t_onnx.min(timed(run_onnx)?);
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let torch_timing = Timing {
+        engine: EngineKind::Torch,
+        precision: precision_name(torch.kind()),
+        ms: ms(t_torch),
+    };
+    let onnx_timing = Timing {
+        engine: EngineKind::Onnx,
+        precision: precision_name(Kind::Float),
+        ms: ms(t_onnx),
+    };
+    // The faster first; a tie keeps libtorch, which needs no exported copy of the model.
+    Ok(if t_onnx < t_torch {
+        drop(torch);
+        (Runner::Onnx(onnx), vec![onnx_timing, torch_timing])
+    } else {
+        drop(onnx);
+        (
+            Runner::Torch(Box::new(torch)),
+            vec![torch_timing, onnx_timing],
+        )
+    })
+}
+
+fn timed(f: impl FnOnce() -> Result<(), EngineError>) -> Result<Duration, EngineError> {
+    let t = Instant::now();
+    f()?;
+    Ok(t.elapsed())
+}
+
+/// One image of the model's size with every value of [-1, 1] represented: the timing does not
+/// depend on the values, but a constant image could take shortcuts a photo does not.
+fn probe(cfg: &ModelConfig) -> Tensor {
+    let n = cfg.img_ch * cfg.img_size * cfg.img_size;
+    Tensor::linspace(-1.0, 1.0, n, (Kind::Float, Device::Cpu)).view([
+        1,
+        cfg.img_ch,
+        cfg.img_size,
+        cfg.img_size,
+    ])
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_print_and_refuse_what_onnx_runtime_cannot_run() {
+        for s in [EngineSpec::Auto, EngineSpec::Torch, EngineSpec::Onnx] {
+            assert_eq!(s.to_string().parse::<EngineSpec>(), Ok(s));
+        }
+        assert_eq!("ORT".parse::<EngineSpec>(), Ok(EngineSpec::Onnx));
+        let err = "tensorrt".parse::<EngineSpec>().unwrap_err();
+        assert!(err.contains("allowed: auto, torch, onnx"), "{err}");
+
+        let onnx = EngineSpec::Onnx;
+        assert!(onnx.check(Precision::Auto, DeviceSpec::Cpu).is_ok());
+        assert!(onnx.check(Precision::F32, DeviceSpec::Auto).is_ok());
+        let bf16 = onnx.check(Precision::Bf16, DeviceSpec::Cpu).unwrap_err();
+        assert!(bf16.contains("float32 only"), "{bf16}");
+        let gpu = onnx.check(Precision::F32, DeviceSpec::Cuda(0)).unwrap_err();
+        assert!(gpu.contains("cuda:0"), "{gpu}");
+        for other in [EngineSpec::Auto, EngineSpec::Torch] {
+            assert!(other.check(Precision::Bf16, DeviceSpec::Cuda(0)).is_ok());
+        }
+    }
+
+    #[test]
+    fn the_probe_spans_the_input_range() {
+        let cfg = brs_testkit::model::tiny_config();
+        let x = probe(&cfg);
+        assert_eq!(x.size(), [1, 3, 96, 96]);
+        assert_eq!(x.min().double_value(&[]), -1.0);
+        assert_eq!(x.max().double_value(&[]), 1.0);
+    }
+}

@@ -1,0 +1,115 @@
+//! The generator run by ONNX Runtime: exported in-process from the checkpoint into a private
+//! temporary directory, loaded into a session, and the files removed as soon as the session
+//! holds the model.
+//!
+//! The session is built like the face detectors' (brs-image's loader: one ONNX Runtime library
+//! per process, never loaded twice): all graph optimisations, one inter-op thread, and as many
+//! intra-op threads as libtorch uses, so either engine gets the same cores. Its threads spin
+//! between operators unless `OMP_WAIT_POLICY=PASSIVE` (what brs-serve sets for libtorch's
+//! OpenMP threads, brs-model's `alloc`): a server shares its cores with decodes, a trainer or
+//! `translate` does not.
+
+use std::sync::Mutex;
+
+use brs_image::detect::{DetectError, SessionOptions, build_session};
+use brs_model::checkpoint::Checkpoint;
+use brs_model::onnx::{ExternalData, INPUT, OUTPUT_IMAGE};
+use brs_model::{Direction, ModelConfig, ModelError};
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use tch::{Device, Kind, Tensor};
+
+use crate::EngineError;
+
+/// A generator in an ONNX Runtime session.
+pub(crate) struct OnnxGenerator {
+    /// `Session::run` takes `&mut`: one caller at a time (a style's inference thread).
+    session: Mutex<Session>,
+}
+
+impl OnnxGenerator {
+    pub(crate) fn load(
+        checkpoint: &Checkpoint,
+        direction: Direction,
+    ) -> Result<OnnxGenerator, EngineError> {
+        // First, so a missing library is reported as such before any export work.
+        brs_image::detect::init_onnxruntime(None).map_err(|e| runtime_error(&e))?;
+        let dir = tempfile::Builder::new()
+            .prefix("brs-onnx-")
+            .tempdir()
+            .map_err(EngineError::TempDir)?;
+        let written =
+            brs_model::onnx::export(checkpoint, direction, dir.path(), ExternalData::Auto)
+                .map_err(|e| match e {
+                    // Writing into the temporary directory (a full disk): the export's failure, not
+                    // the checkpoint's.
+                    ModelError::Io { ref path, .. } if path.starts_with(dir.path()) => {
+                        EngineError::Export(e)
+                    }
+                    ModelError::Onnx { .. } => EngineError::Export(e),
+                    // Reading the checkpoint: the same failure libtorch's load would report.
+                    e => EngineError::Model(e),
+                })?;
+        let options = SessionOptions {
+            optimization: GraphOptimizationLevel::All,
+            intra_threads: usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1),
+            spin: !std::env::var("OMP_WAIT_POLICY")
+                .is_ok_and(|p| p.eq_ignore_ascii_case("passive")),
+        };
+        let session = build_session(&written.model, options).map_err(|e| match e {
+            DetectError::Runtime(_) => runtime_error(&e),
+            e => EngineError::Session(e.to_string()),
+        })?;
+        // The session holds the weights now; the files would only take disk (1.1 GB for the
+        // full model). Dropping the directory removes them; an error here costs disk, not the model.
+        let _ = dir.close();
+        Ok(OnnxGenerator {
+            session: Mutex::new(session),
+        })
+    }
+
+    /// Runs a batch [N, C, S, S] in [-1, 1]; the image output, float32 on the CPU.
+    pub(crate) fn translate(
+        &self,
+        input: &Tensor,
+        cfg: &ModelConfig,
+    ) -> Result<Tensor, EngineError> {
+        let shape = input.size();
+        if shape.len() != 4
+            || shape[1] != cfg.img_ch
+            || shape[2] != cfg.img_size
+            || shape[3] != cfg.img_size
+        {
+            return Err(ModelError::InputShape {
+                found: shape,
+                channels: cfg.img_ch,
+                side: cfg.img_size,
+            }
+            .into());
+        }
+        let x = input
+            .to_device(Device::Cpu)
+            .to_kind(Kind::Float)
+            .contiguous()
+            .view(-1);
+        let data = Vec::<f32>::try_from(&x).map_err(|e| EngineError::Inference(e.to_string()))?;
+        let value = ort::value::Tensor::from_array((shape, data))
+            .map_err(|e| EngineError::Inference(e.to_string()))?;
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let outputs = session
+            .run(ort::inputs![INPUT => value])
+            .map_err(|e| EngineError::Inference(e.to_string()))?;
+        let image = outputs
+            .get(OUTPUT_IMAGE)
+            .ok_or_else(|| EngineError::Inference(format!("no output {OUTPUT_IMAGE:?}")))?;
+        let (dims, values) = image
+            .try_extract_tensor::<f32>()
+            .map_err(|e| EngineError::Inference(format!("output {OUTPUT_IMAGE:?}: {e}")))?;
+        let dims: Vec<i64> = dims.iter().copied().collect();
+        Ok(Tensor::from_slice(values).view(dims.as_slice()))
+    }
+}
+
+fn runtime_error(e: &DetectError) -> EngineError {
+    EngineError::Runtime(e.to_string())
+}
