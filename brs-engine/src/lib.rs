@@ -376,7 +376,8 @@ fn faster(
         t_torch = t_torch.min(timed(run_torch)?);
         t_onnx = t_onnx.min(timed(run_onnx)?);
     }
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    // Microseconds are all a timing of passes of milliseconds can say.
+    let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
     let torch_timing = Timing {
         engine: EngineKind::Torch,
         precision: precision_name(torch.kind()),
@@ -400,7 +401,12 @@ fn faster(
     })
 }
 
+/// A pause before each timed pass: the other engine's worker threads may spin for a while after
+/// its pass (OpenMP's and ONNX Runtime's do unless told to sleep), and would take cores from this one.
+const SETTLE: Duration = Duration::from_millis(20);
+
 fn timed(f: impl FnOnce() -> Result<(), EngineError>) -> Result<Duration, EngineError> {
+    std::thread::sleep(SETTLE);
     let t = Instant::now();
     f()?;
     Ok(t.elapsed())
