@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use brs_engine::EngineSpec;
 use reqwest::StatusCode;
 
-use crate::common::{Kill, Server, client, free_port, get_json, publish, tiny_config};
+use crate::common::{
+    Kill, Server, client, free_port, get_json, publish, slow_model, tiny_config,
+};
 
 /// A photo-like PNG, different for every `seed`, so each request runs the generator.
 fn photo(seed: u8) -> Vec<u8> {
@@ -154,6 +156,43 @@ async fn onnx_serves_batches_and_hot_reloads_with_the_images_libtorch_gives() {
     );
     // Drains and exits like any server.
     s.stop().await;
+}
+
+/// A drain (what SIGTERM starts) with ONNX Runtime serving: every request in flight is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onnx_drains_in_flight_requests() {
+    // Slow enough (tens of ms an image) that requests are still queued when the drain starts.
+    let s = Server::start_with(&slow_model(8, 2), |c| {
+        c.engine = EngineSpec::Onnx;
+        c.max_batch = 2;
+    })
+    .await;
+    assert_eq!(model(&s).await["engine"], "onnx");
+    let in_flight: Vec<_> = (0..8u8)
+        .map(|k| {
+            let url = s.url("/v1/translate");
+            tokio::spawn(async move {
+                client()
+                    .post(url)
+                    .header("content-type", "image/png")
+                    .body(photo(k))
+                    .send()
+                    .await
+                    .expect("send")
+                    .status()
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    while s.metric("brs_in_flight_requests").await < 1.0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "nothing in flight");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stopped = tokio::spawn(s.stop());
+    for r in in_flight {
+        assert_eq!(r.await.expect("join"), StatusCode::OK);
+    }
+    stopped.await.expect("drained and stopped");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
