@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use brs_engine::EngineSpec;
 use reqwest::StatusCode;
 
-use crate::common::{
-    Kill, Server, client, free_port, get_json, publish, slow_model, tiny_config,
-};
+use crate::common::{Kill, Server, client, free_port, get_json, publish, slow_model, tiny_config};
 
 /// A photo-like PNG, different for every `seed`, so each request runs the generator.
 fn photo(seed: u8) -> Vec<u8> {
