@@ -152,6 +152,11 @@ pub struct EngineOptions {
     pub device: Device,
     /// libtorch's number format; ONNX Runtime's is float32 whatever this says.
     pub precision: Precision,
+    /// Whether ONNX Runtime keeps the memory of its largest pass for the session's life (its
+    /// arena: batches run faster) or takes activations from malloc as libtorch does, so that a
+    /// server gives memory back after a burst (brs-serve's memory watcher) instead of holding
+    /// the peak of its largest batch.
+    pub onnx_arena: bool,
 }
 
 /// Timed forward passes per engine for `auto`, after one untimed pass each (the first pays for
@@ -216,7 +221,7 @@ impl Engine {
         let mut timings = Vec::new();
         let runner = match opts.engine {
             EngineSpec::Torch => Runner::Torch(Box::new(torch(&checkpoint, direction, opts)?)),
-            EngineSpec::Onnx => Runner::Onnx(OnnxGenerator::load(&checkpoint, direction)?),
+            EngineSpec::Onnx => Runner::Onnx(OnnxGenerator::load(&checkpoint, direction, opts)?),
             // ONNX Runtime runs on the CPU here: no contest with a GPU.
             EngineSpec::Auto if opts.device != Device::Cpu => {
                 Runner::Torch(Box::new(torch(&checkpoint, direction, opts)?))
@@ -224,7 +229,7 @@ impl Engine {
             EngineSpec::Auto => {
                 // ONNX Runtime first: its export holds a transient copy of the weights, gone
                 // before libtorch's copy is loaded, so at most two copies live at once.
-                match OnnxGenerator::load(&checkpoint, direction) {
+                match OnnxGenerator::load(&checkpoint, direction, opts) {
                     Ok(onnx) => {
                         // Its first pass, before libtorch's copy is loaded: one that fails
                         // leaves libtorch alone.

@@ -21,6 +21,7 @@ fn options(engine: EngineSpec) -> EngineOptions {
         engine,
         device: Device::Cpu,
         precision: Precision::F32,
+        onnx_arena: false,
     }
 }
 
@@ -97,7 +98,12 @@ fn auto_times_both_engines_and_keeps_the_faster() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = brs_testkit::model::tiny_config();
     brs_model::translator::write_random_export(dir.path(), &cfg, 5, 1).unwrap();
-    let e = Engine::open(dir.path(), Direction::A2B, &options(EngineSpec::Auto)).unwrap();
+    // With ONNX Runtime's arena, as brs-train's commands run it (the other tests: without).
+    let opts = EngineOptions {
+        onnx_arena: true,
+        ..options(EngineSpec::Auto)
+    };
+    let e = Engine::open(dir.path(), Direction::A2B, &opts).unwrap();
     let t = e.timings();
     assert_eq!(t.len(), 2, "{t:?}");
     assert_eq!(t[0].engine, e.kind(), "the faster runs: {t:?}");

@@ -329,6 +329,9 @@ impl Registry {
             engine: cfg.engine,
             device,
             precision: cfg.precision,
+            // A server gives memory back after a burst (`memory`): ONNX Runtime's arena would
+            // hold the peak of its largest batch for good.
+            onnx_arena: false,
         };
         // Asked for by name, ONNX Runtime must be there at start, whether or not a model is yet.
         if cfg.engine == EngineSpec::Onnx {

@@ -134,6 +134,8 @@ impl GeneratorArgs {
             engine: self.engine,
             device,
             precision: self.precision,
+            // A command that exits when done: the faster batches matter, not the memory kept.
+            onnx_arena: true,
         };
         let engine = Engine::open(&self.checkpoint, self.direction, &opts)?;
         eprintln!("engine: {}", engine.describe());

@@ -89,6 +89,9 @@ pub struct SessionOptions {
     pub optimization: GraphOptimizationLevel,
     pub intra_threads: usize,
     pub spin: bool,
+    /// Whether activations come from ONNX Runtime's CPU arena (its default: kept at its peak
+    /// for the session's life) or from malloc (given back as the process's allocator does).
+    pub arena: bool,
 }
 
 /// A CPU session for `model` with `threads` intra-op threads.
@@ -99,6 +102,7 @@ pub(crate) fn session(model: &Path, threads: usize) -> Result<Session, DetectErr
             optimization: GraphOptimizationLevel::Level3,
             intra_threads: threads,
             spin: true,
+            arena: true,
         },
     )
 }
@@ -122,6 +126,10 @@ pub fn build_session(model: &Path, options: SessionOptions) -> Result<Session, D
         .with_inter_threads(1)
         .map_err(|e| model_error(model, e))?
         .with_intra_op_spinning(options.spin)
+        .map_err(|e| model_error(model, e))?
+        .with_execution_providers([ort::ep::CPU::default()
+            .with_arena_allocator(options.arena)
+            .build()])
         .map_err(|e| model_error(model, e))?
         .commit_from_file(model)
         .map_err(|e| model_error(model, e))
