@@ -118,8 +118,8 @@ pub(crate) struct GeneratorArgs {
     /// What runs the generator, as brs-serve's `engine` key: auto (first a few forward passes of
     /// one image with each engine on this machine, then the faster: libtorch in --precision or
     /// ONNX Runtime in float32; the choice and both times are printed on stderr), torch
-    /// (libtorch) or onnx (ONNX Runtime, float32 on the CPU). The images agree within a grey
-    /// level whichever runs.
+    /// (libtorch) or onnx (ONNX Runtime, float32 on the CPU). In float32 both give the same
+    /// images within a grey level.
     #[arg(long, default_value = "auto")]
     pub(crate) engine: EngineSpec,
 }
