@@ -715,6 +715,19 @@ mod tests {
         }
     }
 
+    /// A reload refused by the engine is counted as such; a checkpoint's own failure keeps its
+    /// label whichever engine met it.
+    #[test]
+    fn engine_failures_are_labelled_apart_from_the_checkpoints() {
+        let engine = LoadError::from(EngineError::Runtime("no library".into()));
+        assert_eq!(engine.reason(), "engine");
+        let corrupt = LoadError::from(EngineError::Model(ModelError::Corrupt {
+            path: PathBuf::from("x"),
+            reason: "truncated".into(),
+        }));
+        assert_eq!(corrupt.reason(), "corrupt");
+    }
+
     #[test]
     fn backoff_grows_and_is_capped() {
         let poll = Duration::from_secs(1);
