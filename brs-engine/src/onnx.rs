@@ -10,6 +10,7 @@
 //! `translate` does not. Its CPU arena is the caller's choice ([`EngineOptions::onnx_arena`]):
 //! with it a session runs batches faster and holds the memory of its largest batch for good.
 
+use std::path::Path;
 use std::sync::Mutex;
 
 use brs_image::detect::{DetectError, SessionOptions, build_session};
@@ -34,24 +35,36 @@ impl OnnxGenerator {
         direction: Direction,
         opts: &EngineOptions,
     ) -> Result<OnnxGenerator, EngineError> {
+        let tmp = std::env::temp_dir();
+        Self::load_via(checkpoint, direction, opts, &tmp, ExternalData::Auto)
+    }
+
+    /// [`load`](Self::load) through a temporary directory in `tmp`, the weights placed as
+    /// `external` says (beside the graph above 2 GiB).
+    fn load_via(
+        checkpoint: &Checkpoint,
+        direction: Direction,
+        opts: &EngineOptions,
+        tmp: &Path,
+        external: ExternalData,
+    ) -> Result<OnnxGenerator, EngineError> {
         // First, so a missing library is reported as such before any export work.
         brs_image::detect::init_onnxruntime(None).map_err(|e| runtime_error(&e))?;
         let dir = tempfile::Builder::new()
             .prefix("brs-onnx-")
-            .tempdir()
+            .tempdir_in(tmp)
             .map_err(EngineError::TempDir)?;
-        let written =
-            brs_model::onnx::export(checkpoint, direction, dir.path(), ExternalData::Auto)
-                .map_err(|e| match e {
-                    // Writing into the temporary directory (a full disk): the export's failure, not
-                    // the checkpoint's.
-                    ModelError::Io { ref path, .. } if path.starts_with(dir.path()) => {
-                        EngineError::Export(e)
-                    }
-                    ModelError::Onnx { .. } => EngineError::Export(e),
-                    // Reading the checkpoint: the same failure libtorch's load would report.
-                    e => EngineError::Model(e),
-                })?;
+        let written = brs_model::onnx::export(checkpoint, direction, dir.path(), external)
+            .map_err(|e| match e {
+                // Writing into the temporary directory (a full disk): the export's failure, not
+                // the checkpoint's.
+                ModelError::Io { ref path, .. } if path.starts_with(dir.path()) => {
+                    EngineError::Export(e)
+                }
+                ModelError::Onnx { .. } => EngineError::Export(e),
+                // Reading the checkpoint: the same failure libtorch's load would report.
+                e => EngineError::Model(e),
+            })?;
         let options = SessionOptions {
             optimization: GraphOptimizationLevel::All,
             intra_threads: usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1),
@@ -115,4 +128,43 @@ impl OnnxGenerator {
 
 fn runtime_error(e: &DetectError) -> EngineError {
     EngineError::Runtime(e.to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use brs_model::Precision;
+
+    /// The files are gone once the session holds the model, weights beside the graph included
+    /// (what a full model above 256 px needs): the session runs on without them.
+    #[test]
+    fn the_export_is_deleted_once_the_session_holds_it() {
+        let run = tempfile::tempdir().unwrap();
+        let cfg = brs_testkit::model::tiny_config();
+        brs_model::translator::write_random_export(run.path(), &cfg, 2, 1).unwrap();
+        let checkpoint = Checkpoint::open(run.path()).unwrap();
+        let opts = EngineOptions {
+            engine: crate::EngineSpec::Onnx,
+            device: Device::Cpu,
+            precision: Precision::F32,
+            onnx_arena: false,
+        };
+        let x = Tensor::rand([2, 3, 96, 96], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        let mut outputs = Vec::new();
+        for external in [ExternalData::Auto, ExternalData::Always] {
+            let tmp = tempfile::tempdir().unwrap();
+            let g =
+                OnnxGenerator::load_via(&checkpoint, Direction::A2B, &opts, tmp.path(), external)
+                    .unwrap();
+            assert_eq!(
+                std::fs::read_dir(tmp.path()).unwrap().count(),
+                0,
+                "{external:?}"
+            );
+            outputs.push(g.translate(&x, &cfg).unwrap());
+        }
+        let d = (&outputs[0] - &outputs[1]).abs().max().double_value(&[]);
+        assert_eq!(d, 0.0, "the same graph and weights either way");
+    }
 }
