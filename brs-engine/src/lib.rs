@@ -3,9 +3,9 @@
 //!
 //! libtorch runs the checkpoint in the configured precision (bfloat16 where `precision` resolves
 //! to it, float32 elsewhere). ONNX Runtime runs float32 only, from an in-process export of the
-//! same checkpoint ([`brs_model::onnx`], see the `onnx` module). In float32 the two are roundings of the
-//! same network: within 1e-4 of each other in [-1, 1] on the tests' images (tests/parity.rs), far
-//! inside a grey level (2/255).
+//! same checkpoint ([`brs_model::onnx`], see the `onnx` module). In float32 the two are roundings
+//! of the same network: within 1e-4 of each other in [-1, 1] on the tests' images
+//! (tests/parity.rs), far inside a grey level (2/255).
 //!
 //! Which is faster depends on the CPU (libtorch's bfloat16 wins where the CPU multiplies bfloat16
 //! natively; on AVX2-only CPUs ONNX Runtime's float32 was the faster in issue 25), on the model
