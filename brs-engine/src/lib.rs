@@ -375,9 +375,9 @@ fn check_direction(checkpoint: &Checkpoint, direction: Direction) -> Result<(), 
 }
 
 /// Times both engines on one image of the model's size and keeps the faster; the other is
-/// dropped before this returns. ONNX Runtime has run once already. A hot reload times while the previous model serves: alternating
-/// the engines gives both the same disturbance, and the fastest pass of each is the least
-/// disturbed.
+/// dropped before this returns. ONNX Runtime has run once already. A hot reload times while the
+/// previous model serves: alternating the engines gives both the same disturbance, and the
+/// fastest pass of each is the least disturbed.
 fn faster(
     torch: Translator,
     onnx: OnnxGenerator,
@@ -419,7 +419,7 @@ fn faster(
 }
 
 /// A pause before each timed pass: the other engine's worker threads may spin for a while after
-/// its pass (OpenMP's and ONNX Runtime's do unless told to sleep), and would take cores from this one.
+/// its pass (OpenMP's and ONNX Runtime's do unless told to sleep) and take cores from this one.
 const SETTLE: Duration = Duration::from_millis(20);
 
 fn timed(f: impl FnOnce() -> Result<(), EngineError>) -> Result<Duration, EngineError> {

@@ -77,7 +77,8 @@ impl OnnxGenerator {
             e => EngineError::Session(e.to_string()),
         })?;
         // The session holds the weights now; the files would only take disk (1.1 GB for the
-        // full model). Dropping the directory removes them; an error here costs disk, not the model.
+        // full model). Dropping the directory removes them; an error here costs disk, not the
+        // model.
         let _ = dir.close();
         Ok(OnnxGenerator {
             session: Mutex::new(session),

@@ -12,9 +12,10 @@
 //! A checkpoint is trusted only after it proves itself: its meta.json is checked (integrity, and
 //! every size against `[models]`) before anything is allocated, the load (with `engine = "auto"`,
 //! the timing of both engines, brs-engine) and a warm-up forward pass run inside `catch_unwind`,
-//! and only then is the generator handed to the batcher while the old one keeps serving. Instances sharing a run directory load a new checkpoint after a
-//! random delay, so they do not all pause at once; a load that fails is counted by reason and
-//! retried with a growing delay (the next checkpoint is tried at once).
+//! and only then is the generator handed to the batcher while the old one keeps serving.
+//! Instances sharing a run directory load a new checkpoint after a random delay, so they do not
+//! all pause at once; a load that fails is counted by reason and retried with a growing delay
+//! (the next checkpoint is tried at once).
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -298,7 +299,8 @@ fn open(
         }
         let t = Engine::load(checkpoint, direction, engine)?;
         if let Some(note) = t.note() {
-            tracing::warn!(checkpoint = %dir.display(), note, "engine = \"auto\" could not time ONNX Runtime");
+            tracing::warn!(checkpoint = %dir.display(), note,
+                "engine = \"auto\" could not time ONNX Runtime");
         }
         warm_up(&t).map_err(LoadError::WarmUp)?;
         Ok(t)
@@ -374,7 +376,8 @@ impl Registry {
                 current,
             } => {
                 tracing::info!(style = name, checkpoint = %translator.dir().display(),
-                    iteration = translator.meta().iteration, engine = %translator.describe(), "loaded");
+                    iteration = translator.meta().iteration, engine = %translator.describe(),
+                    "loaded");
                 (Some(*translator), current, None)
             }
             First::Waiting(cause) if waits_for_models(role) => {
@@ -580,7 +583,8 @@ impl Registry {
                         iteration = t.meta().iteration, engine = %t.describe(),
                         "first model loaded; the style is no longer waiting");
                 } else {
-                    tracing::info!(style = %style.name, checkpoint = %name, engine = %t.describe(), "reloaded");
+                    tracing::info!(style = %style.name, checkpoint = %name,
+                        engine = %t.describe(), "reloaded");
                 }
                 // Offered before the style stops waiting, so work admitted from now on finds
                 // the model that will run it.
