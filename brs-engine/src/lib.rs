@@ -160,6 +160,23 @@ pub struct EngineOptions {
     pub onnx_arena: bool,
 }
 
+impl EngineOptions {
+    /// Refuses what cannot run ([`EngineSpec::check`]) on the device resolved.
+    pub fn check(&self) -> Result<(), EngineError> {
+        self.engine
+            .check(self.precision, DeviceSpec::Cpu)
+            .map_err(EngineError::Unsupported)?;
+        if self.engine == EngineSpec::Onnx && self.device != Device::Cpu {
+            return Err(EngineError::Unsupported(format!(
+                "engine \"onnx\" runs on the CPU, and the device resolved to {:?}: set device to \
+                 \"cpu\", or the engine to \"torch\" or \"auto\"",
+                self.device
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Timed forward passes per engine for `auto`, after one untimed pass each (the first pays for
 /// kernel selection and memory planning; ONNX Runtime's also proves it runs the model).
 const TIMED_PASSES: usize = 3;
@@ -207,16 +224,7 @@ impl Engine {
         direction: Direction,
         opts: &EngineOptions,
     ) -> Result<Engine, EngineError> {
-        opts.engine
-            .check(opts.precision, DeviceSpec::Cpu)
-            .map_err(EngineError::Unsupported)?;
-        if opts.engine == EngineSpec::Onnx && opts.device != Device::Cpu {
-            return Err(EngineError::Unsupported(format!(
-                "engine \"onnx\" runs on the CPU, and the device resolved to {:?}: set device to \
-                 \"cpu\", or the engine to \"torch\" or \"auto\"",
-                opts.device
-            )));
-        }
+        opts.check()?;
         check_direction(&checkpoint, direction)?;
         let mut note = None;
         let mut timings = Vec::new();
@@ -465,6 +473,19 @@ mod tests {
         for other in [EngineSpec::Auto, EngineSpec::Torch] {
             assert!(other.check(Precision::Bf16, DeviceSpec::Cuda(0)).is_ok());
         }
+        // `device = "auto"` passes the config; the device it resolved to is checked at load.
+        let resolved = |engine, device| EngineOptions {
+            engine,
+            device,
+            precision: Precision::Auto,
+            onnx_arena: false,
+        };
+        assert!(resolved(EngineSpec::Onnx, Device::Cpu).check().is_ok());
+        assert!(resolved(EngineSpec::Auto, Device::Cuda(0)).check().is_ok());
+        let err = resolved(EngineSpec::Onnx, Device::Cuda(0))
+            .check()
+            .unwrap_err();
+        assert!(matches!(err, EngineError::Unsupported(_)), "{err}");
     }
 
     #[test]

@@ -335,11 +335,16 @@ impl Registry {
             // hold the peak of its largest batch for good.
             onnx_arena: false,
         };
-        // Asked for by name, ONNX Runtime must be there at start, whether or not a model is yet.
+        // Asked for by name, ONNX Runtime must run here and be there at start, whether or not a
+        // model is yet.
         if cfg.engine == EngineSpec::Onnx {
-            brs_image::detect::init_onnxruntime(None).map_err(|e| {
-                RegistryError::Engine(Box::new(EngineError::Runtime(e.to_string())))
-            })?;
+            engine
+                .check()
+                .and_then(|()| {
+                    brs_image::detect::init_onnxruntime(None)
+                        .map_err(|e| EngineError::Runtime(e.to_string()))
+                })
+                .map_err(|e| RegistryError::Engine(Box::new(e)))?;
         }
         let mut registry = Registry {
             styles: BTreeMap::new(),
