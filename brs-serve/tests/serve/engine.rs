@@ -196,7 +196,29 @@ async fn onnx_drains_in_flight_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_keeps_the_faster_engine_and_shows_both_timings() {
     let s = Server::start(|c| c.engine = EngineSpec::Auto).await;
-    let m = model(&s).await;
+    assert_timed(&model(&s).await);
+    let (status, _, _) = translate(&s, photo(1)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Every hot reload times both engines again, for the new model.
+    publish(&s.run_dir, &tiny_config(), 2, 2);
+    let t = Instant::now();
+    let m = loop {
+        let m = model(&s).await;
+        if m["iteration"] == 2 {
+            break m;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "no reload: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_timed(&m);
+    let (status, _, _) = translate(&s, photo(2)).await;
+    assert_eq!(status, StatusCode::OK);
+    s.stop().await;
+}
+
+/// `model` runs the engine `auto` found faster, and shows both engines' times, that one first.
+fn assert_timed(m: &serde_json::Value) {
     let engine = m["engine"].as_str().expect("engine");
     assert!(engine == "torch" || engine == "onnx", "{m}");
     let timings = m["engine_timings"].as_array().expect("timings");
@@ -213,9 +235,10 @@ async fn auto_keeps_the_faster_engine_and_shows_both_timings() {
     let ms: Vec<f64> = timings.iter().filter_map(|t| t["ms"].as_f64()).collect();
     assert!(ms.len() == 2 && ms[0] > 0.0 && ms[0] <= ms[1], "{m}");
     assert!(timings.iter().all(|t| t["precision"].is_string()), "{m}");
-    let (status, _, _) = translate(&s, photo(1)).await;
-    assert_eq!(status, StatusCode::OK);
-    s.stop().await;
+    assert_eq!(
+        m["precision"], timings[0]["precision"],
+        "the precision served is the winner's: {m}"
+    );
 }
 
 fn spawn(run: &Path, engine: &str, port: u16, ort: &Path) -> Command {
