@@ -166,7 +166,7 @@ async fn onnx_drains_in_flight_requests() {
     })
     .await;
     assert_eq!(model(&s).await["engine"], "onnx");
-    let in_flight: Vec<_> = (0..8u8)
+    let in_flight: Vec<_> = (0..16u8)
         .map(|k| {
             let url = s.url("/v1/translate");
             tokio::spawn(async move {
