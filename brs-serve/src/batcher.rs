@@ -283,7 +283,8 @@ impl Batcher {
     }
 }
 
-/// Runs a forward pass, turning a libtorch panic into an error so the worker survives it.
+/// Runs a forward pass, turning a panic (libtorch raises C++ errors as panics) into an error so
+/// the worker survives it.
 pub(crate) fn forward(t: &Engine, batch: &Tensor) -> Result<Tensor, String> {
     match catch_unwind(AssertUnwindSafe(|| t.translate(batch))) {
         Ok(Ok(out)) => Ok(out),
