@@ -15,8 +15,8 @@ the generator's own forward time (brs-serve: mean of brs_inference_seconds over 
 the Python servers: the median forward pass a worker measures); (2) locust with --users-equal
 users, the same load on all, for p95; (3) locust with --users-sat users, saturation, for
 throughput. Every request carries unique bytes, so brs-serve's result store never answers.
-The ceiling: the best of five 2048^3 float32 matrix products (torch.matmul, MKL's sgemm) on every
-core and on one; a generator's GFLOP per image are counted by torch's FlopCounterMode on the
+The ceiling: the fastest of three float32 GEMMs of 2048^3 (MKL's, OpenBLAS's, and oneDNN's as a 1x1
+convolution), best of five each, on every core and on one; a generator's GFLOP per image are counted by torch's FlopCounterMode on the
 PyTorch network, so each server's throughput is also given in GFLOP/s and as a share of the
 ceiling. Writes OUT/bench.json and prints a markdown table for docs/benchmarks.md.
 """
@@ -110,17 +110,25 @@ def locust(url, users, secs, out):
                               "failures_by_status", "backpressure_503")}
 
 
+# One thread count per process (OpenBLAS reads its count at import). Three float32 GEMMs of 2048^3,
+# best of five each: torch.matmul (MKL), numpy (OpenBLAS) and a 1x1 convolution as oneDNN runs
+# it, channels-last (the kernels a generator's convolutions use). MKL alone is no ceiling: on AMD
+# CPUs it does not pick its AVX-512 kernels, and oneDNN's convolutions out-run it.
 PY_SGEMM = """
-import json, sys, time, torch
+import json, time, numpy as np, torch
 n = 2048
+def best(f):
+    f()
+    return min((lambda t: (f(), time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(5))
 a, b = torch.randn(n, n), torch.randn(n, n)
-out = {}
-for threads in sorted({1, int(sys.argv[1])}):
-    torch.set_num_threads(threads)
-    torch.matmul(a, b)
-    best = min((lambda t: (torch.matmul(a, b), time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(5))
-    out[str(threads)] = round(2 * n ** 3 / best / 1e9, 1)
-print(json.dumps(out))
+an, bn = a.numpy(), b.numpy()
+x = torch.randn(1, n, 32, 64).contiguous(memory_format=torch.channels_last)
+w = torch.randn(n, n, 1, 1).contiguous(memory_format=torch.channels_last)
+flop = 2 * n ** 3
+with torch.no_grad():
+    out = {"mkl": best(lambda: torch.matmul(a, b)), "openblas": best(lambda: an @ bn),
+           "onednn_conv": best(lambda: torch.conv2d(x, w))}
+print(json.dumps({k: round(flop / t / 1e9, 1) for k, t in out.items()}))
 """
 
 PY_FLOPS = """
@@ -139,8 +147,14 @@ print(json.dumps({"gflop_per_image": round(counter.get_total_flops() / 1e9, 2)})
 def ceiling(model):
     """The machine's sgemm GFLOP/s (every core, one core) and the generator's GFLOP per image."""
     cpus = os.cpu_count() or 1
-    sgemm = json.loads(subprocess.run([PY, "-c", PY_SGEMM, str(cpus)], capture_output=True, text=True,
-                                      check=True).stdout)
+    sgemm = {}
+    for threads in sorted({1, cpus}):
+        env = dict(os.environ, **{k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                            "OPENBLAS_NUM_THREADS")})
+        by_library = json.loads(subprocess.run([PY, "-c", PY_SGEMM], capture_output=True, text=True, env=env,
+                                               check=True).stdout)
+        sgemm[str(threads)] = max(by_library.values())
+        sgemm[f"{threads} by library"] = by_library
     flops = json.loads(subprocess.run([PY, "-c", PY_FLOPS, model, os.path.join(ROOT, "scripts")],
                                       capture_output=True, text=True, check=True).stdout)
     return {"sgemm_gflops": sgemm, "cpus": cpus, **flops}
