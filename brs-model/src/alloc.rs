@@ -17,20 +17,19 @@
 //!
 //! **Serving.** A server must give memory back: a burst of large uploads must not become the
 //! new floor of a long-lived process. It must also keep freed memory while it works: a 256 px
-//! forward pass allocates hundreds of MiB in blocks of up to 16 MiB, and when each block was
-//! mapped on its own and unmapped when freed (the earlier profile, an mmap threshold of
-//! 256 KiB), every pass paid a page fault per 4 KiB and the kernel zeroing each page again. That
-//! made forward passes 1.5-2x slower than the same process with the trainer's settings
-//! (docs/benchmarks.md, "The authors' TensorFlow weights": 1.18x TensorFlow's speed against
-//! 1.98x). So the server keeps freed blocks while busy and gives them back once idle: the mmap
-//! threshold is fixed at glibc's largest, 32 MiB (fixed, so glibc does not move it after each
-//! large free), so activations come from the heaps and are reused from one pass to the next; the
-//! heaps are not trimmed while working (1 GiB trim threshold); and the server calls
-//! [`release_free_memory`] once it has been idle for a few seconds, which returns every whole
-//! free page of every arena, not just a heap's top. Blocks over 32 MiB (a large photo's pixels)
-//! are still mapped on their own and returned at once. Two arenas instead of eight per core keep
-//! the small allocations of many threads from spreading over many heaps. Measured with
-//! `scripts/bench-abuse` (docs/benchmarks.md): the RSS over idle 30 s after the abusers stopped.
+//! forward pass allocates hundreds of MiB in blocks of 16 MiB per image (64 MiB for a batch of
+//! four), and when each block was mapped on its own and unmapped when freed (the earlier profile,
+//! an mmap threshold of 256 KiB), every pass paid a page fault per 4 KiB and the kernel zeroing
+//! each page again: forward passes ran about 2x slower than the same process with the trainer's
+//! settings (docs/benchmarks.md). So the server keeps freed blocks while busy and gives them back
+//! once idle: no block is mapped on its own (`mmap_max=0`, as the trainer: glibc's largest mmap
+//! threshold, 32 MiB, still mapped a batch's 64 MiB activations afresh, which cost 10% of the
+//! throughput at saturation), the heaps are not trimmed while working (1 GiB trim threshold), and
+//! the server calls [`release_free_memory`] once it has been idle for a few seconds, which returns
+//! every whole free page of every arena, not just a heap's top. Two arenas instead of eight per
+//! core keep the small allocations of many threads from spreading over many heaps. Measured with
+//! `scripts/bench-abuse` (docs/benchmarks.md): peak RSS under attack and the RSS over idle 30 s
+//! after it.
 //!
 //! A server also tells libtorch's OpenMP threads to sleep when idle (`OMP_WAIT_POLICY=PASSIVE`,
 //! unless the operator set a policy): by default they spin for a while after each parallel
@@ -64,7 +63,7 @@ impl Profile {
                 "glibc.malloc.arena_max={}:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824",
                 threads.max(1)
             ),
-            Profile::Serving => "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824".to_string(),
+            Profile::Serving => "glibc.malloc.arena_max=2:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824".to_string(),
         }
     }
 
