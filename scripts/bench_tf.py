@@ -12,10 +12,11 @@ usage: scripts/bench-tf [--requests 20] [--ch 64] [--img 256] [--out DIR] [--no-
    The same child translates one 256 px PNG; `brs-train translate --precision f32` translates it
    too, and the largest difference between the two PNGs is reported (the full-size parity check;
    the tests check parity at small sizes).
-3. brs-serve with --model-dir on the imported run, at precision f32, and bf16 where the CPU has
-   AVX512-BF16: --requests sequential requests (one in flight) after three warm-ups; forward time
-   from brs_inference_seconds, images/s from the client's clock, peak RSS from the server's VmHWM;
-   once as shipped and once with BRS_MALLOC=training (the trainer's malloc settings).
+3. brs-serve with --model-dir on the imported run: as shipped (precision and engine auto), each
+   engine in f32, and libtorch in bf16 where the CPU has AVX512-BF16: --requests sequential
+   requests (one in flight) after three warm-ups; forward time from brs_inference_seconds,
+   images/s from the client's clock, peak RSS from the server's VmHWM (loading and auto's timing
+   included).
 
 Writes OUT/bench.json and prints a markdown table for docs/benchmarks.md.
 """
@@ -79,15 +80,15 @@ def vm_hwm_mib(pid):
     return None
 
 
-def brs_serve(rel, run, out, precision, requests, malloc=None):
+def brs_serve(rel, run, out, precision, engine, requests):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [os.path.join(rel, "brs-serve"), "--model-dir", run, "--bind", f"127.0.0.1:{port}",
            "--set", "store.path=" + os.path.join(out, "results-" + precision),
-           "--set", "drain_grace=0s", "--set", "precision=" + precision] + UNLIMITED_CLIENTS
-    env = dict(os.environ, **({"BRS_MALLOC": malloc} if malloc else {}))
-    with open(os.path.join(out, f"brs-{precision}-{malloc or 'serving'}.log"), "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
+           "--set", "drain_grace=0s", "--set", "precision=" + precision,
+           "--set", "engine=" + engine] + UNLIMITED_CLIENTS
+    with open(os.path.join(out, f"brs-{precision}-{engine}.log"), "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log)
         try:
             wait_ready(url, proc, limit=600)
             with open(os.path.join(FIXTURES, "grace_hopper.jpg"), "rb") as f:
@@ -103,7 +104,8 @@ def brs_serve(rel, run, out, precision, requests, malloc=None):
             models = json.load(urllib.request.urlopen(url + "/v1/models", timeout=10))
             return {"forward_ms": round((after[0] - before[0]) / max(after[1] - before[1], 1) * 1000, 1),
                     "images_per_s": round(requests / elapsed, 3), "peak_rss_mib": vm_hwm_mib(proc.pid),
-                    "precision": models["styles"][0]["model"]["precision"]}
+                    "precision": models["styles"][0]["model"]["precision"],
+                    "engine": models["styles"][0]["model"].get("engine", "torch")}
         finally:
             proc.terminate()
             proc.wait(timeout=120)
@@ -169,14 +171,13 @@ def main():
     ours = np.asarray(Image.open(os.path.join(drawn, "photo.png")), dtype=np.int16)
     theirs = np.asarray(Image.open(tf_png), dtype=np.int16)
     results["max_grey_levels_vs_tensorflow"] = int(np.abs(ours - theirs).max())
-    # brs-serve as shipped (its malloc profile maps every block over 256 KiB afresh, to give
-    # memory back after bursts), and with the trainer's profile (freed memory kept for reuse),
-    # which shows what those page faults cost a 256 px forward pass.
-    for precision in ["f32"] + (["bf16"] if cpu_has_bf16() else []):
-        for malloc in (None, "training"):
-            kind = f"brs-{precision}" + (f" BRS_MALLOC={malloc}" if malloc else "")
-            results[kind] = brs_serve(rel, run, out, precision, a.requests, malloc)
-            print(kind, results[kind], file=sys.stderr)
+    # brs-serve as shipped (precision and engine auto), then each engine in f32 and libtorch in
+    # bf16 where the CPU has it (ONNX Runtime runs float32 only).
+    runs = [("auto", "auto"), ("f32", "torch"), ("f32", "onnx")] + ([("bf16", "torch")] if cpu_has_bf16() else [])
+    for precision, engine in runs:
+        kind = f"brs {precision} {engine}"
+        results[kind] = brs_serve(rel, run, out, precision, engine, a.requests)
+        print(kind, results[kind], file=sys.stderr)
     with open(os.path.join(out, "bench.json"), "w") as f:
         json.dump(results, f, indent=2)
     tf = results["tensorflow"]
@@ -185,9 +186,10 @@ def main():
     print("| engine | forward, ms | forward passes/s (vs TensorFlow) | images/s end to end (vs TensorFlow) "
           "| peak RSS, MiB |")
     print("|---|---|---|---|---|")
-    for kind in ["tensorflow"] + [k for k in results if k.startswith("brs-")]:
+    for kind in ["tensorflow"] + [k for k in results if k.startswith("brs ")]:
         r = results[kind]
-        print(f"| {kind} | {r['forward_ms']} | {1000 / r['forward_ms']:.3f} ({tf['forward_ms'] / r['forward_ms']:.2f}x) "
+        label = kind if kind == "tensorflow" else f"{kind} (ran: {r['engine']} {r['precision']})"
+        print(f"| {label} | {r['forward_ms']} | {1000 / r['forward_ms']:.3f} ({tf['forward_ms'] / r['forward_ms']:.2f}x) "
               f"| {r['images_per_s']} ({r['images_per_s'] / tf['images_per_s']:.2f}x) | {r['peak_rss_mib']} |")
     print(f"import-tf: {results['import_s']} s for {results['checkpoint_bytes'] / 2**30:.2f} GiB; "
           f"brs-train translate vs TensorFlow on one photo: max {results['max_grey_levels_vs_tensorflow']} "

@@ -10,9 +10,9 @@
 //! Which is faster depends on the CPU (libtorch's bfloat16 wins where the CPU multiplies bfloat16
 //! natively; on AVX2-only CPUs ONNX Runtime's float32 was the faster in issue 25), on the model
 //! and on the thread count, so [`EngineSpec::Auto`] measures instead of guessing: at load it times
-//! a few forward passes of each on one image of the model's size, alternating so both see the
-//! same background load, keeps the faster and frees the other at once. Two copies of the weights
-//! exist only while timing: the full TensorFlow-flavour generator alone holds 1.1 GB.
+//! a few forward passes of each on one image of the model's size and keeps the faster, one engine
+//! at a time, so two copies of the weights never live at once (the full TensorFlow-flavour
+//! generator alone holds 1.1 GB).
 
 mod onnx;
 
@@ -236,35 +236,10 @@ impl Engine {
                 Runner::Torch(Box::new(torch(&checkpoint, direction, opts)?))
             }
             EngineSpec::Auto => {
-                // ONNX Runtime first: its export holds a transient copy of the weights, gone
-                // before libtorch's copy is loaded, so at most two copies live at once.
-                match OnnxGenerator::load(&checkpoint, direction, opts) {
-                    Ok(onnx) => {
-                        // Its first pass, before libtorch's copy is loaded: one that fails
-                        // leaves libtorch alone.
-                        let cfg = &checkpoint.meta.model;
-                        match onnx.translate(&probe(cfg), cfg) {
-                            Ok(_) => {
-                                let torch = torch(&checkpoint, direction, opts)?;
-                                let (runner, measured) = faster(torch, onnx, cfg)?;
-                                timings = measured;
-                                runner
-                            }
-                            Err(e) => {
-                                drop(onnx);
-                                note = Some(format!("libtorch without timing: {e}"));
-                                Runner::Torch(Box::new(torch(&checkpoint, direction, opts)?))
-                            }
-                        }
-                    }
-                    Err(e @ EngineError::Model(_)) => return Err(e),
-                    // What `auto` promises is the faster engine that runs: a missing library or
-                    // a failed export costs the speed-up, not the model.
-                    Err(e) => {
-                        note = Some(format!("libtorch without timing: {e}"));
-                        Runner::Torch(Box::new(torch(&checkpoint, direction, opts)?))
-                    }
-                }
+                let (runner, measured, why) = auto(&checkpoint, direction, opts)?;
+                timings = measured;
+                note = why;
+                runner
             }
         };
         Ok(Engine {
@@ -382,30 +357,41 @@ fn check_direction(checkpoint: &Checkpoint, direction: Direction) -> Result<(), 
     Ok(())
 }
 
-/// Times both engines on one image of the model's size and keeps the faster; the other is
-/// dropped before this returns. ONNX Runtime has run once already. A hot reload times while the
-/// previous model serves: alternating the engines gives both the same disturbance, and the
-/// fastest pass of each is the least disturbed.
-fn faster(
-    torch: Translator,
-    onnx: OnnxGenerator,
-    cfg: &ModelConfig,
-) -> Result<(Runner, Vec<Timing>), EngineError> {
+/// `auto`: times both engines on one image of the model's size and keeps the faster, one engine
+/// at a time so that two copies of the weights never live at once (the full TensorFlow-flavour
+/// generator holds 1.1 GB in each, and timing both side by side took a server's peak from 1.4 to
+/// 3.3 GB): ONNX Runtime is loaded, timed and dropped, then libtorch is loaded and timed, and
+/// ONNX Runtime is loaded again if it was the faster. Each engine's time is its fastest of
+/// [`TIMED_PASSES`] passes after an untimed one, the least disturbed by a model serving beside it
+/// during a hot reload. When ONNX Runtime cannot be loaded or run, libtorch serves with a note.
+fn auto(
+    checkpoint: &Checkpoint,
+    direction: Direction,
+    opts: &EngineOptions,
+) -> Result<(Runner, Vec<Timing>, Option<String>), EngineError> {
+    let cfg = &checkpoint.meta.model;
     let x = probe(cfg);
-    let run_torch =
-        || -> Result<(), EngineError> { torch.translate(&x).map(drop).map_err(Into::into) };
-    let run_onnx = || onnx.translate(&x, cfg).map(drop);
-    run_torch()?;
-    let (mut t_torch, mut t_onnx) = (Duration::MAX, Duration::MAX);
-    for _ in 0..TIMED_PASSES {
-        t_torch = t_torch.min(timed(run_torch)?);
-        t_onnx = t_onnx.min(timed(run_onnx)?);
-    }
+    let t_onnx = match OnnxGenerator::load(checkpoint, direction, opts) {
+        Ok(onnx) => fastest(|| onnx.translate(&x, cfg).map(drop)),
+        Err(e @ EngineError::Model(_)) => return Err(e),
+        // What `auto` promises is the faster engine that runs: a missing library or a failed
+        // export costs the speed-up, not the model.
+        Err(e) => Err(e),
+    };
+    let libtorch = torch(checkpoint, direction, opts)?;
+    let t_onnx = match t_onnx {
+        Ok(t) => t,
+        Err(e) => {
+            let note = format!("libtorch without timing: {e}");
+            return Ok((Runner::Torch(Box::new(libtorch)), Vec::new(), Some(note)));
+        }
+    };
+    let t_torch = fastest(|| libtorch.translate(&x).map(drop).map_err(Into::into))?;
     // Microseconds are all a timing of passes of milliseconds can say.
     let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
     let torch_timing = Timing {
         engine: EngineKind::Torch,
-        precision: precision_name(torch.kind()),
+        precision: precision_name(libtorch.kind()),
         ms: ms(t_torch),
     };
     let onnx_timing = Timing {
@@ -413,17 +399,37 @@ fn faster(
         precision: precision_name(Kind::Float),
         ms: ms(t_onnx),
     };
-    // The faster first; a tie keeps libtorch, which needs no exported copy of the model.
-    Ok(if t_onnx < t_torch {
-        drop(torch);
-        (Runner::Onnx(onnx), vec![onnx_timing, torch_timing])
-    } else {
-        drop(onnx);
-        (
-            Runner::Torch(Box::new(torch)),
+    // A tie keeps libtorch, which needs no exported copy of the model.
+    if t_onnx >= t_torch {
+        return Ok((
+            Runner::Torch(Box::new(libtorch)),
             vec![torch_timing, onnx_timing],
-        )
+            None,
+        ));
+    }
+    drop(libtorch);
+    Ok(match OnnxGenerator::load(checkpoint, direction, opts) {
+        Ok(onnx) => (Runner::Onnx(onnx), vec![onnx_timing, torch_timing], None),
+        // It loaded a moment ago; should it not now (the temp dir filled up, say), libtorch serves.
+        Err(e) => (
+            Runner::Torch(Box::new(torch(checkpoint, direction, opts)?)),
+            vec![torch_timing, onnx_timing],
+            Some(format!(
+                "libtorch: ONNX Runtime was faster but did not load again: {e}"
+            )),
+        ),
     })
+}
+
+/// The fastest of [`TIMED_PASSES`] passes of `run`, after an untimed one (first passes pay for
+/// lazy initialisation).
+fn fastest(run: impl Fn() -> Result<(), EngineError>) -> Result<Duration, EngineError> {
+    run()?;
+    let mut best = Duration::MAX;
+    for _ in 0..TIMED_PASSES {
+        best = best.min(timed(&run)?);
+    }
+    Ok(best)
 }
 
 /// A pause before each timed pass: the other engine's worker threads may spin for a while after
