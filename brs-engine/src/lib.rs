@@ -369,6 +369,22 @@ fn auto(
     direction: Direction,
     opts: &EngineOptions,
 ) -> Result<(Runner, Vec<Timing>, Option<String>), EngineError> {
+    let weights = checkpoint
+        .meta
+        .files
+        .get(&direction.generator().file_name())
+        .map_or(0, |f| f.bytes);
+    if weights > AUTO_MAX_WEIGHTS {
+        let note = format!(
+            "libtorch without timing: the generator's {} MiB of weights are over the {} MiB auto \
+             times both engines for (ONNX Runtime's load peaks at about twice the weights); set \
+             engine = \"onnx\" to run ONNX Runtime",
+            weights >> 20,
+            AUTO_MAX_WEIGHTS >> 20
+        );
+        let runner = Runner::Torch(Box::new(torch(checkpoint, direction, opts)?));
+        return Ok((runner, Vec::new(), Some(note)));
+    }
     let cfg = &checkpoint.meta.model;
     let x = probe(cfg);
     let t_onnx = match OnnxGenerator::load(checkpoint, direction, opts) {
@@ -378,6 +394,8 @@ fn auto(
         // export costs the speed-up, not the model.
         Err(e) => Err(e),
     };
+    // ONNX Runtime's session is gone: its memory goes back before libtorch's copy is loaded.
+    brs_model::alloc::release_free_memory();
     let libtorch = torch(checkpoint, direction, opts)?;
     let t_onnx = match t_onnx {
         Ok(t) => t,
@@ -408,6 +426,7 @@ fn auto(
         ));
     }
     drop(libtorch);
+    brs_model::alloc::release_free_memory();
     Ok(match OnnxGenerator::load(checkpoint, direction, opts) {
         Ok(onnx) => (Runner::Onnx(onnx), vec![onnx_timing, torch_timing], None),
         // It loaded a moment ago; should it not now (the temp dir filled up, say), libtorch serves.
@@ -420,6 +439,13 @@ fn auto(
         ),
     })
 }
+
+/// The largest generator file `auto` times both engines for. Above it libtorch runs untimed: the
+/// full 256 px generator (1.1 GB) made a server peak at 3.9 GB while `auto` exported, loaded and
+/// timed ONNX Runtime (its session build alone holds about twice the weights) and libtorch in
+/// turn, against 1.5 GB with libtorch alone: more than the 4 GiB instances it must fit. The light
+/// generators (40 MB at 256 px) and every model of the tests are far below it.
+const AUTO_MAX_WEIGHTS: u64 = 512 << 20;
 
 /// The fastest of [`TIMED_PASSES`] passes of `run`, after an untimed one (first passes pay for
 /// lazy initialisation).
