@@ -202,7 +202,7 @@ impl Jobs {
         }
         .await;
         if let Err(e) = committed {
-            let _ = self.delete_objects(&id, manifest.items.len()).await;
+            let _ = self.remove(&manifest).await;
             return Err(e);
         }
         let view = view_of(&manifest, BTreeMap::new());
@@ -287,6 +287,34 @@ impl Jobs {
         Ok(())
     }
 
+    /// Records a finished image, then takes it back if the job was deleted meanwhile (see
+    /// [`Jobs::take_back_if_deleted`]). False when the job is gone.
+    pub(crate) async fn record_unless_deleted(
+        &self,
+        id: &str,
+        state: &ItemState,
+        formats: &[crate::pipeline::OutFormat],
+    ) -> Result<bool, ServeError> {
+        self.record(id, state).await?;
+        self.take_back_if_deleted(id, state.index, formats).await
+    }
+
+    /// After writing for image `index`: if the job's manifest is gone, removes what was written
+    /// for it (its state, its result in each of `formats`, its input). False when the job is
+    /// gone. See [`Jobs::delete`] for why this, after every write, leaves nothing behind.
+    pub(crate) async fn take_back_if_deleted(
+        &self,
+        id: &str,
+        index: usize,
+        formats: &[crate::pipeline::OutFormat],
+    ) -> Result<bool, ServeError> {
+        if self.stored_manifest(id).await?.is_some() {
+            return Ok(true);
+        }
+        self.delete_item_leftovers(id, index, formats).await?;
+        Ok(false)
+    }
+
     /// The job as it stands: manifest plus finished items, both read from the store (never
     /// from this instance's cache, which may remember a job another instance deleted).
     pub(crate) async fn view(&self, id: &str) -> Result<JobView, ServeError> {
@@ -306,17 +334,38 @@ impl Jobs {
         Ok(view_of(&manifest, finished))
     }
 
-    /// Deletes a job: its inputs, results, item states and manifest (last, so a failure halfway
-    /// leaves a job that can be deleted again).
+    /// Deletes a job: every image's result, state and input, then the manifest, then the images
+    /// once more. A worker checks the manifest after each write and takes back what it wrote
+    /// once the manifest is gone ([`Jobs::record_unless_deleted`]); what it wrote before, the
+    /// second sweep removes, so nothing of the job comes back however the two interleave. A
+    /// failure before the manifest goes leaves a job that can be deleted again.
     pub(crate) async fn delete(&self, id: &str) -> Result<(), ServeError> {
         let manifest = self
-            .manifest(id)
+            .stored_manifest(id)
             .await?
             .ok_or_else(|| ServeError::UnknownJob(id.to_string()))?;
-        self.delete_results(&manifest).await?;
-        self.delete_objects(id, manifest.items.len()).await?;
-        self.forget(id);
+        self.remove(&manifest).await?;
         let _ = self.updates.send(id.to_string());
+        Ok(())
+    }
+
+    async fn remove(&self, m: &Manifest) -> Result<(), ServeError> {
+        self.delete_images(m).await?;
+        self.store.delete(&manifest_key(&m.id)?).await?;
+        self.forget(&m.id);
+        self.delete_images(m).await
+    }
+
+    /// Each image's result, recorded state and input.
+    async fn delete_images(&self, m: &Manifest) -> Result<(), ServeError> {
+        for item in &m.items {
+            let name = ResultName::of_item(&m.id, item.index, m.request.format);
+            if let Some(k) = name.key() {
+                self.store.delete(&k).await?;
+            }
+            self.store.delete(&item_key(&m.id, item.index)?).await?;
+            self.store.delete(&input_key(&m.id, item.index)?).await?;
+        }
         Ok(())
     }
 
@@ -331,11 +380,6 @@ impl Jobs {
             self.forget(id);
         }
         Ok(m)
-    }
-
-    /// Whether the job's manifest is in the store now (see [`Jobs::stored_manifest`]).
-    pub(crate) async fn exists_in_store(&self, id: &str) -> Result<bool, ServeError> {
-        Ok(self.stored_manifest(id).await?.is_some())
     }
 
     /// Removes the uploaded image `index` of job `id`, once its translation is recorded.
@@ -360,25 +404,6 @@ impl Jobs {
         self.store.delete(&item_key(id, index)?).await?;
         self.store.delete(&input_key(id, index)?).await?;
         self.forget(id);
-        Ok(())
-    }
-
-    async fn delete_results(&self, m: &Manifest) -> Result<(), ServeError> {
-        for item in &m.items {
-            let name = ResultName::of_item(&m.id, item.index, m.request.format);
-            if let Some(k) = name.key() {
-                self.store.delete(&k).await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn delete_objects(&self, id: &str, items: usize) -> Result<(), ServeError> {
-        for index in 0..items {
-            self.store.delete(&input_key(id, index)?).await?;
-            self.store.delete(&item_key(id, index)?).await?;
-        }
-        self.store.delete(&manifest_key(id)?).await?;
         Ok(())
     }
 
@@ -539,5 +564,99 @@ mod tests {
             jobs.view("../../etc").await,
             Err(ServeError::UnknownJob(_))
         ));
+    }
+
+    /// A worker writes an image's result and state, then checks the job is still there, while
+    /// the job is deleted: nothing is left, whichever of the delete's store operations the write
+    /// and the check come before (every pair is tried).
+    #[tokio::test]
+    async fn a_job_deleted_while_a_worker_writes_leaves_nothing() {
+        use futures::FutureExt;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        // Runs the delete with the worker's write before the delete's operation number `write`
+        // and its check before number `check` (or after the delete); the delete's operation count.
+        async fn interleave(write: usize, check: usize) -> usize {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let fs = || {
+                Store::new(crate::store::Backend::Fs(
+                    FsStore::open(dir.path()).expect("store"),
+                ))
+            };
+            let queue = Arc::new(Queue::Local(LocalQueue::new(4)));
+            let worker = Arc::new(Jobs::new(Arc::new(fs()), queue.clone()));
+            let id = crate::ids::new_id().expect("rng");
+            let m = manifest(&id, 1);
+            worker
+                .put_input(&id, 0, Bytes::from_static(b"img"))
+                .await
+                .expect("input");
+            worker.commit(m.clone()).await.expect("commit");
+            let step = {
+                let (worker, id, done) = (
+                    worker.clone(),
+                    id.clone(),
+                    ItemState {
+                        status: ItemStatus::Done,
+                        ..ItemState::queued(&m.items[0])
+                    },
+                );
+                move |n: usize| {
+                    let (worker, id, done) = (worker.clone(), id.clone(), done.clone());
+                    async move {
+                        if n == write {
+                            let name = ResultName::of_item(&id, 0, OutFormat::Png);
+                            crate::results::save(
+                                &worker.store,
+                                &name,
+                                Bytes::from_static(b"out"),
+                                None,
+                            )
+                            .await
+                            .expect("save");
+                            worker.record(&id, &done).await.expect("record");
+                        }
+                        if n == check {
+                            worker
+                                .take_back_if_deleted(&id, 0, &[OutFormat::Png])
+                                .await
+                                .expect("check");
+                        }
+                    }
+                }
+            };
+            let ops = Arc::new(AtomicUsize::new(0));
+            let before: crate::store::BeforeOp = {
+                let (ops, step) = (ops.clone(), step.clone());
+                crate::store::BeforeOp(Arc::new(move || {
+                    step(ops.fetch_add(1, Ordering::SeqCst)).boxed()
+                }))
+            };
+            let deleter = Jobs::new(Arc::new(fs().with_before_op(before)), queue);
+            deleter.delete(&id).await.expect("delete");
+            let ops = ops.load(Ordering::SeqCst);
+            // What the delete's operations did not come before, runs after it.
+            let mut after: Vec<usize> = [write, check].into_iter().filter(|&n| n >= ops).collect();
+            after.dedup();
+            for n in after {
+                step(n).await;
+            }
+            let store = fs();
+            for ns in ["inputs", "jobs", "results"] {
+                let left = store.list(&Key::new(ns).expect("key")).await.expect("list");
+                assert!(
+                    left.is_empty(),
+                    "write before op {write}, check before {check}: {left:?}"
+                );
+            }
+            ops
+        }
+
+        let ops = interleave(usize::MAX, usize::MAX).await;
+        for write in 0..=ops {
+            for check in write..=ops {
+                interleave(write, check).await;
+            }
+        }
     }
 }

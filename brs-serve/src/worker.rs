@@ -239,8 +239,15 @@ async fn record_failure(
         }),
         attempts: Some(attempts),
     };
-    match state.jobs.record(&item.job, &failed).await {
-        Ok(()) => outcome,
+    // A deleted job's failure is taken back like its results (a result an earlier delivery
+    // wrote too, whichever format it had).
+    match state
+        .jobs
+        .record_unless_deleted(&item.job, &failed, &OutFormat::ALL)
+        .await
+    {
+        Ok(true) => outcome,
+        Ok(false) => Outcome::Done,
         Err(e) => {
             tracing::warn!(job = %item.job, error = %e, "could not record a failed job image; retrying");
             Outcome::Retry
@@ -324,14 +331,13 @@ async fn translate_item(
         error: None,
         attempts: Some(receive_count),
     };
-    state.jobs.record(&item.job, &done).await?;
-    // Deleted while we worked: take back what we just wrote. A failure retries the message,
+    // Deleted while we worked: what we wrote is taken back. A failure retries the message,
     // whose next delivery finds the job gone and deletes again.
-    if !state.jobs.exists_in_store(&item.job).await? {
-        state
-            .jobs
-            .delete_item_leftovers(&item.job, item.index, &[params.format])
-            .await?;
+    if !state
+        .jobs
+        .record_unless_deleted(&item.job, &done, &[params.format])
+        .await?
+    {
         return Ok(Outcome::Done);
     }
     // Nobody reads a done image's input again; the bucket's lifecycle removes it if this fails.

@@ -172,14 +172,39 @@ impl FsStore {
     }
 }
 
+/// How many times a put creates its directory again after a delete removed it (each try loses
+/// only to a delete that empties the directory in between).
+const DIR_RACE_ATTEMPTS: u32 = 16;
+
 /// A fsynced temp file holding `bytes` in `path`'s directory (created if needed), ready to be
 /// renamed over `path`.
 fn temp_beside(path: &Path, bytes: &[u8]) -> std::io::Result<tempfile::NamedTempFile> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)?;
+    // A delete of a directory's last object removes the directory, and one racing this put can
+    // do so between its creation and the temp file's: create_dir_all then fails with EEXIST
+    // (the directory was there, then gone), the temp file with ENOENT. Try again; once the temp
+    // file is in, the directory is not empty and stays.
+    let mut attempt = 0;
+    let mut tmp = loop {
+        let made = std::fs::create_dir_all(dir).and_then(|()| {
+            tempfile::Builder::new()
+                .prefix(TEMP_PREFIX)
+                .tempfile_in(dir)
+        });
+        match made {
+            Ok(tmp) => break tmp,
+            Err(e)
+                if attempt < DIR_RACE_ATTEMPTS
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::AlreadyExists
+                    ) =>
+            {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     tmp.write_all(bytes)?;
     tmp.as_file().sync_data()?;
     Ok(tmp)

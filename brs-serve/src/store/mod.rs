@@ -130,10 +130,31 @@ pub enum Backend {
 pub struct Store {
     backend: Backend,
     observer: Option<(Arc<StoreHealth>, Arc<Metrics>)>,
+    #[cfg(test)]
+    before_op: Option<BeforeOp>,
+}
+
+/// Awaited before each of a store's operations, in unit tests: puts another party's work
+/// between any two operations of this store, to try every interleaving of a race.
+#[cfg(test)]
+#[derive(Clone)]
+pub(crate) struct BeforeOp(
+    pub(crate) Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
+);
+
+#[cfg(test)]
+impl std::fmt::Debug for BeforeOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BeforeOp")
+    }
 }
 
 macro_rules! call {
     ($self:ident, $method:ident ( $($arg:expr),* )) => {{
+        #[cfg(test)]
+        if let Some(before) = &$self.before_op {
+            (before.0)().await;
+        }
         let started = std::time::Instant::now();
         let r = match &$self.backend {
             Backend::Fs(s) => s.$method($($arg),*).await,
@@ -153,7 +174,15 @@ impl Store {
         Store {
             backend,
             observer: None,
+            #[cfg(test)]
+            before_op: None,
         }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn with_before_op(mut self, before: BeforeOp) -> Store {
+        self.before_op = Some(before);
+        self
     }
 
     /// Reports every operation's outcome to `health`, and its time (and failures) to `metrics`.
