@@ -124,6 +124,36 @@ impl fmt::Display for Timing {
     }
 }
 
+/// How ONNX Runtime runs a batch of `images`, measured at load when it has lanes: the whole batch
+/// in one session on every core, or split over single-thread sessions side by side. The faster
+/// runs batches of that size.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Regime {
+    pub images: usize,
+    /// Milliseconds per image, the batch in one session on every core.
+    pub one_session_ms: f64,
+    /// Milliseconds per image, the batch split over single-thread sessions run at once.
+    pub side_by_side_ms: f64,
+    pub side_by_side: bool,
+}
+
+impl fmt::Display for Regime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} images: {} ({:.1} ms/image side by side, {:.1} in one session)",
+            self.images,
+            if self.side_by_side {
+                "side by side"
+            } else {
+                "one session"
+            },
+            self.side_by_side_ms,
+            self.one_session_ms
+        )
+    }
+}
+
 /// Why an engine could not be built or run.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -158,6 +188,11 @@ pub struct EngineOptions {
     /// server gives memory back after a burst (brs-serve's memory watcher) instead of holding
     /// the peak of its largest batch.
     pub onnx_arena: bool,
+    /// Whether ONNX Runtime gets single-thread sessions beside its session on every core, to run
+    /// the images of a batch side by side where that was measured faster (see the `onnx`
+    /// module): for callers that batch; each holds a copy of the weights, and the timing at load
+    /// takes a few batches.
+    pub onnx_lanes: bool,
 }
 
 impl EngineOptions {
@@ -193,6 +228,7 @@ pub struct Engine {
     checkpoint: Checkpoint,
     direction: Direction,
     timings: Vec<Timing>,
+    regimes: Vec<Regime>,
     note: Option<String>,
 }
 
@@ -228,7 +264,7 @@ impl Engine {
         check_direction(&checkpoint, direction)?;
         let mut note = None;
         let mut timings = Vec::new();
-        let runner = match opts.engine {
+        let mut runner = match opts.engine {
             EngineSpec::Torch => Runner::Torch(Box::new(torch(&checkpoint, direction, opts)?)),
             EngineSpec::Onnx => Runner::Onnx(OnnxGenerator::load(&checkpoint, direction, opts)?),
             // ONNX Runtime runs on the CPU here: no contest with a GPU.
@@ -242,11 +278,16 @@ impl Engine {
                 runner
             }
         };
+        let regimes = match &mut runner {
+            Runner::Onnx(g) => regimes(g, &checkpoint.meta.model)?,
+            Runner::Torch(_) => Vec::new(),
+        };
         Ok(Engine {
             runner,
             checkpoint,
             direction,
             timings,
+            regimes,
             note,
         })
     }
@@ -286,6 +327,11 @@ impl Engine {
         &self.timings
     }
 
+    /// How ONNX Runtime runs each batch size it was timed for (empty without lanes).
+    pub fn regimes(&self) -> &[Regime] {
+        &self.regimes
+    }
+
     /// Why `auto` kept libtorch without timing on a CPU: ONNX Runtime missing, or failing to
     /// load the model.
     pub fn note(&self) -> Option<&str> {
@@ -298,6 +344,10 @@ impl Engine {
         if !self.timings.is_empty() {
             let t: Vec<String> = self.timings.iter().map(Timing::to_string).collect();
             s.push_str(&format!(", the faster per image ({})", t.join(", ")));
+        }
+        if !self.regimes.is_empty() {
+            let r: Vec<String> = self.regimes.iter().map(Regime::to_string).collect();
+            s.push_str(&format!("; batches of {}", r.join(", ")));
         }
         if let Some(note) = &self.note {
             s.push_str(&format!(" ({note})"));
@@ -405,8 +455,6 @@ fn auto(
         }
     };
     let t_torch = fastest(|| libtorch.translate(&x).map(drop).map_err(Into::into))?;
-    // Microseconds are all a timing of passes of milliseconds can say.
-    let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
     let torch_timing = Timing {
         engine: EngineKind::Torch,
         precision: precision_name(libtorch.kind()),
@@ -438,6 +486,32 @@ fn auto(
             )),
         ),
     })
+}
+
+/// Times each batch size from 2 to the lane count both ways (one session on every core, split
+/// over the lanes) and keeps the faster for each; larger batches follow the largest timed. A
+/// batch is as many probes as images, each way's time its fastest of [`TIMED_PASSES`].
+fn regimes(g: &mut OnnxGenerator, cfg: &ModelConfig) -> Result<Vec<Regime>, EngineError> {
+    let mut out = Vec::new();
+    for images in 2..=g.lanes() {
+        let x = probe(cfg).repeat([i64::try_from(images).unwrap_or(1), 1, 1, 1]);
+        let one = fastest(|| g.one_session(&x, cfg).map(drop))?;
+        let side = fastest(|| g.side_by_side(&x, cfg).map(drop))?;
+        let per_image = |d: Duration| ms(d) / images as f64;
+        out.push(Regime {
+            images,
+            one_session_ms: per_image(one),
+            side_by_side_ms: per_image(side),
+            side_by_side: side < one,
+        });
+    }
+    g.set_side_by_side(out.iter().map(|r| r.side_by_side).collect());
+    Ok(out)
+}
+
+/// Milliseconds, to the microsecond (all a timing of passes of milliseconds can say).
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
 /// The largest generator file `auto` times both engines for. Above it libtorch runs untimed: the
@@ -511,6 +585,7 @@ mod tests {
             device,
             precision: Precision::Auto,
             onnx_arena: false,
+            onnx_lanes: false,
         };
         assert!(resolved(EngineSpec::Onnx, Device::Cpu).check().is_ok());
         assert!(resolved(EngineSpec::Auto, Device::Cuda(0)).check().is_ok());

@@ -23,10 +23,23 @@ use tch::{Device, Kind, Tensor};
 
 use crate::{EngineError, EngineOptions};
 
-/// A generator in an ONNX Runtime session.
+/// Most lanes built, whatever the core count: past that the timing at load grows long and the
+/// copies of the weights many.
+const MAX_LANES: usize = 8;
+
+/// Most bytes of weights all lanes together hold (each session has its own copy): the light
+/// 256 px generator (40 MB) gets a lane per core on up to 6 cores, the full one (1.1 GB) none.
+const LANES_MAX_WEIGHT_BYTES: u64 = 256 << 20;
+
+/// A generator in an ONNX Runtime session, and maybe single-thread sessions beside it.
 pub(crate) struct OnnxGenerator {
     /// `Session::run` takes `&mut`: one caller at a time (a style's inference thread).
     session: Mutex<Session>,
+    /// Single-thread sessions of the same model, run side by side for batches.
+    lanes: Vec<Mutex<Session>>,
+    /// Whether a batch of `i + 2` images runs split over the lanes (larger batches follow the
+    /// last entry); empty: never.
+    side_by_side: Vec<bool>,
 }
 
 impl OnnxGenerator {
@@ -36,17 +49,26 @@ impl OnnxGenerator {
         opts: &EngineOptions,
     ) -> Result<OnnxGenerator, EngineError> {
         let tmp = std::env::temp_dir();
-        Self::load_via(checkpoint, direction, opts, &tmp, ExternalData::Auto)
+        let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
+        Self::load_via(
+            checkpoint,
+            direction,
+            opts,
+            &tmp,
+            ExternalData::Auto,
+            threads,
+        )
     }
 
     /// [`load`](Self::load) through a temporary directory in `tmp`, the weights placed as
-    /// `external` says (beside the graph above 2 GiB).
+    /// `external` says (beside the graph above 2 GiB), for `threads` cores.
     fn load_via(
         checkpoint: &Checkpoint,
         direction: Direction,
         opts: &EngineOptions,
         tmp: &Path,
         external: ExternalData,
+        threads: usize,
     ) -> Result<OnnxGenerator, EngineError> {
         // First, so a missing library is reported as such before any export work.
         brs_image::detect::init_onnxruntime(None).map_err(|e| runtime_error(&e))?;
@@ -70,68 +92,161 @@ impl OnnxGenerator {
         // builds the session: give the export's memory back first, so the two never add up (the
         // full 256 px generator peaked at 3.3 GB instead of 2.2).
         brs_model::alloc::release_free_memory();
-        let options = SessionOptions {
+        let options = |intra_threads| SessionOptions {
             optimization: GraphOptimizationLevel::All,
-            intra_threads: usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1),
+            intra_threads,
             arena: opts.onnx_arena,
             spin: !std::env::var("OMP_WAIT_POLICY")
                 .is_ok_and(|p| p.eq_ignore_ascii_case("passive")),
         };
-        let session = build_session(&written.model, options).map_err(|e| match e {
-            DetectError::Runtime(_) => runtime_error(&e),
-            e => EngineError::Session(e.to_string()),
-        })?;
-        // The session holds the weights now; the files would only take disk (1.1 GB for the
+        let build = |intra_threads| {
+            let session =
+                build_session(&written.model, options(intra_threads)).map_err(|e| match e {
+                    DetectError::Runtime(_) => runtime_error(&e),
+                    e => EngineError::Session(e.to_string()),
+                });
+            // ONNX Runtime has freed the model's bytes it parsed: as large as the weights again.
+            brs_model::alloc::release_free_memory();
+            session.map(Mutex::new)
+        };
+        let session = build(threads)?;
+        let lanes = if opts.onnx_lanes {
+            (0..lane_count(threads, written.parameters * 4))
+                .map(|_| build(1))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
+        // The sessions hold the weights now; the files would only take disk (1.1 GB for the
         // full model). Dropping the directory removes them; an error here costs disk, not the
         // model.
         let _ = dir.close();
-        // ONNX Runtime has freed the model's bytes it parsed: as large as the weights again.
-        brs_model::alloc::release_free_memory();
         Ok(OnnxGenerator {
-            session: Mutex::new(session),
+            session,
+            lanes,
+            side_by_side: Vec::new(),
         })
     }
 
-    /// Runs a batch [N, C, S, S] in [-1, 1]; the image output, float32 on the CPU.
+    /// How many single-thread sessions can run a batch side by side (0: none).
+    pub(crate) fn lanes(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// Sets, for each batch size from 2, whether it runs split over the lanes.
+    pub(crate) fn set_side_by_side(&mut self, from_two: Vec<bool>) {
+        self.side_by_side = from_two;
+    }
+
+    /// Runs a batch [N, C, S, S] in [-1, 1] the way measured fastest for N images; the image
+    /// output, float32 on the CPU.
     pub(crate) fn translate(
         &self,
         input: &Tensor,
         cfg: &ModelConfig,
     ) -> Result<Tensor, EngineError> {
-        let shape = input.size();
-        if shape.len() != 4
-            || shape[1] != cfg.img_ch
-            || shape[2] != cfg.img_size
-            || shape[3] != cfg.img_size
-        {
-            return Err(ModelError::InputShape {
-                found: shape,
-                channels: cfg.img_ch,
-                side: cfg.img_size,
-            }
-            .into());
+        let n = usize::try_from(input.size().first().copied().unwrap_or(0)).unwrap_or(0);
+        let split = n
+            .checked_sub(2)
+            .and_then(|i| self.side_by_side.get(i).or(self.side_by_side.last()))
+            .copied()
+            .unwrap_or(false);
+        if split {
+            self.side_by_side(input, cfg)
+        } else {
+            run(&self.session, input, cfg)
         }
-        let x = input
-            .to_device(Device::Cpu)
-            .to_kind(Kind::Float)
-            .contiguous()
-            .view(-1);
-        let data = Vec::<f32>::try_from(&x).map_err(|e| EngineError::Inference(e.to_string()))?;
-        let value = ort::value::Tensor::from_array((shape, data))
-            .map_err(|e| EngineError::Inference(e.to_string()))?;
-        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        let outputs = session
-            .run(ort::inputs![INPUT => value])
-            .map_err(|e| EngineError::Inference(e.to_string()))?;
-        let image = outputs
-            .get(OUTPUT_IMAGE)
-            .ok_or_else(|| EngineError::Inference(format!("no output {OUTPUT_IMAGE:?}")))?;
-        let (dims, values) = image
-            .try_extract_tensor::<f32>()
-            .map_err(|e| EngineError::Inference(format!("output {OUTPUT_IMAGE:?}: {e}")))?;
-        let dims: Vec<i64> = dims.iter().copied().collect();
-        Ok(Tensor::from_slice(values).view(dims.as_slice()))
     }
+
+    /// The whole batch in the session on every core.
+    pub(crate) fn one_session(
+        &self,
+        input: &Tensor,
+        cfg: &ModelConfig,
+    ) -> Result<Tensor, EngineError> {
+        run(&self.session, input, cfg)
+    }
+
+    /// The batch split in up to one share per lane, the shares run at once, each on its own
+    /// thread and single-thread session.
+    pub(crate) fn side_by_side(
+        &self,
+        input: &Tensor,
+        cfg: &ModelConfig,
+    ) -> Result<Tensor, EngineError> {
+        let n = input.size().first().copied().unwrap_or(0);
+        let shares = i64::try_from(self.lanes.len()).unwrap_or(0).min(n);
+        if shares < 2 {
+            return run(&self.session, input, cfg);
+        }
+        let parts = input.chunk(shares, 0);
+        let outputs: Vec<Result<Tensor, EngineError>> = std::thread::scope(|scope| {
+            let running: Vec<_> = parts
+                .into_iter()
+                .zip(&self.lanes)
+                .map(|(part, lane)| scope.spawn(move || run(lane, &part, cfg)))
+                .collect();
+            running
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(EngineError::Inference(
+                            "a side-by-side session panicked".into(),
+                        ))
+                    })
+                })
+                .collect()
+        });
+        let outputs = outputs.into_iter().collect::<Result<Vec<_>, _>>()?;
+        Ok(Tensor::cat(&outputs, 0))
+    }
+}
+
+/// Lanes for `threads` cores and a model of `weight_bytes`: one per core within
+/// [`MAX_LANES`] and [`LANES_MAX_WEIGHT_BYTES`], and none unless at least two.
+fn lane_count(threads: usize, weight_bytes: u64) -> usize {
+    let affordable = LANES_MAX_WEIGHT_BYTES / weight_bytes.max(1);
+    let n = threads
+        .min(MAX_LANES)
+        .min(usize::try_from(affordable).unwrap_or(usize::MAX));
+    if n >= 2 { n } else { 0 }
+}
+
+/// Runs a batch [N, C, S, S] in [-1, 1] in `session`; the image output, float32 on the CPU.
+fn run(session: &Mutex<Session>, input: &Tensor, cfg: &ModelConfig) -> Result<Tensor, EngineError> {
+    let shape = input.size();
+    if shape.len() != 4
+        || shape[1] != cfg.img_ch
+        || shape[2] != cfg.img_size
+        || shape[3] != cfg.img_size
+    {
+        return Err(ModelError::InputShape {
+            found: shape,
+            channels: cfg.img_ch,
+            side: cfg.img_size,
+        }
+        .into());
+    }
+    let x = input
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .contiguous()
+        .view(-1);
+    let data = Vec::<f32>::try_from(&x).map_err(|e| EngineError::Inference(e.to_string()))?;
+    let value = ort::value::Tensor::from_array((shape, data))
+        .map_err(|e| EngineError::Inference(e.to_string()))?;
+    let mut session = session.lock().unwrap_or_else(|e| e.into_inner());
+    let outputs = session
+        .run(ort::inputs![INPUT => value])
+        .map_err(|e| EngineError::Inference(e.to_string()))?;
+    let image = outputs
+        .get(OUTPUT_IMAGE)
+        .ok_or_else(|| EngineError::Inference(format!("no output {OUTPUT_IMAGE:?}")))?;
+    let (dims, values) = image
+        .try_extract_tensor::<f32>()
+        .map_err(|e| EngineError::Inference(format!("output {OUTPUT_IMAGE:?}: {e}")))?;
+    let dims: Vec<i64> = dims.iter().copied().collect();
+    Ok(Tensor::from_slice(values).view(dims.as_slice()))
 }
 
 fn runtime_error(e: &DetectError) -> EngineError {
@@ -157,14 +272,21 @@ mod tests {
             device: Device::Cpu,
             precision: Precision::F32,
             onnx_arena: false,
+            onnx_lanes: false,
         };
         let x = Tensor::rand([2, 3, 96, 96], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
         let mut outputs = Vec::new();
         for external in [ExternalData::Auto, ExternalData::Always] {
             let tmp = tempfile::tempdir().unwrap();
-            let g =
-                OnnxGenerator::load_via(&checkpoint, Direction::A2B, &opts, tmp.path(), external)
-                    .unwrap();
+            let g = OnnxGenerator::load_via(
+                &checkpoint,
+                Direction::A2B,
+                &opts,
+                tmp.path(),
+                external,
+                1,
+            )
+            .unwrap();
             assert_eq!(
                 std::fs::read_dir(tmp.path()).unwrap().count(),
                 0,
@@ -174,5 +296,75 @@ mod tests {
         }
         let d = (&outputs[0] - &outputs[1]).abs().max().double_value(&[]);
         assert_eq!(d, 0.0, "the same graph and weights either way");
+    }
+
+    /// A batch split over the lanes gives what the session on every core gives (to float
+    /// rounding), and `translate` follows the regime set for each batch size.
+    #[test]
+    fn batches_split_over_lanes_equal_the_whole_session() {
+        let run = tempfile::tempdir().unwrap();
+        let cfg = brs_testkit::model::tiny_config();
+        brs_model::translator::write_random_export(run.path(), &cfg, 2, 1).unwrap();
+        let checkpoint = Checkpoint::open(run.path()).unwrap();
+        let opts = EngineOptions {
+            engine: crate::EngineSpec::Onnx,
+            device: Device::Cpu,
+            precision: Precision::F32,
+            onnx_arena: false,
+            onnx_lanes: true,
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let mut g = OnnxGenerator::load_via(
+            &checkpoint,
+            Direction::A2B,
+            &opts,
+            tmp.path(),
+            ExternalData::Auto,
+            2,
+        )
+        .unwrap();
+        assert_eq!(g.lanes(), 2);
+        let x = Tensor::rand([3, 3, 96, 96], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        let whole = g.one_session(&x, &cfg).unwrap();
+        let split = g.side_by_side(&x, &cfg).unwrap();
+        assert_eq!(split.size(), [3, 3, 96, 96]);
+        let d = (&whole - &split).abs().max().double_value(&[]);
+        assert!(d < 1e-5, "side by side differs by {d}");
+        let same = |a: &Tensor, b: &Tensor| a.equal(b);
+        assert!(
+            same(&g.translate(&x, &cfg).unwrap(), &whole),
+            "no regime set: one session"
+        );
+        g.set_side_by_side(vec![true]);
+        assert!(
+            same(&g.translate(&x, &cfg).unwrap(), &split),
+            "3 images follow the 2's regime"
+        );
+        let one = x.narrow(0, 0, 1);
+        assert!(
+            same(
+                &g.translate(&one, &cfg).unwrap(),
+                &g.one_session(&one, &cfg).unwrap()
+            ),
+            "one image always in the session on every core"
+        );
+        g.set_side_by_side(vec![false]);
+        assert!(same(&g.translate(&x, &cfg).unwrap(), &whole));
+    }
+
+    #[test]
+    fn lanes_are_one_per_core_within_the_memory_bound() {
+        let light = 40 << 20;
+        assert_eq!(lane_count(2, light), 2);
+        assert_eq!(lane_count(4, light), 4);
+        assert_eq!(lane_count(16, light), 6, "256 MiB / 40 MiB");
+        assert_eq!(lane_count(32, 1 << 20), MAX_LANES);
+        assert_eq!(lane_count(1, light), 0, "one core: nothing to run beside");
+        assert_eq!(
+            lane_count(2, 1100 << 20),
+            0,
+            "the full generator: no copies"
+        );
+        assert_eq!(lane_count(2, 0), 2);
     }
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use brs_engine::{Engine, Timing};
+use brs_engine::{Engine, Regime, Timing};
 use serde::Serialize;
 use tch::{Kind, Tensor};
 use tokio::sync::oneshot;
@@ -50,6 +50,10 @@ pub(crate) struct ModelInfo {
     /// With `engine = "auto"`: what each engine took for one image at load, the faster (the one
     /// running) first; empty when the engine was not timed.
     pub(crate) engine_timings: Vec<Timing>,
+    /// With ONNX Runtime and `max_batch` of 2 or more: for each batch size timed at load,
+    /// whether its images run side by side on single-thread sessions or together on every core,
+    /// and what each took per image.
+    pub(crate) engine_regimes: Vec<Regime>,
 }
 
 impl ModelInfo {
@@ -75,6 +79,7 @@ impl ModelInfo {
             precision: t.precision_name().into(),
             engine: t.kind().to_string(),
             engine_timings: t.timings().to_vec(),
+            engine_regimes: t.regimes().to_vec(),
         }
     }
 }

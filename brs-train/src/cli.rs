@@ -136,6 +136,8 @@ impl GeneratorArgs {
             precision: self.precision,
             // A command that exits when done: the faster batches matter, not the memory kept.
             onnx_arena: true,
+            // Folders are translated in batches (--batch).
+            onnx_lanes: true,
         };
         let engine = Engine::open(&self.checkpoint, self.direction, &opts)?;
         eprintln!("engine: {}", engine.describe());

@@ -77,6 +77,18 @@ async fn onnx_serves_batches_and_hot_reloads_with_the_images_libtorch_gives() {
     assert_eq!(m["engine"], "onnx", "{m}");
     assert_eq!(m["precision"], "f32", "{m}");
     assert_eq!(m["engine_timings"], serde_json::json!([]), "not timed: {m}");
+    // Each batch size from 2 to the lane count (one per core libtorch uses), timed both ways at
+    // load, runs the faster way.
+    let regimes = m["engine_regimes"].as_array().expect("engine_regimes");
+    for (k, r) in regimes.iter().enumerate() {
+        assert_eq!(r["images"], k + 2, "{m}");
+        let (side, one) = (
+            r["side_by_side_ms"].as_f64().expect("ms"),
+            r["one_session_ms"].as_f64().expect("ms"),
+        );
+        assert!(side > 0.0 && one > 0.0, "{m}");
+        assert_eq!(r["side_by_side"], side < one, "the faster is kept: {m}");
+    }
 
     let requests: Vec<_> = (0..4u8)
         .map(|k| {
