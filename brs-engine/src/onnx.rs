@@ -138,6 +138,26 @@ impl OnnxGenerator {
         self.side_by_side = from_two;
     }
 
+    /// How many of `n` waiting images to run as one batch: as many as fill the lanes evenly when
+    /// they run side by side (three on two lanes would keep one lane waiting for the other's
+    /// second image, as long as a whole pass; the third goes with the next batch), else `n`.
+    pub(crate) fn fitting_batch(&self, n: usize) -> usize {
+        let lanes = self.lanes.len();
+        if self.splits(n) && n > lanes && n % lanes != 0 {
+            n - n % lanes
+        } else {
+            n
+        }
+    }
+
+    /// Whether a batch of `n` images runs split over the lanes.
+    fn splits(&self, n: usize) -> bool {
+        n.checked_sub(2)
+            .and_then(|i| self.side_by_side.get(i).or(self.side_by_side.last()))
+            .copied()
+            .unwrap_or(false)
+    }
+
     /// Runs a batch [N, C, S, S] in [-1, 1] the way measured fastest for N images; the image
     /// output, float32 on the CPU.
     pub(crate) fn translate(
@@ -146,15 +166,10 @@ impl OnnxGenerator {
         cfg: &ModelConfig,
     ) -> Result<Tensor, EngineError> {
         let n = usize::try_from(input.size().first().copied().unwrap_or(0)).unwrap_or(0);
-        let split = n
-            .checked_sub(2)
-            .and_then(|i| self.side_by_side.get(i).or(self.side_by_side.last()))
-            .copied()
-            .unwrap_or(false);
-        if split {
+        if self.splits(n) {
             self.side_by_side(input, cfg)
         } else {
-            run(&self.session, input, cfg)
+            self.one_session(input, cfg)
         }
     }
 
@@ -177,7 +192,7 @@ impl OnnxGenerator {
         let n = input.size().first().copied().unwrap_or(0);
         let shares = i64::try_from(self.lanes.len()).unwrap_or(0).min(n);
         if shares < 2 {
-            return run(&self.session, input, cfg);
+            return self.one_session(input, cfg);
         }
         let parts = input.chunk(shares, 0);
         let outputs: Vec<Result<Tensor, EngineError>> = std::thread::scope(|scope| {
@@ -335,11 +350,18 @@ mod tests {
             same(&g.translate(&x, &cfg).unwrap(), &whole),
             "no regime set: one session"
         );
+        assert_eq!(
+            (g.fitting_batch(3), g.fitting_batch(4)),
+            (3, 4),
+            "one session takes all"
+        );
         g.set_side_by_side(vec![true]);
         assert!(
             same(&g.translate(&x, &cfg).unwrap(), &split),
             "3 images follow the 2's regime"
         );
+        let fitting: Vec<usize> = (1..=5).map(|n| g.fitting_batch(n)).collect();
+        assert_eq!(fitting, [1, 2, 2, 4, 4], "two lanes take even batches");
         let one = x.narrow(0, 0, 1);
         assert!(
             same(

@@ -54,6 +54,9 @@ pub(crate) struct ModelInfo {
     /// whether its images run side by side on single-thread sessions or together on every core,
     /// and what each took per image.
     pub(crate) engine_regimes: Vec<Regime>,
+    /// With `engine = "auto"`: why it chose without timing, or kept libtorch after a failure
+    /// (ONNX Runtime missing, the model over the size auto times); else null.
+    pub(crate) engine_note: Option<String>,
 }
 
 impl ModelInfo {
@@ -80,6 +83,7 @@ impl ModelInfo {
             engine: t.kind().to_string(),
             engine_timings: t.timings().to_vec(),
             engine_regimes: t.regimes().to_vec(),
+            engine_note: t.note().map(str::to_string),
         }
     }
 }
@@ -201,7 +205,7 @@ impl Batcher {
     ) -> std::io::Result<Batcher> {
         let info = translator.as_ref().map(|t| {
             let info = ModelInfo::of(t);
-            metrics.model_loaded(style, None, &info.version, info.iteration);
+            metrics.model_loaded(style, None, &info);
             Arc::new(info)
         });
         let b = Batcher {
@@ -343,8 +347,7 @@ impl Worker {
             if let Some(t) = self.swap.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 let info = ModelInfo::of(&t);
                 tracing::info!(style = %self.style, version = %info.version, iteration = info.iteration, "now serving");
-                self.metrics
-                    .model_loaded(&self.style, None, &info.version, info.iteration);
+                self.metrics.model_loaded(&self.style, None, &info);
                 return Some(t);
             }
             let lanes = self.queue.lock();
@@ -387,7 +390,16 @@ impl Worker {
         }
         let deadline = Instant::now() + self.cfg.max_wait;
         let mut batch = Vec::new();
-        while batch.len() < self.cfg.max_batch {
+        // Without waiting for more, as many of those waiting as the engine runs without a core
+        // idling (ONNX Runtime's lanes take even shares: the odd one goes next). With
+        // `max_wait` the batch grows as images come, up to `max_batch`.
+        let take = if self.cfg.max_wait.is_zero() {
+            let waiting = lanes.interactive.len() + lanes.jobs.len();
+            translator.fitting_batch(waiting.clamp(1, self.cfg.max_batch.max(1)))
+        } else {
+            self.cfg.max_batch
+        };
+        while batch.len() < take {
             if let Some(item) = lanes.pop() {
                 batch.push(item);
                 continue;
@@ -413,12 +425,7 @@ impl Worker {
         if let Some(t) = next {
             let new = Arc::new(ModelInfo::of(&t));
             tracing::info!(style = %self.style, version = %new.version, iteration = new.iteration, "now serving");
-            self.metrics.model_loaded(
-                &self.style,
-                Some((&info.version, info.iteration)),
-                &new.version,
-                new.iteration,
-            );
+            self.metrics.model_loaded(&self.style, Some(info), &new);
             *self.info.write().unwrap_or_else(|e| e.into_inner()) = Some(new.clone());
             *info = new;
             *translator = t;

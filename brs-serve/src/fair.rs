@@ -204,6 +204,10 @@ impl<T> Drr<T> {
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
 }
 
 #[derive(Debug)]

@@ -160,31 +160,35 @@ impl Metrics {
         self.add(RELOADS, &[("style", style), ("outcome", outcome)], 1);
     }
 
+    /// The model a style serves now, and the one it replaced: `brs_model_info` is 1 for the
+    /// first, 0 for the second.
     pub(crate) fn model_loaded(
         &self,
         style: &str,
-        previous: Option<(&str, u64)>,
-        version: &str,
-        iteration: u64,
+        previous: Option<&crate::batcher::ModelInfo>,
+        now: &crate::batcher::ModelInfo,
     ) {
-        if let Some((v, it)) = previous {
-            let it = it.to_string();
+        let set = |m: &crate::batcher::ModelInfo, value: f64| {
+            let it = m.iteration.to_string();
             self.set(
                 MODEL_INFO,
-                &[("style", style), ("version", v), ("iteration", &it)],
-                0.0,
+                &[
+                    ("style", style),
+                    ("version", &m.version),
+                    ("iteration", &it),
+                    ("engine", &m.engine),
+                    ("precision", &m.precision),
+                ],
+                value,
             );
-        } else {
+        };
+        match previous {
+            Some(m) => set(m, 0.0),
             // The reload counter exists from the first load, so dashboards and alerts see 0
             // rather than no series.
-            self.add(RELOADS, &[("style", style), ("outcome", "ok")], 0);
+            None => self.add(RELOADS, &[("style", style), ("outcome", "ok")], 0),
         }
-        let it = iteration.to_string();
-        self.set(
-            MODEL_INFO,
-            &[("style", style), ("version", version), ("iteration", &it)],
-            1.0,
-        );
+        set(now, 1.0);
     }
 
     /// A request turned away before any work: `rate_limited`, `too_many_concurrent`, `queue_full`,

@@ -336,7 +336,7 @@ impl Registry {
             onnx_arena: false,
             // Batches run side by side where that was faster at load; max_batch = 1 turns the
             // lanes off, their copies of the weights and their timing with them.
-            onnx_lanes: cfg.max_batch >= 2,
+            onnx_lanes: cfg.onnx_lanes && cfg.max_batch >= 2,
         };
         // Asked for by name, ONNX Runtime must run here and be there at start, whether or not a
         // model is yet.

@@ -85,6 +85,12 @@ pub struct Config {
     /// `onnx` (ONNX Runtime, float32 on the CPU; the server refuses to start without the
     /// library). Both give the same image within rounding in float32.
     pub engine: EngineSpec,
+    /// Whether ONNX Runtime also gets a single-thread session per core, to run the images of a
+    /// batch side by side where that was timed faster at load (docs/serving.md, "The engine").
+    /// Off by default: timed alone they win, but at saturation beside the server's decodes they
+    /// did not (docs/benchmarks.md). Each holds a copy of the weights (only models under 256 MiB
+    /// of them get any). Needs `max_batch` of 2 or more.
+    pub onnx_lanes: bool,
     /// Largest batch the inference worker builds.
     pub max_batch: usize,
     /// How long the worker waits for a batch to fill once it holds a request. On a CPU a batch
@@ -180,6 +186,7 @@ impl Default for Config {
             device: DeviceSpec::Cpu,
             precision: Precision::Auto,
             engine: EngineSpec::Auto,
+            onnx_lanes: false,
             max_batch: 4,
             max_wait: Duration::ZERO,
             queue_depth: 32,

@@ -361,7 +361,8 @@ async fn models_health_metrics_openapi_and_page() {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
     assert!(text.contains(&format!(
-        "brs_model_info{{style=\"default\",version=\"{version}\",iteration=\"1\"}} 1"
+        "brs_model_info{{style=\"default\",version=\"{version}\",iteration=\"1\",engine=\"torch\",precision=\"{}\"}} 1",
+        if native { "bf16" } else { "f32" }
     )));
 
     let api: serde_json::Value = get("/openapi.json")

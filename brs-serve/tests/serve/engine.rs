@@ -69,6 +69,7 @@ async fn onnx_serves_batches_and_hot_reloads_with_the_images_libtorch_gives() {
     // A batch waits up to 300 ms to fill, so concurrent requests share forward passes.
     let s = Server::start(|c| {
         c.engine = EngineSpec::Onnx;
+        c.onnx_lanes = true;
         c.max_batch = 4;
         c.max_wait = Duration::from_millis(300);
     })
@@ -310,4 +311,7 @@ async fn without_onnx_runtime_onnx_refuses_to_start_and_auto_serves_with_libtorc
     let m = &m["styles"][0]["model"];
     assert_eq!(m["engine"], "torch", "{m}");
     assert_eq!(m["engine_timings"], serde_json::json!([]), "{m}");
+    // Why, in the API and not only in the log.
+    let note = m["engine_note"].as_str().unwrap_or_default();
+    assert!(note.contains("libonnxruntime.so.missing"), "{m}");
 }
