@@ -143,7 +143,7 @@ impl OnnxGenerator {
     /// second image, as long as a whole pass; the third goes with the next batch), else `n`.
     pub(crate) fn fitting_batch(&self, n: usize) -> usize {
         let lanes = self.lanes.len();
-        if self.splits(n) && n > lanes && n % lanes != 0 {
+        if self.splits(n) && n > lanes && !n.is_multiple_of(lanes) {
             n - n % lanes
         } else {
             n
@@ -274,21 +274,31 @@ mod tests {
     use super::*;
     use brs_model::Precision;
 
-    /// The files are gone once the session holds the model, weights beside the graph included
-    /// (what a full model above 256 px needs): the session runs on without them.
-    #[test]
-    fn the_export_is_deleted_once_the_session_holds_it() {
+    /// A random tiny export (its directory, kept alive) and its checkpoint.
+    fn tiny_export() -> (tempfile::TempDir, ModelConfig, Checkpoint) {
         let run = tempfile::tempdir().unwrap();
         let cfg = brs_testkit::model::tiny_config();
         brs_model::translator::write_random_export(run.path(), &cfg, 2, 1).unwrap();
         let checkpoint = Checkpoint::open(run.path()).unwrap();
-        let opts = EngineOptions {
+        (run, cfg, checkpoint)
+    }
+
+    fn onnx_options(onnx_lanes: bool) -> EngineOptions {
+        EngineOptions {
             engine: crate::EngineSpec::Onnx,
             device: Device::Cpu,
             precision: Precision::F32,
             onnx_arena: false,
-            onnx_lanes: false,
-        };
+            onnx_lanes,
+        }
+    }
+
+    /// The files are gone once the session holds the model, weights beside the graph included
+    /// (what a full model above 256 px needs): the session runs on without them.
+    #[test]
+    fn the_export_is_deleted_once_the_session_holds_it() {
+        let (_run, cfg, checkpoint) = tiny_export();
+        let opts = onnx_options(false);
         let x = Tensor::rand([2, 3, 96, 96], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
         let mut outputs = Vec::new();
         for external in [ExternalData::Auto, ExternalData::Always] {
@@ -317,17 +327,8 @@ mod tests {
     /// rounding), and `translate` follows the regime set for each batch size.
     #[test]
     fn batches_split_over_lanes_equal_the_whole_session() {
-        let run = tempfile::tempdir().unwrap();
-        let cfg = brs_testkit::model::tiny_config();
-        brs_model::translator::write_random_export(run.path(), &cfg, 2, 1).unwrap();
-        let checkpoint = Checkpoint::open(run.path()).unwrap();
-        let opts = EngineOptions {
-            engine: crate::EngineSpec::Onnx,
-            device: Device::Cpu,
-            precision: Precision::F32,
-            onnx_arena: false,
-            onnx_lanes: true,
-        };
+        let (_run, cfg, checkpoint) = tiny_export();
+        let opts = onnx_options(true);
         let tmp = tempfile::tempdir().unwrap();
         let mut g = OnnxGenerator::load_via(
             &checkpoint,
