@@ -50,7 +50,8 @@ pub(crate) struct ModelInfo {
     /// With `engine = "auto"`: what each engine took for one image at load, the faster (the one
     /// running) first; empty when the engine was not timed.
     pub(crate) engine_timings: Vec<Timing>,
-    /// With ONNX Runtime and `max_batch` of 2 or more: for each batch size timed at load,
+    /// With ONNX Runtime's lanes (`onnx_lanes`, `max_batch` of 2 or more): for each batch size
+    /// timed at load,
     /// whether its images run side by side on single-thread sessions or together on every core,
     /// and what each took per image.
     pub(crate) engine_regimes: Vec<Regime>,
