@@ -48,6 +48,11 @@ fn small(seed: u32) -> Vec<u8> {
 /// not optimised; measured), against milliseconds for `small`.
 const BOMB: u32 = 2500;
 
+/// Side of the bombs where the test needs a decode to outlast another client's whole request by far:
+/// 16 M pixels, about 2 s to decode in a test build, so the small image has that long to be
+/// answered first even while the other tests load both cores (with 6.25 M pixels it once lost).
+const SLOW_BOMB: u32 = 4000;
+
 /// Posts `body` as the client at `ip` (through the trusted proxy header); on a 200, appends `tag`
 /// to `log`.
 fn post(
@@ -169,7 +174,7 @@ async fn issue24_one_clients_pixel_bombs_cannot_hold_every_decode_permit() {
     .await;
     let log = Arc::new(Mutex::new(String::new()));
     let bombs: Vec<_> = (0..3)
-        .map(|i| post(&s, BOMBER, pixel_bomb(BOMB, i), 'A', &log))
+        .map(|i| post(&s, BOMBER, pixel_bomb(SLOW_BOMB, i), 'A', &log))
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     post(&s, GOOD, small(0), 'B', &log)
