@@ -238,18 +238,7 @@ fn lane_count(threads: usize, weight_bytes: u64) -> usize {
 /// Runs a batch [N, C, S, S] in [-1, 1] in `session`; the image output, float32 on the CPU.
 fn run(session: &Mutex<Session>, input: &Tensor, cfg: &ModelConfig) -> Result<Tensor, EngineError> {
     let shape = input.size();
-    if shape.len() != 4
-        || shape[1] != cfg.img_ch
-        || shape[2] != cfg.img_size
-        || shape[3] != cfg.img_size
-    {
-        return Err(ModelError::InputShape {
-            found: shape,
-            channels: cfg.img_ch,
-            side: cfg.img_size,
-        }
-        .into());
-    }
+    cfg.check_input(&shape)?;
     let x = input
         .to_device(Device::Cpu)
         .to_kind(Kind::Float)

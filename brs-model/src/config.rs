@@ -94,6 +94,23 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
+    /// Refuses an input batch that is not [N, img_ch, img_size, img_size], whichever engine runs
+    /// the generator.
+    pub fn check_input(&self, shape: &[i64]) -> Result<()> {
+        if shape.len() != 4
+            || shape[1] != self.img_ch
+            || shape[2] != self.img_size
+            || shape[3] != self.img_size
+        {
+            return Err(ModelError::InputShape {
+                found: shape.to_vec(),
+                channels: self.img_ch,
+                side: self.img_size,
+            });
+        }
+        Ok(())
+    }
+
     /// Refuses shapes the networks cannot run at, naming the key and the allowed range.
     ///
     /// The global discriminator halves the image five times (stride-2 convs), then shrinks it by
@@ -242,6 +259,20 @@ pub(crate) fn discriminator_maps(img: i64, n_layers: i64) -> Vec<i64> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inputs_of_another_shape_are_refused_with_the_expected_one() {
+        let cfg = ModelConfig::default();
+        let (c, s) = (cfg.img_ch, cfg.img_size);
+        assert!(cfg.check_input(&[2, c, s, s]).is_ok());
+        for bad in [vec![c, s, s], vec![1, c + 1, s, s], vec![1, c, s, s + 1]] {
+            let err = cfg.check_input(&bad).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("expected [N, {c}, {s}, {s}]")),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn paper_defaults_are_valid() {

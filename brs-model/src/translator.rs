@@ -90,19 +90,7 @@ impl Translator {
     /// Runs the generator on a batch [N, C, S, S] in [-1, 1] without autograd; outputs are
     /// float32 whatever the precision.
     pub fn forward(&self, input: &Tensor) -> Result<GeneratorOutput> {
-        let cfg = &self.checkpoint.meta.model;
-        let size = input.size();
-        if size.len() != 4
-            || size[1] != cfg.img_ch
-            || size[2] != cfg.img_size
-            || size[3] != cfg.img_size
-        {
-            return Err(ModelError::InputShape {
-                found: size,
-                channels: cfg.img_ch,
-                side: cfg.img_size,
-            });
-        }
+        self.checkpoint.meta.model.check_input(&input.size())?;
         let _guard = tch::no_grad_guard();
         let mut x = input.to_device(self.device).to_kind(self.kind);
         if self.device == Device::Cpu {

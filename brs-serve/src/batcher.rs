@@ -51,9 +51,8 @@ pub(crate) struct ModelInfo {
     /// running) first; empty when the engine was not timed.
     pub(crate) engine_timings: Vec<Timing>,
     /// With ONNX Runtime's lanes (`onnx_lanes`, `max_batch` of 2 or more): for each batch size
-    /// timed at load,
-    /// whether its images run side by side on single-thread sessions or together on every core,
-    /// and what each took per image.
+    /// timed at load, whether its images run side by side on single-thread sessions or together
+    /// on every core, and what each took per image.
     pub(crate) engine_regimes: Vec<Regime>,
     /// With `engine = "auto"`: why it chose without timing, or kept libtorch after a failure
     /// (ONNX Runtime missing, the model over the size auto times); else null.

@@ -359,13 +359,26 @@ impl Jobs {
     /// Each image's result, recorded state and input.
     async fn delete_images(&self, m: &Manifest) -> Result<(), ServeError> {
         for item in &m.items {
-            let name = ResultName::of_item(&m.id, item.index, m.request.format);
-            if let Some(k) = name.key() {
+            self.delete_image(&m.id, item.index, &[m.request.format])
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Image `index`'s result in each of `formats`, its recorded state and its input.
+    async fn delete_image(
+        &self,
+        id: &str,
+        index: usize,
+        formats: &[crate::pipeline::OutFormat],
+    ) -> Result<(), ServeError> {
+        for &format in formats {
+            if let Some(k) = ResultName::of_item(id, index, format).key() {
                 self.store.delete(&k).await?;
             }
-            self.store.delete(&item_key(&m.id, item.index)?).await?;
-            self.store.delete(&input_key(&m.id, item.index)?).await?;
         }
+        self.store.delete(&item_key(id, index)?).await?;
+        self.store.delete(&input_key(id, index)?).await?;
         Ok(())
     }
 
@@ -396,13 +409,7 @@ impl Jobs {
         index: usize,
         formats: &[crate::pipeline::OutFormat],
     ) -> Result<(), ServeError> {
-        for &format in formats {
-            if let Some(k) = ResultName::of_item(id, index, format).key() {
-                self.store.delete(&k).await?;
-            }
-        }
-        self.store.delete(&item_key(id, index)?).await?;
-        self.store.delete(&input_key(id, index)?).await?;
+        self.delete_image(id, index, formats).await?;
         self.forget(id);
         Ok(())
     }
