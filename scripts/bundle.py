@@ -5,7 +5,8 @@ plus binutils' readelf: the build machine's venv Python runs it, the bundle itse
 
     bundle.py closure --root BIN... --search DIR... [--extra LIB...] [--allow-system NAME...]
     bundle.py manifest TREE --out TREE/manifest.json --set key=value... --set-json key=JSON...
-    bundle.py check TREE [--flavour cpu|cuda]
+    bundle.py check TREE [--flavour cpu|cuda|onnx]
+    bundle.py flavour NAME binaries|cargo|target-dir    (for scripts/package, one word per line)
 """
 
 import argparse
@@ -30,6 +31,18 @@ CUDA_HOST_LIBS = {"libcuda.so.1", "libnvidia-ml.so.1", "libz.so.1"}
 # GCC 11's libstdc++ and libgcc_s). A bundle needing more would not start there.
 MAX_VERSIONS = {"GLIBC": (2, 34), "GLIBCXX": (3, 4, 29), "CXXABI": (1, 3, 13), "GCC": (11,)}
 BINARIES = ("brs-serve", "brs-train", "brs-dataset", "brs-lambda")
+# What each flavour is built from: its binaries, the cargo arguments that select their packages and
+# features (the build, and the licence walk over exactly what was compiled in), and the target
+# directory, so that the onnx flavour's binaries (built without libtorch) never replace the others'.
+FLAVOURS = {
+    "cpu": {"binaries": BINARIES, "cargo": [a for b in BINARIES for a in ("-p", b)], "target_dir": "target"},
+    "onnx": {"binaries": ("brs-serve", "brs-lambda"),
+             "cargo": ["-p", "brs-serve", "-p", "brs-lambda", "--no-default-features", "--features", "brs-serve/aws"],
+             "target_dir": "target/onnx"},
+}
+FLAVOURS["cuda"] = FLAVOURS["cpu"]
+# libtorch's libraries: the onnx flavour carries none.
+TORCH_LIB = re.compile(r"lib(torch|c10|gomp|cudart|cupti|cuda|cudnn|cublas|nccl|nv)")
 
 
 def is_elf(path: Path) -> bool:
@@ -181,18 +194,24 @@ def check_tree(tree: Path, flavour: str | None) -> list[str]:
     if not manifest_path.is_file():
         return [f"{manifest_path} is missing"]
     manifest = json.loads(manifest_path.read_text())
-    for key in ("name", "version", "git_commit", "flavour", "libtorch_version", "onnxruntime_version", "files"):
-        if not manifest.get(key):
-            problems.append(f"manifest lacks {key}")
     if flavour and manifest.get("flavour") != flavour:
         problems.append(f"manifest flavour is {manifest.get('flavour')}, expected {flavour}")
     flavour = flavour or manifest.get("flavour")
+    if flavour not in FLAVOURS:
+        return problems + [f"unknown flavour {flavour!r}"]
+    binaries = FLAVOURS[flavour]["binaries"]
+    keys = ["name", "version", "git_commit", "flavour", "onnxruntime_version", "files"]
+    if flavour != "onnx":
+        keys.append("libtorch_version")
+    for key in keys:
+        if not manifest.get(key):
+            problems.append(f"manifest lacks {key}")
 
-    for b in BINARIES:
+    for b in binaries:
         p = tree / "bin" / b
         if not (p.is_file() and os.access(p, os.X_OK) and is_elf(p)):
             problems.append(f"bin/{b} is missing or not an executable ELF file")
-    extra_bins = sorted({p.name for p in (tree / "bin").iterdir()} - set(BINARIES)) if (tree / "bin").is_dir() else []
+    extra_bins = sorted({p.name for p in (tree / "bin").iterdir()} - set(binaries)) if (tree / "bin").is_dir() else []
     if extra_bins:
         problems.append(f"bin/ holds unexpected files {extra_bins}")
     for rel in ("share/brs/models/centerface.onnx", "share/brs/configs/demo.toml", "share/licenses"):
@@ -246,6 +265,10 @@ def check_tree(tree: Path, flavour: str | None) -> list[str]:
         gpu = sorted(n for n in bundled if re.match(r"lib(torch_cuda|c10_cuda|cudnn|cublas|nccl|cufft|cusparse|curand|cusolver)", n))
         if gpu:
             problems.append(f"the cpu flavour carries CUDA kernels {gpu}")
+    if flavour == "onnx":
+        torch = sorted(n for n in bundled | needed_by_anyone if TORCH_LIB.match(n))
+        if torch:
+            problems.append(f"the onnx flavour carries or needs libtorch's libraries {torch}")
     return problems
 
 
@@ -256,6 +279,12 @@ def cmd_check(args) -> int:
     if problems:
         return 1
     print(f"bundle check: ok ({args.tree})", file=sys.stderr)
+    return 0
+
+
+def cmd_flavour(args) -> int:
+    value = FLAVOURS[args.name][args.field.replace("-", "_")]
+    print("\n".join(value) if isinstance(value, (list, tuple)) else value)
     return 0
 
 
@@ -274,9 +303,13 @@ def main() -> int:
     m.add_argument("--set-json", action="append", help="key=JSON for the manifest's top level")
     k = sub.add_parser("check", help="assert the bundle rules on an unpacked bundle")
     k.add_argument("tree")
-    k.add_argument("--flavour", choices=["cpu", "cuda"])
+    k.add_argument("--flavour", choices=sorted(FLAVOURS))
+    f = sub.add_parser("flavour", help="what a flavour is built from, one word per line")
+    f.add_argument("name", choices=sorted(FLAVOURS))
+    f.add_argument("field", choices=["binaries", "cargo", "target-dir"])
     args = ap.parse_args()
-    return {"closure": cmd_closure, "manifest": cmd_manifest, "check": cmd_check}[args.cmd](args)
+    return {"closure": cmd_closure, "manifest": cmd_manifest, "check": cmd_check,
+            "flavour": cmd_flavour}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Licences for a release bundle: of every wheel a bundled library came from, of named extra wheels,
 and of every Rust crate compiled into the binaries (from `cargo tree`, offline).
 
-    bundle_licenses.py --site SITE --libs LIB... [--dist NAME...] --cargo-root DIR --out DIR
+    bundle_licenses.py --site SITE --libs LIB... [--dist NAME...] --cargo-root DIR [--flavour F] --out DIR
 """
 
 import argparse
@@ -12,8 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bundle import FLAVOURS
+
 LICENSE_PREFIXES = ("license", "licence", "notice", "copying", "thirdpartynotices", "third_party_notices")
-BINARY_PACKAGES = ("brs-serve", "brs-train", "brs-dataset", "brs-lambda")
 
 
 def owners(site: Path, libs: list[str]) -> dict[str, md.Distribution]:
@@ -50,7 +51,7 @@ def copy_dist(dist: md.Distribution, out: Path) -> int:
     return len(files)
 
 
-def rust_crates(cargo_root: Path) -> list[dict]:
+def rust_crates(cargo_root: Path, flavour: str = "cpu") -> list[dict]:
     """The crates compiled into the binaries: their normal dependencies, with the features a build
     of exactly these packages resolves. `cargo tree` needs only the packages it lists, so it works
     offline right after the release build; `cargo metadata` resolves every workspace member's
@@ -58,8 +59,7 @@ def rust_crates(cargo_root: Path) -> list[dict]:
     cmd = ["cargo", "tree", "--offline", "--locked", "--edges", "normal",
            "--target", "x86_64-unknown-linux-gnu", "--prefix", "none", "--no-dedupe",
            "--format", "{p}\t{l}\t{r}"]
-    for name in BINARY_PACKAGES:
-        cmd += ["--package", name]
+    cmd += FLAVOURS[flavour]["cargo"]
     out = subprocess.run(cmd, cwd=cargo_root, check=True, capture_output=True, text=True).stdout
     crates: dict[tuple[str, str], dict] = {}
     for line in out.splitlines():
@@ -80,6 +80,7 @@ def main() -> int:
     ap.add_argument("--libs", nargs="+", required=True)
     ap.add_argument("--dist", nargs="*", default=[])
     ap.add_argument("--cargo-root", required=True)
+    ap.add_argument("--flavour", choices=sorted(FLAVOURS), default="cpu")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     out = Path(args.out)
@@ -109,7 +110,7 @@ def main() -> int:
     with open(out / "rust-crates.tsv", "w", newline="") as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
         w.writerow(["crate", "version", "license", "repository"])
-        for p in rust_crates(Path(args.cargo_root)):
+        for p in rust_crates(Path(args.cargo_root), args.flavour):
             w.writerow([p["name"], p["version"], p.get("license") or p.get("license_file") or "", p.get("repository") or ""])
     return 0
 

@@ -14,17 +14,23 @@
 //! at a time, so two copies of the weights never live at once (the full TensorFlow-flavour
 //! generator alone holds 1.1 GB).
 
+mod batch;
 mod onnx;
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "torch")]
+use brs_model::Translator;
 use brs_model::checkpoint::{Checkpoint, CheckpointKind, CheckpointMeta};
-use brs_model::{DeviceSpec, Direction, ModelConfig, ModelError, Precision, Translator};
+use brs_model::device::Device;
+use brs_model::{DeviceSpec, Direction, ModelConfig, ModelError, Precision};
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+#[cfg(feature = "torch")]
+use tch::{Kind, Tensor};
 
+pub use batch::{Batch, BatchError};
 use onnx::OnnxGenerator;
 
 /// Which engine runs the generator, as a user asks for it (`engine` in brs-serve's config,
@@ -47,7 +53,10 @@ impl EngineSpec {
     /// Refuses what cannot run, naming what to change: ONNX Runtime computes float32 on the CPU
     /// only. `device` may still be `auto`; [`Engine::load`] checks the device it resolved to.
     pub fn check(self, precision: Precision, device: DeviceSpec) -> Result<(), String> {
-        if self != EngineSpec::Onnx {
+        if self == EngineSpec::Torch && !TORCH {
+            return Err(NO_TORCH.into());
+        }
+        if self != EngineSpec::Onnx && TORCH {
             return Ok(());
         }
         if precision == Precision::Bf16 {
@@ -89,6 +98,13 @@ impl FromStr for EngineSpec {
         }
     }
 }
+
+/// Whether this build has libtorch (feature `torch`); without it ONNX Runtime runs every model
+/// and `auto` means ONNX Runtime.
+pub const TORCH: bool = cfg!(feature = "torch");
+
+const NO_TORCH: &str = "engine \"torch\": this build has no libtorch (the ONNX Runtime bundle): set \
+    engine to \"onnx\" or \"auto\", or install the cpu bundle";
 
 /// The engine running a loaded generator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -170,6 +186,8 @@ pub enum EngineError {
     Session(String),
     #[error("ONNX Runtime inference failed: {0}")]
     Inference(String),
+    #[error(transparent)]
+    Batch(#[from] BatchError),
     /// The engine asked for cannot run here (see [`EngineSpec::check`]).
     #[error("{0}")]
     Unsupported(String),
@@ -217,6 +235,7 @@ impl EngineOptions {
 const TIMED_PASSES: usize = 3;
 
 enum Runner {
+    #[cfg(feature = "torch")]
     Torch(Box<Translator>),
     Onnx(OnnxGenerator),
 }
@@ -262,24 +281,41 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         opts.check()?;
         check_direction(&checkpoint, direction)?;
-        let mut note = None;
-        let mut timings = Vec::new();
-        let mut runner = match opts.engine {
-            EngineSpec::Torch => Runner::Torch(Box::new(torch(&checkpoint, direction, opts)?)),
-            EngineSpec::Onnx => Runner::Onnx(OnnxGenerator::load(&checkpoint, direction, opts)?),
-            // ONNX Runtime runs on the CPU here: no contest with a GPU.
-            EngineSpec::Auto if opts.device != Device::Cpu => {
-                Runner::Torch(Box::new(torch(&checkpoint, direction, opts)?))
-            }
-            EngineSpec::Auto => {
-                let (runner, measured, why) = auto(&checkpoint, direction, opts)?;
-                timings = measured;
-                note = why;
-                runner
-            }
-        };
+        let only = |runner| (runner, Vec::new(), None);
+        let (mut runner, timings, note) =
+            match opts.engine {
+                #[cfg(feature = "torch")]
+                EngineSpec::Torch => only(Runner::Torch(Box::new(torch(
+                    &checkpoint,
+                    direction,
+                    opts,
+                )?))),
+                // Refused by `opts.check()` above.
+                #[cfg(not(feature = "torch"))]
+                EngineSpec::Torch => return Err(EngineError::Unsupported(NO_TORCH.into())),
+                EngineSpec::Onnx => only(Runner::Onnx(OnnxGenerator::load(
+                    &checkpoint,
+                    direction,
+                    opts,
+                )?)),
+                // ONNX Runtime runs on the CPU here: no contest with a GPU.
+                #[cfg(feature = "torch")]
+                EngineSpec::Auto if opts.device != Device::Cpu => only(Runner::Torch(Box::new(
+                    torch(&checkpoint, direction, opts)?,
+                ))),
+                #[cfg(feature = "torch")]
+                EngineSpec::Auto => auto(&checkpoint, direction, opts)?,
+                // Nothing to time ONNX Runtime against.
+                #[cfg(not(feature = "torch"))]
+                EngineSpec::Auto => only(Runner::Onnx(OnnxGenerator::load(
+                    &checkpoint,
+                    direction,
+                    opts,
+                )?)),
+            };
         let regimes = match &mut runner {
             Runner::Onnx(g) => regimes(g, &checkpoint.meta.model)?,
+            #[cfg(feature = "torch")]
             Runner::Torch(_) => Vec::new(),
         };
         Ok(Engine {
@@ -292,12 +328,24 @@ impl Engine {
         })
     }
 
-    /// The translated batch [N, C, S, S] in [-1, 1], float32 on the CPU, for a batch of the
-    /// model's size in [-1, 1].
+    /// The translated batch [N, C, S, S] in [-1, 1] for a batch of the model's size in [-1, 1].
+    pub fn translate_batch(&self, input: &Batch) -> Result<Batch, EngineError> {
+        match &self.runner {
+            #[cfg(feature = "torch")]
+            Runner::Torch(t) => Batch::from_tensor(&t.translate(&input.to_tensor())?),
+            Runner::Onnx(g) => g.translate(input, self.config()),
+        }
+    }
+
+    /// [`translate_batch`](Self::translate_batch) on tensors: the translated batch, float32 on
+    /// the CPU.
+    #[cfg(feature = "torch")]
     pub fn translate(&self, input: &Tensor) -> Result<Tensor, EngineError> {
         match &self.runner {
             Runner::Torch(t) => Ok(t.translate(input)?),
-            Runner::Onnx(g) => g.translate(input, self.config()),
+            Runner::Onnx(g) => Ok(g
+                .translate(&Batch::from_tensor(input)?, self.config())?
+                .to_tensor()),
         }
     }
 
@@ -307,6 +355,7 @@ impl Engine {
     pub fn fitting_batch(&self, n: usize) -> usize {
         match &self.runner {
             Runner::Onnx(g) => g.fitting_batch(n).max(1),
+            #[cfg(feature = "torch")]
             Runner::Torch(_) => n,
         }
     }
@@ -314,22 +363,19 @@ impl Engine {
     /// Which engine runs it.
     pub fn kind(&self) -> EngineKind {
         match self.runner {
+            #[cfg(feature = "torch")]
             Runner::Torch(_) => EngineKind::Torch,
             Runner::Onnx(_) => EngineKind::Onnx,
         }
     }
 
-    /// The tensor kind inference runs in (`Float` or `BFloat16`).
-    pub fn precision(&self) -> Kind {
-        match &self.runner {
-            Runner::Torch(t) => t.kind(),
-            Runner::Onnx(_) => Kind::Float,
-        }
-    }
-
-    /// [`precision`](Self::precision) as users write it: `f32` or `bf16`.
+    /// The number format inference runs in, as users write it: `f32` or `bf16`.
     pub fn precision_name(&self) -> &'static str {
-        precision_name(self.precision())
+        match &self.runner {
+            #[cfg(feature = "torch")]
+            Runner::Torch(t) => precision_name(t.kind()),
+            Runner::Onnx(_) => F32,
+        }
     }
 
     /// Both engines' times when `auto` measured them (the faster runs), else empty.
@@ -383,13 +429,18 @@ impl Engine {
     }
 }
 
+/// ONNX Runtime's number format, as users write it.
+const F32: &str = "f32";
+
+#[cfg(feature = "torch")]
 fn precision_name(kind: Kind) -> &'static str {
     match kind {
         Kind::BFloat16 => "bf16",
-        _ => "f32",
+        _ => F32,
     }
 }
 
+#[cfg(feature = "torch")]
 fn torch(
     checkpoint: &Checkpoint,
     direction: Direction,
@@ -424,6 +475,7 @@ fn check_direction(checkpoint: &Checkpoint, direction: Direction) -> Result<(), 
 /// ONNX Runtime is loaded again if it was the faster. Each engine's time is its fastest of
 /// [`TIMED_PASSES`] passes after an untimed one, the least disturbed by a model serving beside it
 /// during a hot reload. When ONNX Runtime cannot be loaded or run, libtorch serves with a note.
+#[cfg(feature = "torch")]
 fn auto(
     checkpoint: &Checkpoint,
     direction: Direction,
@@ -446,7 +498,7 @@ fn auto(
         return Ok((runner, Vec::new(), Some(note)));
     }
     let cfg = &checkpoint.meta.model;
-    let x = probe(cfg);
+    let x = probe(cfg)?;
     let t_onnx = match OnnxGenerator::load(checkpoint, direction, opts) {
         Ok(onnx) => fastest(|| onnx.translate(&x, cfg).map(drop)),
         Err(e @ EngineError::Model(_)) => return Err(e),
@@ -464,7 +516,8 @@ fn auto(
             return Ok((Runner::Torch(Box::new(libtorch)), Vec::new(), Some(note)));
         }
     };
-    let t_torch = fastest(|| libtorch.translate(&x).map(drop).map_err(Into::into))?;
+    let x_torch = x.to_tensor();
+    let t_torch = fastest(|| libtorch.translate(&x_torch).map(drop).map_err(Into::into))?;
     let torch_timing = Timing {
         engine: EngineKind::Torch,
         precision: precision_name(libtorch.kind()),
@@ -472,7 +525,7 @@ fn auto(
     };
     let onnx_timing = Timing {
         engine: EngineKind::Onnx,
-        precision: precision_name(Kind::Float),
+        precision: F32,
         ms: ms(t_onnx),
     };
     // A tie keeps libtorch, which needs no exported copy of the model.
@@ -504,7 +557,7 @@ fn auto(
 fn regimes(g: &mut OnnxGenerator, cfg: &ModelConfig) -> Result<Vec<Regime>, EngineError> {
     let mut out = Vec::new();
     for images in 2..=g.lanes() {
-        let x = probe(cfg).repeat([i64::try_from(images).unwrap_or(1), 1, 1, 1]);
+        let x = Batch::concat(&vec![probe(cfg)?; images])?;
         let one = fastest(|| g.one_session(&x, cfg).map(drop))?;
         let side = fastest(|| g.side_by_side(&x, cfg).map(drop))?;
         let per_image = |d: Duration| ms(d) / images as f64;
@@ -529,6 +582,7 @@ fn ms(d: Duration) -> f64 {
 /// timed ONNX Runtime (its session build alone holds about twice the weights) and libtorch in
 /// turn, against 1.5 GB with libtorch alone: more than the 4 GiB instances it must fit. The light
 /// generators (40 MB at 256 px) and every model of the tests are far below it.
+#[cfg(feature = "torch")]
 const AUTO_MAX_WEIGHTS: u64 = 512 << 20;
 
 /// The fastest of [`TIMED_PASSES`] passes of `run`, after an untimed one (first passes pay for
@@ -555,14 +609,22 @@ fn timed(f: impl FnOnce() -> Result<(), EngineError>) -> Result<Duration, Engine
 
 /// One image of the model's size with every value of [-1, 1] represented: the timing does not
 /// depend on the values, but a constant image could take shortcuts a photo does not.
-fn probe(cfg: &ModelConfig) -> Tensor {
-    let n = cfg.img_ch * cfg.img_size * cfg.img_size;
-    Tensor::linspace(-1.0, 1.0, n, (Kind::Float, Device::Cpu)).view([
-        1,
-        cfg.img_ch,
-        cfg.img_size,
-        cfg.img_size,
-    ])
+fn probe(cfg: &ModelConfig) -> Result<Batch, EngineError> {
+    let [c, s] = [cfg.img_ch, cfg.img_size].map(|d| usize::try_from(d).unwrap_or(0));
+    let n = c * s * s;
+    let step = 2.0 / (n.max(2) - 1) as f64;
+    let values = (0..n).map(|i| (-1.0 + i as f64 * step) as f32).collect();
+    Ok(Batch::new([1, c, s, s], values)?)
+}
+
+/// The cores an ONNX Runtime session computes on: as many as libtorch's intra-op threads where
+/// libtorch is built in, so either engine gets the same cores; the machine's otherwise.
+fn cores() -> usize {
+    #[cfg(feature = "torch")]
+    let n = usize::try_from(tch::get_num_threads()).ok();
+    #[cfg(not(feature = "torch"))]
+    let n = std::thread::available_parallelism().ok().map(usize::from);
+    n.unwrap_or(1).max(1)
 }
 
 #[cfg(test)]
@@ -608,9 +670,10 @@ mod tests {
     #[test]
     fn the_probe_spans_the_input_range() {
         let cfg = brs_testkit::model::tiny_config();
-        let x = probe(&cfg);
-        assert_eq!(x.size(), [1, 3, 96, 96]);
-        assert_eq!(x.min().double_value(&[]), -1.0);
-        assert_eq!(x.max().double_value(&[]), 1.0);
+        let x = probe(&cfg).unwrap();
+        assert_eq!(x.shape(), [1, 3, 96, 96]);
+        let v = x.values();
+        assert_eq!((v[0], v[v.len() - 1]), (-1.0, 1.0));
+        assert!(v.windows(2).all(|w| w[0] < w[1]), "every value once");
     }
 }

@@ -21,15 +21,13 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use crate::{Batch, EngineError, EngineOptions};
 use brs_image::detect::{DetectError, SessionOptions, build_session};
 use brs_model::checkpoint::Checkpoint;
 use brs_model::onnx::{ExternalData, INPUT, OUTPUT_IMAGE};
 use brs_model::{Direction, ModelConfig, ModelError};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
-use tch::{Device, Kind, Tensor};
-
-use crate::{EngineError, EngineOptions};
 
 /// Most lanes built, whatever the core count: past that the timing at load grows long and the
 /// copies of the weights many.
@@ -57,7 +55,7 @@ impl OnnxGenerator {
         opts: &EngineOptions,
     ) -> Result<OnnxGenerator, EngineError> {
         let tmp = std::env::temp_dir();
-        let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
+        let threads = crate::cores();
         Self::load_via(
             checkpoint,
             direction,
@@ -168,13 +166,8 @@ impl OnnxGenerator {
 
     /// Runs a batch [N, C, S, S] in [-1, 1] the way measured fastest for N images; the image
     /// output, float32 on the CPU.
-    pub(crate) fn translate(
-        &self,
-        input: &Tensor,
-        cfg: &ModelConfig,
-    ) -> Result<Tensor, EngineError> {
-        let n = usize::try_from(input.size().first().copied().unwrap_or(0)).unwrap_or(0);
-        if self.splits(n) {
+    pub(crate) fn translate(&self, input: &Batch, cfg: &ModelConfig) -> Result<Batch, EngineError> {
+        if self.splits(input.len()) {
             self.side_by_side(input, cfg)
         } else {
             self.one_session(input, cfg)
@@ -184,9 +177,9 @@ impl OnnxGenerator {
     /// The whole batch in the session on every core.
     pub(crate) fn one_session(
         &self,
-        input: &Tensor,
+        input: &Batch,
         cfg: &ModelConfig,
-    ) -> Result<Tensor, EngineError> {
+    ) -> Result<Batch, EngineError> {
         run(&self.session, input, cfg)
     }
 
@@ -194,16 +187,15 @@ impl OnnxGenerator {
     /// thread and single-thread session.
     pub(crate) fn side_by_side(
         &self,
-        input: &Tensor,
+        input: &Batch,
         cfg: &ModelConfig,
-    ) -> Result<Tensor, EngineError> {
-        let n = input.size().first().copied().unwrap_or(0);
-        let shares = i64::try_from(self.lanes.len()).unwrap_or(0).min(n);
+    ) -> Result<Batch, EngineError> {
+        let shares = self.lanes.len().min(input.len());
         if shares < 2 {
             return self.one_session(input, cfg);
         }
-        let parts = input.chunk(shares, 0);
-        let outputs: Vec<Result<Tensor, EngineError>> = std::thread::scope(|scope| {
+        let parts = input.split(shares);
+        let outputs: Vec<Result<Batch, EngineError>> = std::thread::scope(|scope| {
             let running: Vec<_> = parts
                 .into_iter()
                 .zip(&self.lanes)
@@ -221,7 +213,7 @@ impl OnnxGenerator {
                 .collect()
         });
         let outputs = outputs.into_iter().collect::<Result<Vec<_>, _>>()?;
-        Ok(Tensor::cat(&outputs, 0))
+        Ok(Batch::concat(&outputs)?)
     }
 }
 
@@ -236,16 +228,10 @@ fn lane_count(threads: usize, weight_bytes: u64) -> usize {
 }
 
 /// Runs a batch [N, C, S, S] in [-1, 1] in `session`; the image output, float32 on the CPU.
-fn run(session: &Mutex<Session>, input: &Tensor, cfg: &ModelConfig) -> Result<Tensor, EngineError> {
-    let shape = input.size();
+fn run(session: &Mutex<Session>, input: &Batch, cfg: &ModelConfig) -> Result<Batch, EngineError> {
+    let shape = input.dims();
     cfg.check_input(&shape)?;
-    let x = input
-        .to_device(Device::Cpu)
-        .to_kind(Kind::Float)
-        .contiguous()
-        .view(-1);
-    let data = Vec::<f32>::try_from(&x).map_err(|e| EngineError::Inference(e.to_string()))?;
-    let value = ort::value::Tensor::from_array((shape, data))
+    let value = ort::value::Tensor::from_array((shape, input.values().to_vec()))
         .map_err(|e| EngineError::Inference(e.to_string()))?;
     let mut session = session.lock().unwrap_or_else(|e| e.into_inner());
     let outputs = session
@@ -257,19 +243,43 @@ fn run(session: &Mutex<Session>, input: &Tensor, cfg: &ModelConfig) -> Result<Te
     let (dims, values) = image
         .try_extract_tensor::<f32>()
         .map_err(|e| EngineError::Inference(format!("output {OUTPUT_IMAGE:?}: {e}")))?;
-    let dims: Vec<i64> = dims.iter().copied().collect();
-    Ok(Tensor::from_slice(values).view(dims.as_slice()))
+    let shape: [usize; 4] = dims
+        .iter()
+        .map(|&d| usize::try_from(d).unwrap_or(0))
+        .collect::<Vec<_>>()
+        .try_into()
+        .map_err(|_| {
+            EngineError::Inference(format!("output {OUTPUT_IMAGE:?} of shape {dims:?}"))
+        })?;
+    Ok(Batch::new(shape, values.to_vec())?)
 }
 
 fn runtime_error(e: &DetectError) -> EngineError {
     EngineError::Runtime(e.to_string())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "torch"))]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use brs_model::Precision;
+    use brs_model::device::Device;
+    use tch::{Kind, Tensor};
+
+    /// `n` random images of the tiny model's size in [-1, 1].
+    fn random(n: i64) -> Batch {
+        Batch::from_tensor(&(Tensor::rand([n, 3, 96, 96], (Kind::Float, Device::Cpu)) * 2.0 - 1.0))
+            .unwrap()
+    }
+
+    fn max_diff(a: &Batch, b: &Batch) -> f32 {
+        assert_eq!(a.shape(), b.shape());
+        a.values()
+            .iter()
+            .zip(b.values())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
 
     /// A random tiny export (its directory, kept alive) and its checkpoint.
     fn tiny_export() -> (tempfile::TempDir, ModelConfig, Checkpoint) {
@@ -296,7 +306,7 @@ mod tests {
     fn the_export_is_deleted_once_the_session_holds_it() {
         let (_run, cfg, checkpoint) = tiny_export();
         let opts = onnx_options(false);
-        let x = Tensor::rand([2, 3, 96, 96], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        let x = random(2);
         let mut outputs = Vec::new();
         for external in [ExternalData::Auto, ExternalData::Always] {
             let tmp = tempfile::tempdir().unwrap();
@@ -316,8 +326,10 @@ mod tests {
             );
             outputs.push(g.translate(&x, &cfg).unwrap());
         }
-        let d = (&outputs[0] - &outputs[1]).abs().max().double_value(&[]);
-        assert_eq!(d, 0.0, "the same graph and weights either way");
+        assert_eq!(
+            outputs[0], outputs[1],
+            "the same graph and weights either way"
+        );
     }
 
     /// A batch split over the lanes gives what the session on every core gives (to float
@@ -337,13 +349,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(g.lanes(), 2);
-        let x = Tensor::rand([3, 3, 96, 96], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        let x = random(3);
         let whole = g.one_session(&x, &cfg).unwrap();
         let split = g.side_by_side(&x, &cfg).unwrap();
-        assert_eq!(split.size(), [3, 3, 96, 96]);
-        let d = (&whole - &split).abs().max().double_value(&[]);
+        let d = max_diff(&whole, &split);
         assert!(d < 1e-5, "side by side differs by {d}");
-        let same = |a: &Tensor, b: &Tensor| a.equal(b);
+        let same = |a: &Batch, b: &Batch| a == b;
         assert!(
             same(&g.translate(&x, &cfg).unwrap(), &whole),
             "no regime set: one session"
@@ -360,7 +371,7 @@ mod tests {
         );
         let fitting: Vec<usize> = (1..=5).map(|n| g.fitting_batch(n)).collect();
         assert_eq!(fitting, [1, 2, 2, 4, 4], "two lanes take even batches");
-        let one = x.narrow(0, 0, 1);
+        let one = x.split(3).swap_remove(0);
         assert!(
             same(
                 &g.translate(&one, &cfg).unwrap(),

@@ -19,11 +19,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
+use crate::floats::{self, Floats};
 use crate::names::Direction;
+#[cfg(feature = "torch")]
 use crate::tensors;
 
 /// Version of the on-disk layout; readers refuse newer versions instead of misreading them.
@@ -223,6 +226,7 @@ impl CheckpointWriter {
     }
 
     /// Adds a safetensors file of named tensors, optionally converting floats to `as_kind`.
+    #[cfg(feature = "torch")]
     pub fn add_tensors(
         &mut self,
         file: &str,
@@ -428,6 +432,7 @@ impl Checkpoint {
     /// Streams a safetensors file of the checkpoint into `vs`'s variables (see
     /// [`tensors::stream_into`]), checking its size and SHA-256 against meta.json as it goes. On
     /// an error the variables may hold part of the file: the caller discards the store.
+    #[cfg(feature = "torch")]
     pub fn load_into(&self, file: &str, vs: &tch::nn::VarStore) -> Result<()> {
         let entry = self.entry(file)?;
         let path = self.dir.join(file);
@@ -457,11 +462,21 @@ impl Checkpoint {
     }
 
     /// Reads and verifies a safetensors file.
+    #[cfg(feature = "torch")]
     pub fn read_tensors(&self, file: &str) -> Result<BTreeMap<String, Tensor>> {
-        tensors::from_safetensors(&self.read_file(file)?).map_err(|e| ModelError::Corrupt {
+        tensors::from_safetensors(&self.read_file(file)?).map_err(|e| self.corrupt(file, e))
+    }
+
+    /// Reads and verifies a safetensors file of floats, as float32 arrays without libtorch.
+    pub fn read_floats(&self, file: &str) -> Result<BTreeMap<String, Floats>> {
+        floats::from_safetensors(&self.read_file(file)?).map_err(|e| self.corrupt(file, e))
+    }
+
+    fn corrupt(&self, file: &str, e: ModelError) -> ModelError {
+        ModelError::Corrupt {
             path: self.dir.join(file),
             reason: e.to_string(),
-        })
+        }
     }
 
     /// Verifies every file of the checkpoint.

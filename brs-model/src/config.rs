@@ -34,6 +34,19 @@ impl Flavour {
     pub fn is_pytorch(&self) -> bool {
         *self == Flavour::Pytorch
     }
+
+    /// The pixels the official TensorFlow `conv` pads before and after a map before a VALID
+    /// convolution of a `k`x`k` kernel at `stride` (the networks' `reflect_tf`; the ONNX
+    /// exporter pads the same way): `pad` on every side when `k - stride` is even, otherwise
+    /// `pad` before and `k - stride - pad` after.
+    pub(crate) fn tf_padding(k: i64, stride: i64, pad: i64) -> (i64, i64) {
+        let after = if (k - stride) % 2 == 0 {
+            pad
+        } else {
+            k - stride - pad
+        };
+        (pad, after)
+    }
 }
 
 impl std::fmt::Display for Flavour {

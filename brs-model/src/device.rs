@@ -1,8 +1,17 @@
 //! Parsing the `--device` option: auto, cpu, cuda or cuda:N.
 
-use tch::Device;
-
 use crate::error::{ModelError, Result};
+
+/// Where the networks run: libtorch's devices.
+#[cfg(feature = "torch")]
+pub use tch::Device;
+
+/// Where the networks run in a build without libtorch, where ONNX Runtime computes on the CPU.
+#[cfg(not(feature = "torch"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+}
 
 /// A device as a user names it (`auto`, `cpu`, `cuda`, `cuda:N`), checked for syntax when parsed
 /// (so a config file with a typo is refused at once) and resolved against the machine later.
@@ -60,6 +69,7 @@ impl DeviceSpec {
     ///
     /// `auto` picks the first GPU when libtorch sees one, the CPU otherwise. The PyPI torch wheel
     /// is a CUDA build, so the same install trains on a GPU when the machine has one.
+    #[cfg(feature = "torch")]
     pub fn resolve(self) -> Result<Device> {
         let gpus = || tch::Cuda::device_count().max(0) as usize;
         match self {
@@ -68,8 +78,19 @@ impl DeviceSpec {
             DeviceSpec::Cuda(n) => cuda(n, &self.to_string(), gpus()),
         }
     }
+
+    /// The CPU: a build without libtorch sees no GPU, so `cuda` is refused as on a machine
+    /// without one.
+    #[cfg(not(feature = "torch"))]
+    pub fn resolve(self) -> Result<Device> {
+        match self {
+            DeviceSpec::Auto | DeviceSpec::Cpu => Ok(Device::Cpu),
+            DeviceSpec::Cuda(_) => Err(ModelError::NoCuda(self.to_string(), 0)),
+        }
+    }
 }
 
+#[cfg(feature = "torch")]
 fn cuda(index: usize, spec: &str, available: usize) -> Result<Device> {
     if index < available {
         Ok(Device::Cuda(index))
@@ -79,6 +100,7 @@ fn cuda(index: usize, spec: &str, available: usize) -> Result<Device> {
 }
 
 /// The canonical name of a device, as `--device` accepts it.
+#[cfg(feature = "torch")]
 pub fn device_name(device: Device) -> String {
     match device {
         Device::Cuda(n) => format!("cuda:{n}"),
@@ -88,7 +110,7 @@ pub fn device_name(device: Device) -> String {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "torch"))]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;

@@ -71,6 +71,7 @@ pub enum ModelError {
     TensorType(String),
     #[error("safetensors: {0}")]
     Safetensors(safetensors::SafeTensorError),
+    #[cfg(feature = "torch")]
     #[error("torch: {0}")]
     Torch(tch::TchError),
     #[error("image: {0}")]
@@ -107,8 +108,6 @@ pub enum OnnxError {
         found: Vec<i64>,
         expected: Vec<i64>,
     },
-    #[error("weight {name} is not a float tensor ({kind})")]
-    WeightType { name: String, kind: String },
     /// Weights the model config's network does not have: another flavour's or shape's.
     #[error(
         "{} weights that the generator of this checkpoint's model config does not use (a \
@@ -381,6 +380,7 @@ pub enum TfBundleError {
 }
 
 // Not `#[from]`, which would also make the cause the `source()` (see the module doc).
+#[cfg(feature = "torch")]
 impl From<tch::TchError> for ModelError {
     fn from(e: tch::TchError) -> Self {
         ModelError::Torch(e)

@@ -4,6 +4,8 @@
 use tch::Tensor;
 use tch::nn::{Init, Path};
 
+use crate::config::Flavour;
+
 /// PyTorch's default for Conv2d and Linear (kaiming_uniform with a = sqrt(5)) reduces to
 /// U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases alike.
 fn fan_in_uniform(fan_in: i64) -> Init {
@@ -136,19 +138,8 @@ pub(crate) fn reflect(x: &Tensor, n: i64) -> Tensor {
 /// on every side when `k - stride` is even, otherwise `pad` before and `k - stride - pad` after
 /// (a stride-2 3x3 conv pads 1 then 0, a stride-1 4x4 conv 1 then 2).
 pub(crate) fn reflect_tf(x: &Tensor, k: i64, stride: i64, pad: i64) -> Tensor {
-    let (before, after) = tf_padding(k, stride, pad);
+    let (before, after) = Flavour::tf_padding(k, stride, pad);
     x.reflection_pad2d([before, after, before, after])
-}
-
-/// The pixels the official TensorFlow `conv` pads before and after a map (see [`reflect_tf`]);
-/// the ONNX exporter pads the same way.
-pub(crate) fn tf_padding(k: i64, stride: i64, pad: i64) -> (i64, i64) {
-    let after = if (k - stride) % 2 == 0 {
-        pad
-    } else {
-        k - stride - pad
-    };
-    (pad, after)
 }
 
 /// LeakyReLU with the discriminators' slope of 0.2 (tch's leaky_relu is fixed at 0.01).

@@ -6,7 +6,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "torch")]
 use tch::nn::VarStore;
+#[cfg(feature = "torch")]
 use tch::{Device, Kind, Tensor};
 
 /// The number format of inference.
@@ -28,6 +30,7 @@ pub enum Precision {
 
 impl Precision {
     /// The tensor kind this precision runs in on `device`.
+    #[cfg(feature = "torch")]
     pub fn kind(self, device: Device) -> Kind {
         match self {
             Precision::F32 => Kind::Float,
@@ -75,6 +78,7 @@ pub fn cpu_has_native_bf16() -> bool {
 
 /// The same values stored channels-last (NHWC strides); tensors that are not 4-d are returned
 /// as they are.
+#[cfg(feature = "torch")]
 pub fn channels_last(t: &Tensor) -> Tensor {
     if t.dim() == 4 {
         t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
@@ -84,6 +88,7 @@ pub fn channels_last(t: &Tensor) -> Tensor {
 }
 
 /// Stores the 4-d variables of `vs` (convolution weights) channels-last, in place.
+#[cfg(feature = "torch")]
 pub fn store_channels_last(vs: &VarStore) {
     tch::no_grad(|| {
         for (_, mut var) in vs.variables() {
@@ -95,7 +100,7 @@ pub fn store_channels_last(vs: &VarStore) {
     });
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "torch"))]
 mod tests {
     use super::*;
 

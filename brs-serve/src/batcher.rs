@@ -10,14 +10,15 @@
 //! batches, so a swap never interrupts a batch. A style whose model is not deployed yet starts
 //! its worker without one; the worker waits for the first through the same slot.
 
+use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use brs_engine::{Engine, Regime, Timing};
+use brs_engine::{Batch, Engine, Regime, Timing};
+use brs_image::resize::{Quality, resize_rgb};
 use serde::Serialize;
-use tch::{Kind, Tensor};
 use tokio::sync::oneshot;
 
 use crate::admission::Slot;
@@ -91,8 +92,8 @@ impl ModelInfo {
 /// One translated image and the model that made it.
 #[derive(Debug)]
 pub(crate) struct Inferred {
-    /// [3, S, S] in [-1, 1] on the CPU.
-    pub(crate) image: Tensor,
+    /// One image [1, 3, S, S] in [-1, 1].
+    pub(crate) image: Batch,
     pub(crate) version: String,
 }
 
@@ -106,7 +107,7 @@ pub(crate) enum Lane {
 type Reply = oneshot::Sender<Result<Inferred, String>>;
 
 struct Item {
-    input: Tensor,
+    input: Batch,
     reply: Reply,
     enqueued: Instant,
     slot: Slot,
@@ -237,10 +238,10 @@ impl Batcher {
         Ok(b)
     }
 
-    /// Queues one [3, S, S] input in `lane`; `slot` is held until its batch is done.
+    /// Queues one image [1, 3, S, S] in `lane`; `slot` is held until its batch is done.
     pub(crate) fn submit(
         &self,
-        input: Tensor,
+        input: Batch,
         lane: Lane,
         slot: Slot,
     ) -> oneshot::Receiver<Result<Inferred, String>> {
@@ -294,8 +295,8 @@ impl Batcher {
 
 /// Runs a forward pass, turning a panic (libtorch raises C++ errors as panics) into an error so
 /// the worker survives it.
-pub(crate) fn forward(t: &Engine, batch: &Tensor) -> Result<Tensor, String> {
-    match catch_unwind(AssertUnwindSafe(|| t.translate(batch))) {
+pub(crate) fn forward(t: &Engine, batch: &Batch) -> Result<Batch, String> {
+    match catch_unwind(AssertUnwindSafe(|| t.translate_batch(batch))) {
         Ok(Ok(out)) => Ok(out),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("the generator panicked".into()),
@@ -306,19 +307,38 @@ pub(crate) fn forward(t: &Engine, batch: &Tensor) -> Result<Tensor, String> {
 /// loaded generator actually runs before it serves anyone.
 pub(crate) fn warm_up(t: &Engine) -> Result<(), String> {
     let c = t.config();
-    let x = Tensor::zeros(
-        [1, c.img_ch, c.img_size, c.img_size],
-        (Kind::Float, tch::Device::Cpu),
-    );
+    let dims = [1, c.img_ch, c.img_size, c.img_size];
+    let shape = dims.map(|d| usize::try_from(d).unwrap_or(0));
+    let x = Batch::new(shape, vec![0.0; shape.iter().product()]).map_err(|e| e.to_string())?;
     let out = forward(t, &x)?;
-    if out.size() != [1, 3, c.img_size, c.img_size] {
-        return Err(format!("warm-up output has shape {:?}", out.size()));
+    if out.dims() != [1, 3, c.img_size, c.img_size] {
+        return Err(format!("warm-up output has shape {:?}", out.shape()));
     }
-    let finite = out.isfinite().all().int64_value(&[]) == 1;
-    if !finite {
+    if !out.values().iter().all(|v| v.is_finite()) {
         return Err("warm-up output is not finite".into());
     }
     Ok(())
+}
+
+/// An image prepared for the model of `side` pixels: as it is, or resized when a reload to a model
+/// of another size came between its preparation and its batch. The image came from 8-bit RGB,
+/// which its values give back exactly, so it is resized as the pipeline resized it.
+fn fit(image: &Batch, side: i64) -> Cow<'_, Batch> {
+    let [_, _, h, w] = image.shape();
+    let side = u32::try_from(side).unwrap_or(0);
+    if (h, w) == (side as usize, side as usize) {
+        return Cow::Borrowed(image);
+    }
+    match image.rgb(0) {
+        Ok(rgb) => Cow::Owned(Batch::from_rgb(&resize_rgb(
+            &rgb,
+            side,
+            side,
+            Quality::Fast,
+        ))),
+        // Not an RGB image: the model's check refuses it with the shape it has.
+        Err(_) => Cow::Borrowed(image),
+    }
 }
 
 impl Worker {
@@ -439,26 +459,14 @@ impl Worker {
         if live.is_empty() {
             return;
         }
-        let c = translator.config();
-        let want = [c.img_ch, c.img_size, c.img_size];
-        let inputs: Vec<Tensor> = live
-            .iter()
-            .map(|i| {
-                // Requests prepared just before a reload to a new size still fit the new model.
-                if i.input.size() == want {
-                    i.input.shallow_clone()
-                } else {
-                    i.input
-                        .unsqueeze(0)
-                        .upsample_bilinear2d([c.img_size, c.img_size], false, None, None)
-                        .squeeze_dim(0)
-                }
-            })
-            .collect();
+        let side = translator.config().img_size;
+        let inputs: Vec<Cow<'_, Batch>> = live.iter().map(|i| fit(&i.input, side)).collect();
         let waits: Vec<Duration> = live.iter().map(|i| i.enqueued.elapsed()).collect();
         let started = Instant::now();
         let busy = self.cfg.activity.begin();
-        let result = forward(translator, &Tensor::stack(&inputs, 0));
+        let result = Batch::concat(inputs.iter().map(AsRef::as_ref))
+            .map_err(|e| e.to_string())
+            .and_then(|batch| forward(translator, &batch));
         let took = started.elapsed();
         drop(busy);
         self.metrics.batch(&self.style, live.len(), took, &waits);
@@ -472,9 +480,9 @@ impl Worker {
         }
         match result {
             Ok(out) => {
-                for (k, item) in live.into_iter().enumerate() {
+                for (item, image) in live.into_iter().zip(out.split(out.len())) {
                     let _ = item.reply.send(Ok(Inferred {
-                        image: out.get(k as i64),
+                        image,
                         version: info.version.clone(),
                     }));
                 }

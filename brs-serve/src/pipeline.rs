@@ -21,12 +21,12 @@ use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Instant;
 
+use brs_engine::Batch;
 use brs_image::decode::{DecodeLimits, ImageFormat, decode_rgb_at_least, probe, sniff};
 use brs_image::resize::{Quality, resize_rgb};
 use bytes::Bytes;
 use image::{DynamicImage, RgbImage, imageops};
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
 
 use crate::admission::Slot;
 use crate::batcher::Lane;
@@ -256,7 +256,7 @@ pub(crate) async fn translate(
     let permit = state.decode_permits.acquire(slot.owner()).await;
     let tensor = blocking(move || {
         let started = Instant::now();
-        let prepared = (|| -> Result<Tensor, ServeError> {
+        let prepared = (|| -> Result<Batch, ServeError> {
             accepted(&input)?;
             let img = decode_rgb_at_least(&input, &limits, min_side)?;
             drop(input);
@@ -264,7 +264,7 @@ pub(crate) async fn translate(
                 Some(det) => crate::crop::crop_face(&det, &img, &framing, side)?,
                 None => square(&img, side),
             };
-            Ok(brs_model::image::rgb_to_tensor(&img))
+            Ok(Batch::from_rgb(&img))
         })();
         // Charged before the permit goes back, so the next turn already counts it; a decode that
         // failed after a second of work cost that second all the same.
@@ -301,7 +301,8 @@ pub(crate) async fn translate(
     let (format, out_size) = (p.format, p.out_size());
     let image = inferred.image;
     let bytes = blocking(move || {
-        let rgb = brs_model::image::tensor_to_rgb(&image)
+        let rgb = image
+            .rgb(0)
             .map_err(|e| ServeError::Inference(format!("output image: {e}")))?;
         let rgb = resize_rgb(&rgb, out_size, out_size, Quality::Fast);
         encode(rgb, format)

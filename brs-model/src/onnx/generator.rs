@@ -10,12 +10,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use tch::{Kind, Tensor};
-
 use super::graph::{Attr, Data, Dim, Graph, Initializer, Node, ValueInfo};
 use crate::config::{Flavour, ModelConfig};
 use crate::error::OnnxError;
-use crate::layers::tf_padding;
+use crate::floats::Floats;
 
 type Result<T> = std::result::Result<T, OnnxError>;
 
@@ -33,41 +31,36 @@ const EPS: f32 = 1e-5;
 /// The checkpoint's weights, handed out once each, shapes checked.
 #[derive(Debug)]
 pub(crate) struct Weights {
-    left: BTreeMap<String, Tensor>,
+    left: BTreeMap<String, Floats>,
 }
 
 impl Weights {
-    pub(crate) fn new(tensors: BTreeMap<String, Tensor>) -> Self {
-        Weights { left: tensors }
+    pub(crate) fn new(weights: BTreeMap<String, Floats>) -> Self {
+        Weights { left: weights }
     }
 
-    /// The weight `name` as float32, which must have shape `shape`; it stays to be taken.
-    fn get(&self, name: &str, shape: &[i64]) -> Result<Tensor> {
+    /// The weight `name`, which must have shape `shape`; it stays to be taken.
+    fn get(&self, name: &str, shape: &[i64]) -> Result<&Floats> {
         let t = self
             .left
             .get(name)
             .ok_or_else(|| OnnxError::MissingWeight(name.to_string()))?;
-        if t.size() != shape {
+        if t.shape != shape {
             return Err(OnnxError::WeightShape {
                 name: name.to_string(),
-                found: t.size(),
+                found: t.shape.clone(),
                 expected: shape.to_vec(),
             });
         }
-        if !t.is_floating_point() {
-            return Err(OnnxError::WeightType {
-                name: name.to_string(),
-                kind: format!("{:?}", t.kind()),
-            });
-        }
-        Ok(t.to_kind(Kind::Float))
+        Ok(t)
     }
 
-    /// The weight `name` as float32, of shape `shape`, used up.
-    fn take(&mut self, name: &str, shape: &[i64]) -> Result<Tensor> {
-        let t = self.get(name, shape)?;
-        self.left.remove(name);
-        Ok(t)
+    /// The weight `name`, of shape `shape`, used up: its values move into the graph uncopied.
+    fn take(&mut self, name: &str, shape: &[i64]) -> Result<Floats> {
+        self.get(name, shape)?;
+        self.left
+            .remove(name)
+            .ok_or_else(|| OnnxError::MissingWeight(name.to_string()))
     }
 
     /// Fails unless every weight was used.
@@ -79,13 +72,6 @@ impl Weights {
             Err(OnnxError::UnusedWeights(left.into_keys().collect()))
         }
     }
-}
-
-fn floats(name: &str, t: &Tensor) -> Result<Vec<f32>> {
-    Vec::<f32>::try_from(t.contiguous().view([-1])).map_err(|e| OnnxError::WeightType {
-        name: name.to_string(),
-        kind: e.to_string(),
-    })
 }
 
 /// Builds the graph: initializers, nodes with unique output names.
@@ -143,9 +129,8 @@ impl Builder {
         name
     }
 
-    fn tensor(&mut self, name: &str, t: &Tensor) -> Result<String> {
-        let data = floats(name, t)?;
-        Ok(self.constant(name.to_string(), t.size(), Data::F32(data)))
+    fn tensor(&mut self, name: &str, t: Floats) -> String {
+        self.constant(name.to_string(), t.shape, Data::F32(t.values))
     }
 
     fn ints(&mut self, name: &str, values: &[i64]) -> String {
@@ -172,7 +157,7 @@ impl Builder {
     /// A weight, as an initializer of the same name.
     fn weight(&mut self, name: &str, shape: &[i64]) -> Result<String> {
         let t = self.w.take(name, shape)?;
-        self.tensor(name, &t)
+        Ok(self.tensor(name, t))
     }
 
     fn binary(&mut self, scope: &str, op: &'static str, a: &str, b: &str) -> String {
@@ -335,12 +320,12 @@ impl Builder {
         let mut rho = self.w.take(&name, &[1, c, 1, 1])?;
         let mut rho_name = name.clone();
         if smoothing {
-            rho = (&rho - 0.1).clamp(0.0, 1.0);
+            rho = rho.map(|r| (r - 0.1).clamp(0.0, 1.0));
             rho_name = format!("{scope}.rho_smoothed");
         }
-        let one_minus = 1.0 - &rho;
-        let rho = self.tensor(&rho_name, &rho)?;
-        let one_minus = self.tensor(&format!("{scope}.one_minus_rho"), &one_minus)?;
+        let one_minus = rho.map(|r| 1.0 - r);
+        let rho = self.tensor(&rho_name, rho);
+        let one_minus = self.tensor(&format!("{scope}.one_minus_rho"), one_minus);
         Ok((rho, one_minus))
     }
 
@@ -381,7 +366,7 @@ impl Net<'_> {
     fn pad(&mut self, scope: &str, x: &str, k: i64, stride: i64) -> String {
         let half = (k - 1) / 2;
         let (before, after) = if self.tf {
-            tf_padding(k, stride, half)
+            Flavour::tf_padding(k, stride, half)
         } else {
             (half, half)
         };
@@ -443,14 +428,15 @@ impl Net<'_> {
         // Read, not taken: the scorer's Gemm takes the same weights.
         let w = self.b.w.get(&format!("{scope}.weight"), &[1, deep])?;
         let map = if bias {
-            &w + self.b.w.get(&format!("{scope}.bias"), &[1])?.unsqueeze(1)
+            let b = self.b.w.get(&format!("{scope}.bias"), &[1])?.values[0];
+            w.map(|v| v + b)
         } else {
-            w
+            w.clone()
         };
-        self.b.tensor(
+        Ok(self.b.tensor(
             &format!("{scope}.channel_weights"),
-            &map.view([1, deep, 1, 1]),
-        )
+            map.reshaped(vec![1, deep, 1, 1]),
+        ))
     }
 
     /// CAM: logits of the pooled features, the map weighted by the scorers, the 1x1 conv.
@@ -657,7 +643,7 @@ pub(crate) fn graph(cfg: &ModelConfig, weights: Weights) -> Result<Graph> {
     Ok(b.g)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "torch"))]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use std::collections::HashSet;
@@ -668,17 +654,17 @@ mod tests {
     use super::*;
     use crate::generator::Generator;
 
-    /// Shallow copies of the same tensors (Tensor is not Clone).
-    fn copy(w: &BTreeMap<String, Tensor>) -> BTreeMap<String, Tensor> {
-        w.iter()
-            .map(|(k, t)| (k.clone(), t.shallow_clone()))
-            .collect()
-    }
-
-    fn weights_of(cfg: &ModelConfig) -> BTreeMap<String, Tensor> {
+    /// A fresh generator's weights, as the export reads them from a checkpoint.
+    fn weights_of(cfg: &ModelConfig) -> BTreeMap<String, Floats> {
         let vs = VarStore::new(Device::Cpu);
         let _g = Generator::new(&vs.root(), cfg);
-        vs.variables().into_iter().collect()
+        vs.variables()
+            .into_iter()
+            .map(|(k, t)| {
+                let values = Vec::<f32>::try_from(t.contiguous().view([-1])).unwrap();
+                (k, Floats::new(t.size(), values))
+            })
+            .collect()
     }
 
     /// The operators of opset 17 the graph may use (and whose versions the comments cite).
@@ -757,11 +743,8 @@ mod tests {
             ..ModelConfig::default()
         };
         let mut w = weights_of(&cfg);
-        w.insert(
-            "extra.weight".into(),
-            Tensor::zeros([2], (Kind::Float, Device::Cpu)),
-        );
-        let err = graph(&cfg, Weights::new(copy(&w))).unwrap_err();
+        w.insert("extra.weight".into(), Floats::new(vec![2], vec![0.0; 2]));
+        let err = graph(&cfg, Weights::new(w.clone())).unwrap_err();
         assert!(
             matches!(&err, OnnxError::UnusedWeights(names) if names == &["extra.weight"]),
             "{err}"
@@ -769,20 +752,14 @@ mod tests {
         w.remove("extra.weight");
         w.insert(
             "decoder.conv_out.weight".into(),
-            Tensor::zeros([3, 4, 3, 3], (Kind::Float, Device::Cpu)),
+            Floats::new(vec![3, 4, 3, 3], vec![0.0; 3 * 4 * 3 * 3]),
         );
-        let err = graph(&cfg, Weights::new(copy(&w))).unwrap_err();
+        let err = graph(&cfg, Weights::new(w)).unwrap_err();
         assert!(
             err.to_string().contains(
                 "decoder.conv_out.weight has shape [3, 4, 3, 3], the generator needs [3, 4, 7, 7]"
             ),
             "{err}"
         );
-        w.insert(
-            "decoder.conv_out.weight".into(),
-            Tensor::zeros([3, 4, 7, 7], (Kind::Int64, Device::Cpu)),
-        );
-        let err = graph(&cfg, Weights::new(w)).unwrap_err();
-        assert!(matches!(err, OnnxError::WeightType { .. }), "{err}");
     }
 }

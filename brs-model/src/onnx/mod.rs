@@ -94,10 +94,10 @@ pub fn export(
 ) -> Result<OnnxExport> {
     let cfg = &checkpoint.meta.model;
     let file = direction.generator().file_name();
-    let tensors = checkpoint.read_tensors(&file)?;
-    let parameters = tensors.values().map(|t| t.numel() as u64).sum();
+    let weights = checkpoint.read_floats(&file)?;
+    let parameters = weights.values().map(|t| t.values.len() as u64).sum();
     let mut graph =
-        generator::graph(cfg, generator::Weights::new(tensors)).map_err(|e| ModelError::Onnx {
+        generator::graph(cfg, generator::Weights::new(weights)).map_err(|e| ModelError::Onnx {
             path: checkpoint.dir.join(&file),
             cause: Box::new(e),
         })?;
