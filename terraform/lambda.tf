@@ -1,4 +1,4 @@
-# The Lambda variant, from one container image (deploy/lambda/Dockerfile, the cpu bundle on
+# The Lambda variant, from one container image (deploy/lambda/Dockerfile, the cpu or onnx bundle on
 # provided.al2023): "lambda-api" serves the HTTP router behind a function URL (BRS_LAMBDA_MODE=http);
 # "lambda-worker" (s3_sqs) takes job items from the queue through an event source mapping
 # (BRS_LAMBDA_MODE=sqs) and reports partial batch failures. Both mount the models read-only: a function

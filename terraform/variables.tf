@@ -224,7 +224,7 @@ variable "ami_ssm_parameter" {
 }
 
 variable "bundle_s3_uri" {
-  description = "S3 URI of the release bundle (scripts/package: brs-VERSION-linux-x86_64-cpu.tar.zst) that user data installs at install_dir. Required unless ami_id names an AMI with brs already installed. Changing it (with bundle_sha256) rolls every group through an instance refresh."
+  description = "S3 URI of the release bundle (scripts/package: brs-VERSION-linux-x86_64-cpu.tar.zst, or -onnx.tar.zst for serving without libtorch, float32 on ONNX Runtime; the onnx bundle has no brs-train, so a training instance then needs training_bundle_s3_uri) that user data installs at install_dir. Required unless ami_id names an AMI with brs already installed. Changing it (with bundle_sha256) rolls every group through an instance refresh."
   type        = string
   default     = null
 
@@ -528,7 +528,7 @@ variable "enable_lambda" {
 }
 
 variable "lambda_image_uri" {
-  description = "ECR image of the Lambda variant (ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG or @sha256:DIGEST). Required with enable_lambda."
+  description = "ECR image of the Lambda variant (ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG or @sha256:DIGEST). Built by deploy/lambda/Dockerfile from the cpu or the onnx bundle (the onnx one is smaller and runs ONNX Runtime in float32: docs/aws.md). Required with enable_lambda."
   type        = string
   default     = null
 
@@ -624,6 +624,11 @@ variable "enable_training" {
   description = "Launch one training instance that runs brs-train as a systemd unit and writes checkpoints to the same EFS, where every brs-serve instance picks them up through the latest pointer."
   type        = bool
   default     = false
+
+  validation {
+    condition     = !(var.enable_training && var.training_bundle_s3_uri == null && try(endswith(var.bundle_s3_uri, "-onnx.tar.zst"), false))
+    error_message = "The onnx bundle in bundle_s3_uri has brs-serve and brs-lambda only, no brs-train: with enable_training, set training_bundle_s3_uri to a cpu or cuda bundle."
+  }
 }
 
 variable "training_ami_id" {
@@ -645,6 +650,11 @@ variable "training_bundle_s3_uri" {
   validation {
     condition     = var.training_bundle_s3_uri == null || can(regex("^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[A-Za-z0-9!_.*()/-]+\\.tar\\.zst$", var.training_bundle_s3_uri))
     error_message = "training_bundle_s3_uri must look like s3://BUCKET/path/brs-0.1.0-linux-x86_64-cuda.tar.zst."
+  }
+
+  validation {
+    condition     = !try(endswith(var.training_bundle_s3_uri, "-onnx.tar.zst"), false)
+    error_message = "training_bundle_s3_uri names an onnx bundle, which has no brs-train: give a cpu or cuda bundle."
   }
 
   validation {

@@ -53,10 +53,10 @@ impl EngineSpec {
     /// Refuses what cannot run, naming what to change: ONNX Runtime computes float32 on the CPU
     /// only. `device` may still be `auto`; [`Engine::load`] checks the device it resolved to.
     pub fn check(self, precision: Precision, device: DeviceSpec) -> Result<(), String> {
-        if self == EngineSpec::Torch && !TORCH {
-            return Err(NO_TORCH.into());
+        if !TORCH {
+            return only_onnx_runtime(self, precision, device);
         }
-        if self != EngineSpec::Onnx && TORCH {
+        if self != EngineSpec::Onnx {
             return Ok(());
         }
         if precision == Precision::Bf16 {
@@ -74,6 +74,29 @@ impl EngineSpec {
         }
         Ok(())
     }
+}
+
+/// [`EngineSpec::check`] in a build without libtorch, where ONNX Runtime runs every model:
+/// float32, on the CPU.
+fn only_onnx_runtime(
+    spec: EngineSpec,
+    precision: Precision,
+    device: DeviceSpec,
+) -> Result<(), String> {
+    if spec == EngineSpec::Torch {
+        return Err(NO_TORCH.into());
+    }
+    if precision == Precision::Bf16 {
+        return Err(format!(
+            "precision \"bf16\": {WITHOUT_TORCH}, float32 only: set precision to \"auto\" or \"f32\""
+        ));
+    }
+    if let DeviceSpec::Cuda(_) = device {
+        return Err(format!(
+            "device \"{device}\": {WITHOUT_TORCH}, on the CPU only: set device to \"cpu\" or \"auto\""
+        ));
+    }
+    Ok(())
 }
 
 impl fmt::Display for EngineSpec {
@@ -103,8 +126,11 @@ impl FromStr for EngineSpec {
 /// and `auto` means ONNX Runtime.
 pub const TORCH: bool = cfg!(feature = "torch");
 
-const NO_TORCH: &str = "engine \"torch\": this build has no libtorch (the ONNX Runtime bundle): set \
-    engine to \"onnx\" or \"auto\", or install the cpu bundle";
+/// What a build without libtorch is, in its refusals.
+const WITHOUT_TORCH: &str = "this build has no libtorch (the onnx bundle) and runs ONNX Runtime";
+
+const NO_TORCH: &str = "engine \"torch\": this build has no libtorch (the onnx bundle): set engine \
+    to \"onnx\" or \"auto\", or run the cpu bundle";
 
 /// The engine running a loaded generator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -632,6 +658,7 @@ fn cores() -> usize {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "torch")]
     #[test]
     fn specs_parse_print_and_refuse_what_onnx_runtime_cannot_run() {
         for s in [EngineSpec::Auto, EngineSpec::Torch, EngineSpec::Onnx] {
@@ -664,6 +691,59 @@ mod tests {
         let err = resolved(EngineSpec::Onnx, Device::Cuda(0))
             .check()
             .unwrap_err();
+        assert!(matches!(err, EngineError::Unsupported(_)), "{err}");
+    }
+
+    /// What a build without libtorch refuses, each by name (checked in every build: the rule is
+    /// a plain function).
+    #[test]
+    fn a_build_without_libtorch_refuses_torch_bf16_and_gpus() {
+        let ok = |spec, precision, device| only_onnx_runtime(spec, precision, device);
+        for spec in [EngineSpec::Auto, EngineSpec::Onnx] {
+            for precision in [Precision::Auto, Precision::F32] {
+                for device in [DeviceSpec::Auto, DeviceSpec::Cpu] {
+                    assert_eq!(ok(spec, precision, device), Ok(()));
+                }
+            }
+        }
+        let torch = ok(EngineSpec::Torch, Precision::F32, DeviceSpec::Cpu).unwrap_err();
+        assert!(
+            torch.contains("no libtorch") && torch.contains("cpu bundle"),
+            "{torch}"
+        );
+        let bf16 = ok(EngineSpec::Auto, Precision::Bf16, DeviceSpec::Cpu).unwrap_err();
+        assert!(
+            bf16.starts_with("precision \"bf16\"") && bf16.contains("float32 only"),
+            "{bf16}"
+        );
+        let gpu = ok(EngineSpec::Onnx, Precision::Auto, DeviceSpec::Cuda(1)).unwrap_err();
+        assert!(
+            gpu.starts_with("device \"cuda:1\"") && gpu.contains("CPU only"),
+            "{gpu}"
+        );
+    }
+
+    /// Without libtorch, `auto` is ONNX Runtime with nothing to time, and `torch` does not load.
+    #[cfg(not(feature = "torch"))]
+    #[test]
+    fn without_libtorch_auto_runs_onnx_runtime() {
+        let run = tempfile::tempdir().unwrap();
+        let cfg = brs_testkit::model::tiny_config();
+        brs_model::translator::write_random_export(run.path(), &cfg, 2, 1).unwrap();
+        let opts = |engine| EngineOptions {
+            engine,
+            device: Device::Cpu,
+            precision: Precision::Auto,
+            onnx_arena: false,
+            onnx_lanes: false,
+        };
+        let e = Engine::open(run.path(), Direction::A2B, &opts(EngineSpec::Auto)).unwrap();
+        assert_eq!((e.kind(), e.precision_name()), (EngineKind::Onnx, "f32"));
+        assert!(e.timings().is_empty() && e.note().is_none());
+        let out = e.translate_batch(&probe(&cfg).unwrap()).unwrap();
+        assert_eq!(out.shape(), [1, 3, 96, 96]);
+        assert!(out.values().iter().all(|v| (-1.0..=1.0).contains(v)));
+        let err = Engine::open(run.path(), Direction::A2B, &opts(EngineSpec::Torch)).unwrap_err();
         assert!(matches!(err, EngineError::Unsupported(_)), "{err}");
     }
 

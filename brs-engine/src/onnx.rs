@@ -258,18 +258,24 @@ fn runtime_error(e: &DetectError) -> EngineError {
     EngineError::Runtime(e.to_string())
 }
 
-#[cfg(all(test, feature = "torch"))]
+#[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use brs_model::Precision;
     use brs_model::device::Device;
-    use tch::{Kind, Tensor};
 
-    /// `n` random images of the tiny model's size in [-1, 1].
-    fn random(n: i64) -> Batch {
-        Batch::from_tensor(&(Tensor::rand([n, 3, 96, 96], (Kind::Float, Device::Cpu)) * 2.0 - 1.0))
-            .unwrap()
+    /// `n` images of the tiny model's size, values spread over [-1, 1] (a fixed pseudo-random
+    /// sequence: the tests run with and without libtorch).
+    fn random(n: usize) -> Batch {
+        let mut state = 0x2545_f491_u32;
+        let values = (0..n * 3 * 96 * 96)
+            .map(|_| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (state >> 8) as f32 / (1 << 23) as f32 - 1.0
+            })
+            .collect();
+        Batch::new([n, 3, 96, 96], values).unwrap()
     }
 
     fn max_diff(a: &Batch, b: &Batch) -> f32 {
