@@ -2,6 +2,8 @@
 //! model size production serves: it must answer from the unpacked bundle alone, and its cold start
 //! (process start to first response: libraries, weights from disk, warm-up and first forward) is
 //! reported for docs/cost.md. Ignored by default: scripts/check-bundle runs it with BRS_BUNDLE_DIR.
+//! `BRS_ENGINE`, when set, is passed to the function (as terraform's function configuration would),
+//! so the cold start of each engine choice can be measured.
 
 #[allow(dead_code)]
 mod common;
@@ -72,7 +74,17 @@ async fn bundled_function_serves_and_reports_its_cold_start() {
     let timeout = Duration::from_secs(300);
 
     let start = Instant::now();
-    let mut function = spawn_function_at(&exe, &api, &model_dir, &dir.path().join("results"), &log);
+    let engine: Vec<(&str, String)> = std::env::var("BRS_ENGINE")
+        .map(|e| vec![("BRS_ENGINE", e)])
+        .unwrap_or_default();
+    let mut function = spawn_function_at(
+        &exe,
+        &api,
+        &model_dir,
+        &dir.path().join("results"),
+        &log,
+        &engine,
+    );
     let event = |seed| {
         url_event(
             "POST",
@@ -98,8 +110,13 @@ async fn bundled_function_serves_and_reports_its_cold_start() {
     );
     function.kill().await.expect("stop brs-lambda");
     // Read by scripts/check-bundle; a measurement, not an assertion.
+    let engine_line = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.split_once("engine=").map(|(_, e)| e.to_string()))
+        .unwrap_or_default();
     println!(
-        "brs-lambda bundle: cold start to first response {:.2} s, next warm request {:.2} s",
+        "brs-lambda bundle: cold start to first response {:.2} s, next warm request {:.2} s (engine={engine_line})",
         cold.as_secs_f64(),
         warm.as_secs_f64()
     );

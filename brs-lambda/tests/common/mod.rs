@@ -264,21 +264,25 @@ pub(crate) fn spawn_function(
         model_dir,
         results_dir,
         log,
+        &[],
     )
 }
 
 /// Starts the brs-lambda executable `exe` (this build's, or a release bundle's) the same way, with an
-/// environment holding nothing but the Lambda variables: no LD_LIBRARY_PATH, no venv.
+/// environment holding nothing but the Lambda variables (and `extra`, what a function's
+/// configuration would add): no LD_LIBRARY_PATH, no venv.
 pub(crate) fn spawn_function_at(
     exe: &Path,
     api: &RuntimeApi,
     model_dir: &Path,
     results_dir: &Path,
     log: &Path,
+    extra: &[(&str, String)],
 ) -> tokio::process::Child {
     let log = std::fs::File::create(log).expect("log file");
     tokio::process::Command::new(exe)
         .env_clear()
+        .envs(extra.iter().map(|(k, v)| (k, v)))
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("AWS_LAMBDA_RUNTIME_API", api.host_port())
         .env("AWS_LAMBDA_FUNCTION_NAME", "brs-api")
