@@ -833,6 +833,8 @@ def main(argv: list[str] | None = None) -> int:
                 rel = m.group(1)
                 if "*" in rel or "..." in rel or re.search(r"[A-Z]{3,}", rel.split("/")[-1]):
                     continue  # a glob or a placeholder (RUN, NAME, ...)
+                if raw[: m.start()].endswith(("--features ", "--features=")):
+                    continue  # a crate's feature (brs-serve/aws), not a path
                 if not (root / rel).exists():
                     problems.append(Problem(doc.rel, n, f"`{rel}` does not exist"))
             for m in re.finditer(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)", raw):

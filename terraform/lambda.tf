@@ -19,6 +19,7 @@ locals {
       # visible to anyone who may read the function's configuration, and would put the value in state.
       BRS_SECRET_ARN = aws_secretsmanager_secret.deployment.arn
     },
+    var.lambda_engine != null ? { BRS_ENGINE = var.lambda_engine } : {},
     local.s3_sqs ? {
       BRS_STORE_S3_BUCKET    = aws_s3_bucket.jobs[0].id
       BRS_QUEUE_SQS_URL      = aws_sqs_queue.jobs[0].url

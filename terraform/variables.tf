@@ -543,6 +543,17 @@ variable "lambda_image_uri" {
   }
 }
 
+variable "lambda_engine" {
+  description = "BRS_ENGINE of the Lambda functions: null or \"auto\" times libtorch and ONNX Runtime at every cold start and keeps the faster (+3.5 to 4 s per cold start, docs/cost.md); \"torch\" or \"onnx\" names the engine auto chose on that instance type. The onnx image runs ONNX Runtime whatever this says, except \"torch\", which it refuses."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.lambda_engine == null || contains(["auto", "torch", "onnx"], coalesce(var.lambda_engine, "auto"))
+    error_message = "lambda_engine must be auto, torch or onnx."
+  }
+}
+
 variable "lambda_memory_mb" {
   description = "Lambda memory; CPU grows with it (one vCPU per 1,769 MB, 6 at 10,240). The generator needs ~1.5 GB of activations at 256 px plus the weights."
   type        = number

@@ -2,8 +2,8 @@
 //! model size production serves: it must answer from the unpacked bundle alone, and its cold start
 //! (process start to first response: libraries, weights from disk, warm-up and first forward) is
 //! reported for docs/cost.md. Ignored by default: scripts/check-bundle runs it with BRS_BUNDLE_DIR.
-//! `BRS_ENGINE`, when set, is passed to the function (as terraform's function configuration would),
-//! so the cold start of each engine choice can be measured.
+//! `BRS_ENGINE` and `BRS_LAMBDA_CONFIG`, when set, are passed to the function (as a function's
+//! configuration would), so the cold start of each engine and precision can be measured.
 
 #[allow(dead_code)]
 mod common;
@@ -74,16 +74,17 @@ async fn bundled_function_serves_and_reports_its_cold_start() {
     let timeout = Duration::from_secs(300);
 
     let start = Instant::now();
-    let engine: Vec<(&str, String)> = std::env::var("BRS_ENGINE")
-        .map(|e| vec![("BRS_ENGINE", e)])
-        .unwrap_or_default();
+    let passed: Vec<(&str, String)> = ["BRS_ENGINE", "BRS_LAMBDA_CONFIG"]
+        .into_iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k, v)))
+        .collect();
     let mut function = spawn_function_at(
         &exe,
         &api,
         &model_dir,
         &dir.path().join("results"),
         &log,
-        &engine,
+        &passed,
     );
     let event = |seed| {
         url_event(

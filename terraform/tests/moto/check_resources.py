@@ -462,7 +462,8 @@ def check_present(endpoint: str, out: dict, plan: dict, refresh_plan: dict | Non
         env = cfg.get("Environment", {}).get("Variables", {})
         check(cfg.get("PackageType") == "Image" and len(cfg.get("VpcConfig", {}).get("SubnetIds", [])) == 2, f"{kind}: container image in the private subnets")
         check(env == {"BRS_LAMBDA_MODE": mode, "BRS_MODEL_DIR": "/mnt/models/anime", "BRS_SECRET_ARN": secret_arn, "BRS_STORE_S3_BUCKET": bucket,
-                      "BRS_QUEUE_SQS_URL": out["jobs_queue_url"], "BRS_QUEUE_MAX_RECEIVES": str(MAX_RECEIVES)},
+                      "BRS_QUEUE_SQS_URL": out["jobs_queue_url"], "BRS_QUEUE_MAX_RECEIVES": str(MAX_RECEIVES),
+                      "BRS_ENGINE": "onnx"},
               f"{kind}: environment as docs/aws.md lists it, the secret by ARN only ({sorted(env)})")
         check(secret not in json.dumps(cfg), f"{kind}: the secret's value is nowhere in the function's configuration")
         mount = planned(plan, f'module.brs.aws_lambda_function.this["{kind}"]').get("file_system_config", [])

@@ -102,6 +102,7 @@ module "brs" {
 
   enable_lambda    = var.enable_lambda
   lambda_image_uri = "123456789012.dkr.ecr.us-east-1.amazonaws.com/brs-lambda:test"
+  lambda_engine    = "onnx"
 
   enable_training  = var.enable_training
   training_ami_id  = "ami-760aaa0f" # an Amazon Linux AMI moto knows (aws_instance looks up its root device)
