@@ -13,6 +13,10 @@
 //! a few forward passes of each on one image of the model's size and keeps the faster, one engine
 //! at a time, so two copies of the weights never live at once (the full TensorFlow-flavour
 //! generator alone holds 1.1 GB).
+//!
+//! Images go in and out as a [`Batch`] of float32, which needs no libtorch: without the `torch`
+//! feature the crate links ONNX Runtime alone (the onnx serving bundle), `auto` means ONNX
+//! Runtime, and `torch` is refused by name.
 
 mod batch;
 mod onnx;

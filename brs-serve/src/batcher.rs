@@ -496,3 +496,24 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// An image prepared for a model of one size fits a model of another (a reload between its
+    /// preparation and its batch) as the pipeline would have prepared it; one of the right size
+    /// goes in as it is.
+    #[test]
+    fn prepared_images_fit_the_model_that_runs_them() {
+        let rgb =
+            image::RgbImage::from_fn(8, 8, |x, y| image::Rgb([x as u8 * 30, y as u8 * 30, 9]));
+        let prepared = Batch::from_rgb(&rgb);
+        assert!(matches!(fit(&prepared, 8), Cow::Borrowed(b) if b == &prepared));
+        let resized = fit(&prepared, 4);
+        assert_eq!(resized.shape(), [1, 3, 4, 4]);
+        let want = Batch::from_rgb(&resize_rgb(&rgb, 4, 4, Quality::Fast));
+        assert_eq!(resized.as_ref(), &want);
+    }
+}
