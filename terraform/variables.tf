@@ -544,7 +544,7 @@ variable "lambda_image_uri" {
 }
 
 variable "lambda_engine" {
-  description = "BRS_ENGINE of the Lambda functions: null or \"auto\" times libtorch and ONNX Runtime at every cold start and keeps the faster (+3.5 to 4 s per cold start, docs/cost.md); \"torch\" or \"onnx\" names the engine auto chose on that instance type. The onnx image runs ONNX Runtime whatever this says, except \"torch\", which it refuses."
+  description = "BRS_ENGINE of the Lambda functions: null or \"auto\" times libtorch and ONNX Runtime at every cold start and keeps the faster (2.4 to 4.6 s more per cold start, docs/benchmarks.md); \"torch\" or \"onnx\" names the engine auto chose on that instance type. The onnx image runs ONNX Runtime whatever this says, except \"torch\", which it refuses."
   type        = string
   default     = null
 
