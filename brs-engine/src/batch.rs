@@ -25,6 +25,8 @@ pub enum BatchError {
     Index { index: usize, n: usize },
     #[error("a batch of {0} channels is not an RGB image")]
     NotRgb(usize),
+    #[error("shape {0:?} is not [N, C, H, W]")]
+    Dims(Vec<i64>),
 }
 
 impl Batch {
@@ -37,6 +39,28 @@ impl Batch {
             });
         }
         Ok(Batch { shape, values })
+    }
+
+    /// `values` of shape `dims` written as the model and ONNX Runtime write shapes: four sizes.
+    pub fn from_dims(dims: &[i64], values: Vec<f32>) -> Result<Batch, BatchError> {
+        let shape: Option<[usize; 4]> = dims
+            .iter()
+            .map(|&d| usize::try_from(d).ok())
+            .collect::<Option<Vec<_>>>()
+            .and_then(|v| v.try_into().ok());
+        Batch::new(
+            shape.ok_or_else(|| BatchError::Dims(dims.to_vec()))?,
+            values,
+        )
+    }
+
+    /// A batch of shape `dims` whose i-th of n values (row-major) is `f(i, n)`.
+    pub fn from_fn(dims: &[i64], f: impl Fn(usize, usize) -> f32) -> Result<Batch, BatchError> {
+        let n = dims
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap_or(0))
+            .product();
+        Batch::from_dims(dims, (0..n).map(|i| f(i, n)).collect())
     }
 
     /// One RGB image as a batch of one, in [-1, 1].
@@ -80,7 +104,7 @@ impl Batch {
     }
 
     /// Up to `shares` consecutive parts of nearly equal size (the first ones one image larger),
-    /// none empty.
+    /// none empty unless the batch is (then one empty part).
     pub fn split(&self, shares: usize) -> Vec<Batch> {
         let n = self.len();
         let shares = shares.clamp(1, n.max(1));
@@ -167,13 +191,6 @@ mod torch {
     impl Batch {
         /// A batch [N, C, H, W] of any float kind or device, as float32.
         pub fn from_tensor(t: &Tensor) -> Result<Batch, EngineError> {
-            let dims = t.size();
-            let shape: [usize; 4] = dims
-                .iter()
-                .map(|&d| usize::try_from(d).unwrap_or(0))
-                .collect::<Vec<_>>()
-                .try_into()
-                .map_err(|_| EngineError::Inference(format!("{dims:?} is not [N, C, H, W]")))?;
             let flat = t
                 .to_device(Device::Cpu)
                 .to_kind(Kind::Float)
@@ -181,7 +198,7 @@ mod torch {
                 .view(-1);
             let values =
                 Vec::<f32>::try_from(&flat).map_err(|e| EngineError::Inference(e.to_string()))?;
-            Ok(Batch::new(shape, values)?)
+            Ok(Batch::from_dims(&t.size(), values)?)
         }
 
         /// The batch as a float32 CPU tensor.
@@ -244,5 +261,13 @@ mod tests {
             Batch::new([2, 3, 2, 2], vec![0.0; 5]),
             Err(BatchError::Length { values: 5, .. })
         ));
+        for dims in [&[1, 3, 2][..], &[1, -3, 2, 2]] {
+            assert_eq!(
+                Batch::from_dims(dims, Vec::new()),
+                Err(BatchError::Dims(dims.to_vec()))
+            );
+        }
+        let ramp = Batch::from_fn(&[1, 1, 2, 2], |i, n| (i * 10 + n) as f32).unwrap();
+        assert_eq!(ramp.values(), [4.0, 14.0, 24.0, 34.0]);
     }
 }

@@ -640,20 +640,24 @@ fn timed(f: impl FnOnce() -> Result<(), EngineError>) -> Result<Duration, Engine
 /// One image of the model's size with every value of [-1, 1] represented: the timing does not
 /// depend on the values, but a constant image could take shortcuts a photo does not.
 fn probe(cfg: &ModelConfig) -> Result<Batch, EngineError> {
-    let [c, s] = [cfg.img_ch, cfg.img_size].map(|d| usize::try_from(d).unwrap_or(0));
-    let n = c * s * s;
-    let step = 2.0 / (n.max(2) - 1) as f64;
-    let values = (0..n).map(|i| (-1.0 + i as f64 * step) as f32).collect();
-    Ok(Batch::new([1, c, s, s], values)?)
+    let dims = [1, cfg.img_ch, cfg.img_size, cfg.img_size];
+    Ok(Batch::from_fn(&dims, |i, n| {
+        (-1.0 + i as f64 * 2.0 / (n.max(2) - 1) as f64) as f32
+    })?)
 }
 
 /// The cores an ONNX Runtime session computes on: as many as libtorch's intra-op threads where
-/// libtorch is built in, so either engine gets the same cores; the machine's otherwise.
+/// libtorch is built in, so either engine gets the same cores. Without libtorch, as libtorch would
+/// take them: `OMP_NUM_THREADS` when set, else the CPUs this process may run on (logical CPUs:
+/// where a core runs two threads this is twice libtorch's count of physical cores).
 fn cores() -> usize {
     #[cfg(feature = "torch")]
     let n = usize::try_from(tch::get_num_threads()).ok();
     #[cfg(not(feature = "torch"))]
-    let n = std::thread::available_parallelism().ok().map(usize::from);
+    let n = std::env::var("OMP_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .or_else(|| std::thread::available_parallelism().ok().map(usize::from));
     n.unwrap_or(1).max(1)
 }
 

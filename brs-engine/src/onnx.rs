@@ -243,15 +243,8 @@ fn run(session: &Mutex<Session>, input: &Batch, cfg: &ModelConfig) -> Result<Bat
     let (dims, values) = image
         .try_extract_tensor::<f32>()
         .map_err(|e| EngineError::Inference(format!("output {OUTPUT_IMAGE:?}: {e}")))?;
-    let shape: [usize; 4] = dims
-        .iter()
-        .map(|&d| usize::try_from(d).unwrap_or(0))
-        .collect::<Vec<_>>()
-        .try_into()
-        .map_err(|_| {
-            EngineError::Inference(format!("output {OUTPUT_IMAGE:?} of shape {dims:?}"))
-        })?;
-    Ok(Batch::new(shape, values.to_vec())?)
+    let dims: Vec<i64> = dims.iter().copied().collect();
+    Ok(Batch::from_dims(&dims, values.to_vec())?)
 }
 
 fn runtime_error(e: &DetectError) -> EngineError {

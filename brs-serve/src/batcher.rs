@@ -307,9 +307,8 @@ pub(crate) fn forward(t: &Engine, batch: &Batch) -> Result<Batch, String> {
 /// loaded generator actually runs before it serves anyone.
 pub(crate) fn warm_up(t: &Engine) -> Result<(), String> {
     let c = t.config();
-    let dims = [1, c.img_ch, c.img_size, c.img_size];
-    let shape = dims.map(|d| usize::try_from(d).unwrap_or(0));
-    let x = Batch::new(shape, vec![0.0; shape.iter().product()]).map_err(|e| e.to_string())?;
+    let x = Batch::from_fn(&[1, c.img_ch, c.img_size, c.img_size], |_, _| 0.0)
+        .map_err(|e| e.to_string())?;
     let out = forward(t, &x)?;
     if out.dims() != [1, 3, c.img_size, c.img_size] {
         return Err(format!("warm-up output has shape {:?}", out.shape()));
@@ -322,7 +321,8 @@ pub(crate) fn warm_up(t: &Engine) -> Result<(), String> {
 
 /// An image prepared for the model of `side` pixels: as it is, or resized when a reload to a model
 /// of another size came between its preparation and its batch. The image came from 8-bit RGB,
-/// which its values give back exactly, so it is resized as the pipeline resized it.
+/// which its values give back exactly, so it is resized with the pipeline's resizer (from the
+/// prepared image, not the original photo).
 fn fit(image: &Batch, side: i64) -> Cow<'_, Batch> {
     let [_, _, h, w] = image.shape();
     let side = u32::try_from(side).unwrap_or(0);
@@ -478,6 +478,17 @@ impl Worker {
                 lanes.ledger.charge(item.slot.owner(), share);
             }
         }
+        let result = result.and_then(|out| {
+            if out.len() == live.len() {
+                Ok(out)
+            } else {
+                Err(format!(
+                    "the generator gave {} images for {}",
+                    out.len(),
+                    live.len()
+                ))
+            }
+        });
         match result {
             Ok(out) => {
                 for (item, image) in live.into_iter().zip(out.split(out.len())) {

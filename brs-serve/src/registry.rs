@@ -338,9 +338,9 @@ impl Registry {
             // lanes off, their copies of the weights and their timing with them.
             onnx_lanes: cfg.onnx_lanes && cfg.max_batch >= 2,
         };
-        // Asked for by name, ONNX Runtime must run here and be there at start, whether or not a
-        // model is yet.
-        if cfg.engine == EngineSpec::Onnx {
+        // Asked for by name (or the only engine of a build without libtorch), ONNX Runtime must
+        // run here and be there at start, whether or not a model is yet.
+        if cfg.engine == EngineSpec::Onnx || !brs_engine::TORCH {
             engine
                 .check()
                 .and_then(|()| {
