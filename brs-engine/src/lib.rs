@@ -333,15 +333,7 @@ impl Engine {
                 EngineSpec::Auto if opts.device != Device::Cpu => only(Runner::Torch(Box::new(
                     torch(&checkpoint, direction, opts)?,
                 ))),
-                #[cfg(feature = "torch")]
                 EngineSpec::Auto => auto(&checkpoint, direction, opts)?,
-                // Nothing to time ONNX Runtime against.
-                #[cfg(not(feature = "torch"))]
-                EngineSpec::Auto => only(Runner::Onnx(OnnxGenerator::load(
-                    &checkpoint,
-                    direction,
-                    opts,
-                )?)),
             };
         let regimes = match &mut runner {
             Runner::Onnx(g) => regimes(g, &checkpoint.meta.model)?,
@@ -496,6 +488,17 @@ fn check_direction(checkpoint: &Checkpoint, direction: Direction) -> Result<(), 
         .into());
     }
     Ok(())
+}
+
+/// `auto` without libtorch: nothing to time ONNX Runtime against.
+#[cfg(not(feature = "torch"))]
+fn auto(
+    checkpoint: &Checkpoint,
+    direction: Direction,
+    opts: &EngineOptions,
+) -> Result<(Runner, Vec<Timing>, Option<String>), EngineError> {
+    let onnx = OnnxGenerator::load(checkpoint, direction, opts)?;
+    Ok((Runner::Onnx(onnx), Vec::new(), None))
 }
 
 /// `auto`: times both engines on one image of the model's size and keeps the faster, one engine

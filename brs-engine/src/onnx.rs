@@ -21,13 +21,14 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::{Batch, EngineError, EngineOptions};
 use brs_image::detect::{DetectError, SessionOptions, build_session};
 use brs_model::checkpoint::Checkpoint;
 use brs_model::onnx::{ExternalData, INPUT, OUTPUT_IMAGE};
 use brs_model::{Direction, ModelConfig, ModelError};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
+
+use crate::{Batch, EngineError, EngineOptions};
 
 /// Most lanes built, whatever the core count: past that the timing at load grows long and the
 /// copies of the weights many.
