@@ -168,7 +168,7 @@ def main():
     ap.add_argument("--users-sat", type=int, default=8)
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "bench-serve"))
     ap.add_argument("--no-build", action="store_true")
-    ap.add_argument("--only", choices=["brs", "brs-torch-f32", "brs-onnx", "brs-onnx-lanes",
+    ap.add_argument("--only", choices=["brs", "brs-torch-f32", "brs-onnx", "brs-onnx-lanes", "brs-onnx-batches",
                                        "brs-torch-f32-active", "onnxruntime", "flask"])
     a = ap.parse_args()
     a.out = os.path.abspath(a.out)
@@ -206,10 +206,12 @@ def main():
     servers = {
         "brs": (brs("auto", "auto"), {}),
         "brs-torch-f32": (brs("f32", "torch"), {}),
+        # ONNX Runtime as shipped (`onnx_lanes = "timed"`): an image alone on every core, waiting
+        # images side by side on single-thread lanes where that was timed faster at load.
         "brs-onnx": (brs("f32", "onnx"), {}),
-        # ONNX Runtime with a single-thread session per core beside it, batches side by side where
-        # that was timed faster at load (the `onnx_lanes` key, off by default).
-        "brs-onnx-lanes": (lambda port: brs("f32", "onnx")(port) + ["--set", "onnx_lanes=true"], {}),
+        # ... always side by side (nothing timed), and never (batches on every core, as before).
+        "brs-onnx-lanes": (lambda port: brs("f32", "onnx")(port) + ["--set", "onnx_lanes=always"], {}),
+        "brs-onnx-batches": (lambda port: brs("f32", "onnx")(port) + ["--set", "onnx_lanes=off"], {}),
         "brs-torch-f32-active": (brs("f32", "torch"), {"OMP_WAIT_POLICY": "ACTIVE"}),
         "onnxruntime": (lambda port: [PY, os.path.join(ROOT, "scripts", "bench_serve_flask.py"), onnx,
                                       "--port", str(port), "--workers", workers], {}),

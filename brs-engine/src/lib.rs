@@ -170,6 +170,49 @@ impl fmt::Display for Timing {
     }
 }
 
+/// Whether ONNX Runtime gets single-thread sessions ("lanes") beside its session on every core,
+/// and when images run side by side on them (see the `onnx` module). As a config value: `"off"`,
+/// `"timed"` or `"always"`; `false` and `true` are `"off"` and `"timed"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "LanesKey")]
+pub enum OnnxLanes {
+    /// One session on every core.
+    Off,
+    /// Lanes; for each batch size from 2, the faster way timed at load.
+    Timed,
+    /// Lanes; waiting images always side by side, nothing timed (for a host where the timing at
+    /// load is not what a busy server gets, or was measured otherwise).
+    Always,
+}
+
+/// What a config may write for [`OnnxLanes`]: the mode's name, or a flag (the key's first form).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LanesKey {
+    Flag(bool),
+    Name(String),
+}
+
+impl TryFrom<LanesKey> for OnnxLanes {
+    type Error = String;
+
+    fn try_from(key: LanesKey) -> Result<Self, String> {
+        match key {
+            LanesKey::Flag(false) => Ok(OnnxLanes::Off),
+            LanesKey::Flag(true) => Ok(OnnxLanes::Timed),
+            LanesKey::Name(name) => match name.as_str() {
+                "off" => Ok(OnnxLanes::Off),
+                "timed" => Ok(OnnxLanes::Timed),
+                "always" => Ok(OnnxLanes::Always),
+                other => Err(format!(
+                    "unknown onnx_lanes {other:?}: expected \"off\", \"timed\" or \"always\" \
+                     (or false / true)"
+                )),
+            },
+        }
+    }
+}
+
 /// How ONNX Runtime runs a batch of `images`, measured at load when it has lanes: the whole batch
 /// in one session on every core, or split over single-thread sessions side by side. The faster
 /// runs batches of that size.
@@ -237,10 +280,10 @@ pub struct EngineOptions {
     /// the peak of its largest batch.
     pub onnx_arena: bool,
     /// Whether ONNX Runtime gets single-thread sessions beside its session on every core, to run
-    /// the images of a batch side by side where that was measured faster (see the `onnx`
-    /// module): for callers that batch; each holds a copy of the weights, and the timing at load
-    /// takes a few batches.
-    pub onnx_lanes: bool,
+    /// the images of a batch side by side where that was measured faster or is asked for (see the
+    /// `onnx` module): for callers that batch; each holds a copy of the weights, and the timing
+    /// at load takes a few batches.
+    pub onnx_lanes: OnnxLanes,
 }
 
 impl EngineOptions {
@@ -336,6 +379,10 @@ impl Engine {
                 EngineSpec::Auto => auto(&checkpoint, direction, opts)?,
             };
         let regimes = match &mut runner {
+            Runner::Onnx(g) if opts.onnx_lanes == OnnxLanes::Always => {
+                g.set_side_by_side(vec![true]);
+                Vec::new()
+            }
             Runner::Onnx(g) => regimes(g, &checkpoint.meta.model)?,
             #[cfg(feature = "torch")]
             Runner::Torch(_) => Vec::new(),
@@ -379,6 +426,21 @@ impl Engine {
             Runner::Onnx(g) => g.fitting_batch(n).max(1),
             #[cfg(feature = "torch")]
             Runner::Torch(_) => n,
+        }
+    }
+
+    /// ONNX Runtime's single-thread lanes, for callers that run images side by side each from a
+    /// thread of its own: `Some` when it has two or more and images side by side were timed
+    /// faster at load, else `None` (one batch at a time through [`translate_batch`]).
+    ///
+    /// [`translate_batch`]: Self::translate_batch
+    pub fn independent_lanes(&self) -> Option<LaneSessions<'_>> {
+        match &self.runner {
+            Runner::Onnx(g) if g.independent_lanes() >= 2 => Some(LaneSessions {
+                generator: g,
+                config: self.config(),
+            }),
+            _ => None,
         }
     }
 
@@ -427,6 +489,12 @@ impl Engine {
             let r: Vec<String> = self.regimes.iter().map(Regime::to_string).collect();
             s.push_str(&format!("; batches of {}", r.join(", ")));
         }
+        if let Some(lanes) = self.independent_lanes() {
+            s.push_str(&format!(
+                "; waiting images side by side on {} single-thread lanes",
+                lanes.count()
+            ));
+        }
         if let Some(note) = &self.note {
             s.push_str(&format!(" ({note})"));
         }
@@ -448,6 +516,33 @@ impl Engine {
 
     pub fn direction(&self) -> Direction {
         self.direction
+    }
+}
+
+/// ONNX Runtime's sessions of one generator, shared by threads that each run an image
+/// ([`Engine::independent_lanes`]); libtorch's engine is not shared between threads, so this is
+/// the only part of an [`Engine`] they hold.
+#[derive(Clone, Copy)]
+pub struct LaneSessions<'a> {
+    generator: &'a OnnxGenerator,
+    config: &'a ModelConfig,
+}
+
+impl LaneSessions<'_> {
+    /// How many images may run at once, one per lane.
+    pub fn count(&self) -> usize {
+        self.generator.independent_lanes()
+    }
+
+    /// Translates a batch on single-thread lane `lane` (below [`count`](Self::count)) while
+    /// other threads use the other lanes.
+    pub fn translate_on_lane(&self, lane: usize, input: &Batch) -> Result<Batch, EngineError> {
+        self.generator.on_lane(lane, input, self.config)
+    }
+
+    /// Translates a batch in the session on every core (no lane should run meanwhile).
+    pub fn translate_on_all(&self, input: &Batch) -> Result<Batch, EngineError> {
+        self.generator.one_session(input, self.config)
     }
 }
 
@@ -695,7 +790,7 @@ mod tests {
             device,
             precision: Precision::Auto,
             onnx_arena: false,
-            onnx_lanes: false,
+            onnx_lanes: OnnxLanes::Off,
         };
         assert!(resolved(EngineSpec::Onnx, Device::Cpu).check().is_ok());
         assert!(resolved(EngineSpec::Auto, Device::Cuda(0)).check().is_ok());
@@ -746,7 +841,7 @@ mod tests {
             device: Device::Cpu,
             precision: Precision::Auto,
             onnx_arena: false,
-            onnx_lanes: false,
+            onnx_lanes: OnnxLanes::Off,
         };
         let e = Engine::open(run.path(), Direction::A2B, &opts(EngineSpec::Auto)).unwrap();
         assert_eq!((e.kind(), e.precision_name()), (EngineKind::Onnx, "f32"));

@@ -28,7 +28,7 @@ use brs_model::{Direction, ModelConfig, ModelError};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 
-use crate::{Batch, EngineError, EngineOptions};
+use crate::{Batch, EngineError, EngineOptions, OnnxLanes};
 
 /// Most lanes built, whatever the core count: past that the timing at load grows long and the
 /// copies of the weights many.
@@ -117,7 +117,7 @@ impl OnnxGenerator {
             session.map(Mutex::new)
         };
         let session = build(threads)?;
-        let lanes = if opts.onnx_lanes {
+        let lanes = if opts.onnx_lanes != OnnxLanes::Off {
             (0..lane_count(threads, written.parameters * 4))
                 .map(|_| build(1))
                 .collect::<Result<Vec<_>, _>>()?
@@ -155,6 +155,30 @@ impl OnnxGenerator {
         } else {
             n
         }
+    }
+
+    /// How many lanes a caller may keep busy with one image each (its own thread on each):
+    /// all of them when a batch filling them was timed faster side by side at load, else none.
+    pub(crate) fn independent_lanes(&self) -> usize {
+        if self.splits(self.lanes.len()) {
+            self.lanes.len()
+        } else {
+            0
+        }
+    }
+
+    /// Runs a batch on lane `k` alone, on the caller's thread; the other lanes stay free for
+    /// other callers.
+    pub(crate) fn on_lane(
+        &self,
+        k: usize,
+        input: &Batch,
+        cfg: &ModelConfig,
+    ) -> Result<Batch, EngineError> {
+        let lane = self.lanes.get(k).ok_or_else(|| {
+            EngineError::Inference(format!("lane {k} asked of {} lanes", self.lanes.len()))
+        })?;
+        run(lane, input, cfg)
     }
 
     /// Whether a batch of `n` images runs split over the lanes.
@@ -290,7 +314,7 @@ mod tests {
         (run, cfg, checkpoint)
     }
 
-    fn onnx_options(onnx_lanes: bool) -> EngineOptions {
+    fn onnx_options(onnx_lanes: OnnxLanes) -> EngineOptions {
         EngineOptions {
             engine: crate::EngineSpec::Onnx,
             device: Device::Cpu,
@@ -305,7 +329,7 @@ mod tests {
     #[test]
     fn the_export_is_deleted_once_the_session_holds_it() {
         let (_run, cfg, checkpoint) = tiny_export();
-        let opts = onnx_options(false);
+        let opts = onnx_options(OnnxLanes::Off);
         let x = random(2);
         let mut outputs = Vec::new();
         for external in [ExternalData::Auto, ExternalData::Always] {
@@ -337,7 +361,7 @@ mod tests {
     #[test]
     fn batches_split_over_lanes_equal_the_whole_session() {
         let (_run, cfg, checkpoint) = tiny_export();
-        let opts = onnx_options(true);
+        let opts = onnx_options(OnnxLanes::Timed);
         let tmp = tempfile::tempdir().unwrap();
         let mut g = OnnxGenerator::load_via(
             &checkpoint,
@@ -364,14 +388,31 @@ mod tests {
             (3, 4),
             "one session takes all"
         );
+        assert_eq!(g.independent_lanes(), 0, "side by side not timed faster");
         g.set_side_by_side(vec![true]);
+        assert_eq!(g.independent_lanes(), 2);
+        let one = x.split(3).swap_remove(0);
+        let on_lanes: Vec<Batch> = std::thread::scope(|s| {
+            let (g, one, cfg) = (&g, &one, &cfg);
+            let running: Vec<_> = (0..2)
+                .map(|k| s.spawn(move || g.on_lane(k, one, cfg).unwrap()))
+                .collect();
+            running.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for out in &on_lanes {
+            let d = max_diff(out, &whole.split(3)[0]);
+            assert!(d < 1e-5, "a lane run beside another differs by {d}");
+        }
+        assert!(matches!(
+            g.on_lane(2, &one, &cfg),
+            Err(EngineError::Inference(_))
+        ));
         assert!(
             same(&g.translate(&x, &cfg).unwrap(), &split),
             "3 images follow the 2's regime"
         );
         let fitting: Vec<usize> = (1..=5).map(|n| g.fitting_batch(n)).collect();
         assert_eq!(fitting, [1, 2, 2, 4, 4], "two lanes take even batches");
-        let one = x.split(3).swap_remove(0);
         assert!(
             same(
                 &g.translate(&one, &cfg).unwrap(),

@@ -22,7 +22,7 @@ fn options(engine: EngineSpec) -> EngineOptions {
         device: Device::Cpu,
         precision: Precision::F32,
         onnx_arena: false,
-        onnx_lanes: false,
+        onnx_lanes: brs_engine::OnnxLanes::Off,
     }
 }
 
@@ -102,7 +102,7 @@ fn auto_times_both_engines_and_keeps_the_faster() {
     // With ONNX Runtime's arena, as brs-train's commands run it (the other tests: without).
     let opts = EngineOptions {
         onnx_arena: true,
-        onnx_lanes: false,
+        onnx_lanes: brs_engine::OnnxLanes::Off,
         ..options(EngineSpec::Auto)
     };
     let e = Engine::open(dir.path(), Direction::A2B, &opts).unwrap();

@@ -14,6 +14,7 @@
 //! (`BRS_SECRET`, the secret itself, is for local runs); `BRS_ENGINE` sets the key `engine` (`auto`,
 //! `torch` or `onnx`). Models are loaded and warmed up during init (with `auto`, the timing of both
 //! engines too), so a cold start pays for them once and every invocation after finds them ready.
+//! `onnx_lanes` is `off` unless the file sets it: an instance takes one request at a time.
 // The runtime future around axum's router and the tower stack is deeper than the default
 // limit lets clippy lay out.
 #![recursion_limit = "256"]
@@ -213,13 +214,19 @@ fn config_from(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
     let var = |k: &str| env(k).filter(|v| !v.is_empty());
     let file = var("BRS_LAMBDA_CONFIG").map(PathBuf::from);
     let model_dir = var("BRS_MODEL_DIR").map(PathBuf::from);
-    let file_has_styles = match &file {
+    let (file_has_styles, file_sets_lanes) = match &file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("BRS_LAMBDA_CONFIG {}", path.display()))?;
-            !Config::from_toml(&text, path)?.styles.is_empty()
+            let sets_lanes = text
+                .parse::<toml::Table>()
+                .is_ok_and(|t| t.contains_key("onnx_lanes"));
+            (
+                !Config::from_toml(&text, path)?.styles.is_empty(),
+                sets_lanes,
+            )
         }
-        None => false,
+        None => (false, false),
     };
     let quoted = |v: String| toml::Value::String(v).to_string();
     let mut set = Vec::new();
@@ -238,6 +245,11 @@ fn config_from(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
     }
     if let Some(engine) = var("BRS_ENGINE") {
         set.push(format!("engine={}", quoted(engine)));
+    }
+    // An instance takes one request at a time, so no image waits beside another: ONNX Runtime's
+    // lanes would only add their timing to every cold start. A config file may still ask.
+    if !file_sets_lanes {
+        set.push("onnx_lanes=\"off\"".to_string());
     }
     if let Some(arn) = var("BRS_SECRET_ARN") {
         set.push(format!("secret_arn={}", quoted(arn)));
@@ -321,6 +333,11 @@ mod tests {
     fn the_engine_comes_from_the_environment_and_a_bad_one_is_refused() {
         let cfg = config_from(env(&[])).expect("config");
         assert_eq!(cfg.engine.to_string(), "auto");
+        assert_eq!(
+            format!("{:?}", cfg.onnx_lanes),
+            "Off",
+            "one request at a time"
+        );
         let cfg = config_from(env(&[("BRS_ENGINE", "onnx".into())])).expect("config");
         assert_eq!(cfg.engine.to_string(), "onnx");
         let err = config_from(env(&[("BRS_ENGINE", "fastest".into())])).expect_err("bad engine");
@@ -334,7 +351,8 @@ mod tests {
         let path = dir.path().join("serve.toml");
         std::fs::write(
             &path,
-            "max_batch = 2\ndefault_style = \"male\"\n[styles.male]\npath = \"/mnt/brs/male\"\n\
+            "max_batch = 2\nonnx_lanes = \"always\"\ndefault_style = \"male\"\n\
+             [styles.male]\npath = \"/mnt/brs/male\"\n\
              [styles.female]\npath = \"/mnt/brs/female\"\n",
         )
         .expect("write");
@@ -342,6 +360,7 @@ mod tests {
             config_from(env(&[("BRS_LAMBDA_CONFIG", path.display().to_string())])).expect("config");
         assert_eq!(cfg.styles.keys().collect::<Vec<_>>(), ["female", "male"]);
         assert_eq!(cfg.max_batch, 2);
+        assert_eq!(format!("{:?}", cfg.onnx_lanes), "Always");
         assert_eq!(cfg.default_style.as_deref(), Some("male"));
 
         let missing = config_from(env(&[(

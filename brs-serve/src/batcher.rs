@@ -5,6 +5,10 @@
 //! image's share of its batch's forward pass is charged to its owner in the batcher's ledger, so
 //! no client's backlog delays another's next image by more than one image per waiting client, and
 //! a client that has used more of the generator's time waits more turns.
+//! With ONNX Runtime's lanes, where images side by side were timed faster at load, the worker runs
+//! one thread per lane instead, each taking the next image as it finishes its own (Flask's shape:
+//! no batch waits for its slowest share, and decodes beside them slow one lane, not every core):
+//! an image alone in the server, none other waiting or running, runs on every core.
 //! How many images wait is bounded by admission (each holds a [`Slot`] until its batch is done),
 //! not here. A hot-reloaded generator is handed over through a slot the worker checks between
 //! batches, so a swap never interrupts a batch. A style whose model is not deployed yet starts
@@ -16,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use brs_engine::{Batch, Engine, Regime, Timing};
+use brs_engine::{Batch, Engine, EngineError, LaneSessions, Regime, Timing};
 use brs_image::resize::{Quality, resize_rgb};
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -55,6 +59,9 @@ pub(crate) struct ModelInfo {
     /// timed at load, whether its images run side by side on single-thread sessions or together
     /// on every core, and what each took per image.
     pub(crate) engine_regimes: Vec<Regime>,
+    /// How many single-thread lanes run waiting images side by side, each taking the next as it
+    /// finishes its own (`onnx_lanes`); 0: images run in batches on every core.
+    pub(crate) engine_lanes: usize,
     /// With `engine = "auto"`: why it chose without timing, or kept libtorch after a failure
     /// (ONNX Runtime missing, the model over the size auto times); else null.
     pub(crate) engine_note: Option<String>,
@@ -84,6 +91,7 @@ impl ModelInfo {
             engine: t.kind().to_string(),
             engine_timings: t.timings().to_vec(),
             engine_regimes: t.regimes().to_vec(),
+            engine_lanes: t.independent_lanes().map_or(0, |l| l.count()),
             engine_note: t.note().map(str::to_string),
         }
     }
@@ -119,6 +127,10 @@ struct Lanes {
     /// The generator time each owner's images used, by which both lanes take turns.
     ledger: Ledger,
     closed: bool,
+    /// Images running on lanes (independent lanes only).
+    running: usize,
+    /// Whether an image runs on every core: no lane starts until it ends.
+    whole: bool,
 }
 
 impl Lanes {
@@ -216,6 +228,8 @@ impl Batcher {
                     jobs: Drr::default(),
                     ledger: Ledger::new(cfg.turn_quantum),
                     closed: false,
+                    running: 0,
+                    whole: false,
                 }),
                 ready: Condvar::new(),
             }),
@@ -296,7 +310,11 @@ impl Batcher {
 /// Runs a forward pass, turning a panic (libtorch raises C++ errors as panics) into an error so
 /// the worker survives it.
 pub(crate) fn forward(t: &Engine, batch: &Batch) -> Result<Batch, String> {
-    match catch_unwind(AssertUnwindSafe(|| t.translate_batch(batch))) {
+    guarded(|| t.translate_batch(batch))
+}
+
+fn guarded(run: impl FnOnce() -> Result<Batch, EngineError>) -> Result<Batch, String> {
+    match catch_unwind(AssertUnwindSafe(run)) {
         Ok(Ok(out)) => Ok(out),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("the generator panicked".into()),
@@ -354,9 +372,88 @@ impl Worker {
         }
         let mut info = Arc::new(ModelInfo::of(&translator));
         *self.info.write().unwrap_or_else(|e| e.into_inner()) = Some(info.clone());
-        while let Some(batch) = self.next_batch(&mut translator, &mut info) {
-            self.run_batch(&translator, &info, batch);
+        loop {
+            if let Some(lanes) = translator.independent_lanes() {
+                if !self.serve_lanes(lanes, &info) {
+                    return;
+                }
+                self.maybe_swap(&mut translator, &mut info);
+                continue;
+            }
+            match self.next_batch(&mut translator, &mut info) {
+                Some(batch) => self.run_batch(&info, batch, |x| translator.translate_batch(x)),
+                None => return,
+            }
         }
+    }
+
+    /// Serves with one thread per lane until a new generator is offered (`true`: the caller swaps
+    /// it in) or the batcher is dropped and its lanes are empty (`false`).
+    fn serve_lanes(&self, onnx: LaneSessions<'_>, info: &ModelInfo) -> bool {
+        std::thread::scope(|scope| {
+            // Lane 0 on this thread: the style is served even if no other thread starts.
+            for k in 1..onnx.count() {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("infer-{}-{k}", self.style))
+                    .spawn_scoped(scope, move || self.lane(onnx, info, k));
+                if let Err(e) = spawned {
+                    tracing::error!(style = %self.style, lane = k, error = %e, "could not start a lane thread");
+                }
+            }
+            self.lane(onnx, info, 0);
+        });
+        let lanes = self.queue.lock();
+        !(lanes.closed && lanes.is_empty())
+    }
+
+    /// One lane's loop: the next image, on this lane's single-thread session, or on every core
+    /// when nothing else waits or runs. Returns when a new generator waits to be swapped in, or
+    /// the batcher is closed and empty.
+    fn lane(&self, onnx: LaneSessions<'_>, info: &ModelInfo, k: usize) {
+        loop {
+            let mut lanes = self.queue.lock();
+            let item = loop {
+                if self.swap_pending() || (lanes.closed && lanes.is_empty()) {
+                    return;
+                }
+                if !lanes.whole
+                    && let Some(item) = lanes.pop()
+                {
+                    break item;
+                }
+                lanes = self
+                    .queue
+                    .ready
+                    .wait_timeout(lanes, Duration::from_millis(100))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            };
+            let alone = lanes.is_empty() && lanes.running == 0;
+            lanes.running += 1;
+            lanes.whole = alone;
+            drop(lanes);
+            self.run_batch(info, vec![item], |x| {
+                if alone {
+                    onnx.translate_on_all(x)
+                } else {
+                    onnx.translate_on_lane(k, x)
+                }
+            });
+            let mut lanes = self.queue.lock();
+            lanes.running -= 1;
+            if alone {
+                lanes.whole = false;
+            }
+            drop(lanes);
+            self.queue.ready.notify_all();
+        }
+    }
+
+    fn swap_pending(&self) -> bool {
+        self.swap
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// Waits for a style's first generator; `None`: the batcher was dropped first. Nothing is
@@ -453,20 +550,27 @@ impl Worker {
         }
     }
 
-    fn run_batch(&self, translator: &Engine, info: &ModelInfo, batch: Vec<Item>) {
+    /// Runs `batch` through `run` (the generator `info` describes), charges its owners and
+    /// answers them.
+    fn run_batch(
+        &self,
+        info: &ModelInfo,
+        batch: Vec<Item>,
+        run: impl FnOnce(&Batch) -> Result<Batch, EngineError>,
+    ) {
         // A client that gave up (timeout, disconnect) costs no inference.
         let live: Vec<Item> = batch.into_iter().filter(|i| !i.reply.is_closed()).collect();
         if live.is_empty() {
             return;
         }
-        let side = translator.config().img_size;
+        let side = info.img_size;
         let inputs: Vec<Cow<'_, Batch>> = live.iter().map(|i| fit(&i.input, side)).collect();
         let waits: Vec<Duration> = live.iter().map(|i| i.enqueued.elapsed()).collect();
         let started = Instant::now();
         let busy = self.cfg.activity.begin();
         let result = Batch::concat(inputs.iter().map(AsRef::as_ref))
             .map_err(|e| e.to_string())
-            .and_then(|batch| forward(translator, &batch));
+            .and_then(|batch| guarded(|| run(&batch)));
         let took = started.elapsed();
         drop(busy);
         self.metrics.batch(&self.style, live.len(), took, &waits);

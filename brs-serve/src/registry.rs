@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use brs_engine::{Engine, EngineError, EngineOptions, EngineSpec};
+use brs_engine::{Engine, EngineError, EngineOptions, EngineSpec, OnnxLanes};
 use brs_model::checkpoint::{Checkpoint, LATEST, META, read_latest};
 use brs_model::{Direction, ModelError};
 
@@ -336,7 +336,11 @@ impl Registry {
             onnx_arena: false,
             // Batches run side by side where that was faster at load; max_batch = 1 turns the
             // lanes off, their copies of the weights and their timing with them.
-            onnx_lanes: cfg.onnx_lanes && cfg.max_batch >= 2,
+            onnx_lanes: if cfg.max_batch >= 2 {
+                cfg.onnx_lanes
+            } else {
+                OnnxLanes::Off
+            },
         };
         // Asked for by name (or the only engine of a build without libtorch), ONNX Runtime must
         // run here and be there at start, whether or not a model is yet.

@@ -137,7 +137,7 @@ impl GeneratorArgs {
             // A command that exits when done: the faster batches matter, not the memory kept.
             onnx_arena: true,
             // Folders are translated in batches (--batch).
-            onnx_lanes: true,
+            onnx_lanes: brs_engine::OnnxLanes::Timed,
         };
         let engine = Engine::open(&self.checkpoint, self.direction, &opts)?;
         eprintln!("engine: {}", engine.describe());

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use brs_engine::EngineSpec;
+use brs_engine::{EngineSpec, OnnxLanes};
 use brs_image::crop::CropConfig;
 use brs_image::detect::DetectorSpec;
 use brs_model::{DeviceSpec, Direction, Precision};
@@ -85,12 +85,14 @@ pub struct Config {
     /// `onnx` (ONNX Runtime, float32 on the CPU; the server refuses to start without the
     /// library). Both give the same image within rounding in float32.
     pub engine: EngineSpec,
-    /// Whether ONNX Runtime also gets a single-thread session per core, to run the images of a
-    /// batch side by side where that was timed faster at load (docs/serving.md, "The engine").
-    /// Off by default: timed alone they win, but at saturation beside the server's decodes they
-    /// did not (docs/benchmarks.md). Each holds a copy of the weights (only models under 256 MiB
-    /// of them get any). Needs `max_batch` of 2 or more.
-    pub onnx_lanes: bool,
+    /// Whether ONNX Runtime also gets a single-thread session per core ("lanes"), and when
+    /// waiting images run on them side by side, each lane taking the next image as it finishes
+    /// its own (docs/serving.md, "The engine"): `"off"`, `"timed"` (side by side where that was
+    /// timed faster at load, else batches on every core) or `"always"`; `false` and `true` mean
+    /// `"off"` and `"timed"`. An image alone runs on every core either way. Each lane holds a
+    /// copy of the weights (only models under 256 MiB of them get any). Needs `max_batch` of 2
+    /// or more.
+    pub onnx_lanes: OnnxLanes,
     /// Largest batch the inference worker builds.
     pub max_batch: usize,
     /// How long the worker waits for a batch to fill once it holds a request. On a CPU a batch
@@ -186,7 +188,7 @@ impl Default for Config {
             device: DeviceSpec::Cpu,
             precision: Precision::Auto,
             engine: EngineSpec::Auto,
-            onnx_lanes: false,
+            onnx_lanes: OnnxLanes::Timed,
             max_batch: 4,
             max_wait: Duration::ZERO,
             queue_depth: 32,

@@ -225,6 +225,30 @@ fn the_engine_is_auto_unless_told_and_a_bad_one_is_named() {
     }
 }
 
+/// `onnx_lanes` takes a mode's name, and still the flag it first was (`true` is "timed").
+#[test]
+fn onnx_lanes_takes_a_mode_or_the_flag_it_was() {
+    use brs_engine::OnnxLanes;
+    assert_eq!(Config::default().onnx_lanes, OnnxLanes::Timed);
+    for (set, mode) in [
+        ("onnx_lanes=false", OnnxLanes::Off),
+        ("onnx_lanes=true", OnnxLanes::Timed),
+        ("onnx_lanes=off", OnnxLanes::Off),
+        ("onnx_lanes=timed", OnnxLanes::Timed),
+        ("onnx_lanes=\"always\"", OnnxLanes::Always),
+    ] {
+        let cfg = Config::from_cli(&cli(&["--model-dir", "x", "--set", set])).expect(set);
+        assert_eq!(cfg.onnx_lanes, mode, "{set}");
+    }
+    let err = Config::from_cli(&cli(&["--model-dir", "x", "--set", "onnx_lanes=sometimes"]))
+        .expect_err("no such mode");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("sometimes") && msg.contains("always") && msg.contains("timed"),
+        "{msg}"
+    );
+}
+
 /// docs/serving.md shows the defaults as `--print-config` prints them: one source of truth.
 #[test]
 fn the_documented_defaults_are_the_real_ones() {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use brs_engine::EngineSpec;
+use brs_engine::{EngineSpec, OnnxLanes};
 use reqwest::StatusCode;
 
 use crate::common::{Kill, Server, client, free_port, get_json, publish, slow_model, tiny_config};
@@ -69,7 +69,7 @@ async fn onnx_serves_batches_and_hot_reloads_with_the_images_libtorch_gives() {
     // A batch waits up to 300 ms to fill, so concurrent requests share forward passes.
     let s = Server::start(|c| {
         c.engine = EngineSpec::Onnx;
-        c.onnx_lanes = true;
+        c.onnx_lanes = OnnxLanes::Timed;
         c.max_batch = 4;
         c.max_wait = Duration::from_millis(300);
     })
@@ -90,6 +90,18 @@ async fn onnx_serves_batches_and_hot_reloads_with_the_images_libtorch_gives() {
         assert!(side > 0.0 && one > 0.0, "{m}");
         assert_eq!(r["side_by_side"], side < one, "the faster is kept: {m}");
     }
+    // Where side by side won, waiting images run on the lanes one by one instead of in batches.
+    let side_by_side = regimes.last().is_some_and(|r| r["side_by_side"] == true);
+    let lanes = m["engine_lanes"].as_u64().expect("engine_lanes");
+    assert_eq!(
+        lanes,
+        if side_by_side {
+            regimes.len() as u64 + 1
+        } else {
+            0
+        },
+        "{m}"
+    );
 
     let requests: Vec<_> = (0..4u8)
         .map(|k| {
@@ -114,10 +126,14 @@ async fn onnx_serves_batches_and_hot_reloads_with_the_images_libtorch_gives() {
         s.metric("brs_batch_size_count{style=\"default\"}").await,
     );
     assert_eq!(images, 4.0);
-    assert!(
-        passes < images,
-        "4 concurrent requests took {passes} forward passes: no batch"
-    );
+    if side_by_side {
+        assert_eq!(passes, images, "each image on a lane of its own");
+    } else {
+        assert!(
+            passes < images,
+            "4 concurrent requests took {passes} forward passes: no batch"
+        );
+    }
 
     // The same checkpoint served by libtorch in float32, as ONNX Runtime runs, gives the same
     // picture (`precision = "auto"` would be bf16 on a CPU with AVX512-BF16: a few grey levels).
@@ -167,6 +183,87 @@ async fn onnx_serves_batches_and_hot_reloads_with_the_images_libtorch_gives() {
     );
     // Drains and exits like any server.
     s.stop().await;
+}
+
+/// `onnx_lanes = "always"`: waiting images run side by side on single-thread lanes, each image a
+/// pass of its own taken as a lane comes free (never a batch, though a batch could form), giving
+/// the images one session on every core gives; a hot reload hands the lanes the new generator,
+/// and the server drains as any.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onnx_lanes_take_waiting_images_one_by_one_with_the_same_images() {
+    let lanes = Server::start(|c| {
+        c.engine = EngineSpec::Onnx;
+        c.onnx_lanes = OnnxLanes::Always;
+        c.max_batch = 4;
+        // Batches would wait up to 300 ms to fill: lanes take images as they come instead.
+        c.max_wait = Duration::from_millis(300);
+    })
+    .await;
+    let m = model(&lanes).await;
+    assert!(
+        m["engine_lanes"].as_u64().expect("engine_lanes") >= 2,
+        "{m}"
+    );
+    assert_eq!(
+        m["engine_regimes"],
+        serde_json::json!([]),
+        "nothing timed: {m}"
+    );
+    let (a, b, c, d) = tokio::join!(
+        translate(&lanes, photo(0)),
+        translate(&lanes, photo(1)),
+        translate(&lanes, photo(2)),
+        translate(&lanes, photo(3)),
+    );
+    let (images, passes) = (
+        lanes.metric("brs_batch_size_sum{style=\"default\"}").await,
+        lanes
+            .metric("brs_batch_size_count{style=\"default\"}")
+            .await,
+    );
+    assert_eq!((images, passes), (4.0, 4.0), "one image per pass");
+
+    let run = lanes.run_dir.clone();
+    let one = Server::start(move |c| {
+        c.engine = EngineSpec::Onnx;
+        c.onnx_lanes = OnnxLanes::Off;
+        if let Some(style) = c.styles.get_mut("default") {
+            style.path = run;
+        }
+    })
+    .await;
+    assert_eq!(model(&one).await["engine_lanes"], 0);
+    for (k, (status, _, img)) in [a, b, c, d].into_iter().enumerate() {
+        assert_eq!(status, StatusCode::OK);
+        let (_, _, whole) = translate(&one, photo(k as u8)).await;
+        let d = max_grey_diff(
+            &img.expect("lane image"),
+            &whole.expect("one-session image"),
+        );
+        assert!(
+            d <= 1,
+            "image {k}: lanes and one session differ by {d} grey levels"
+        );
+    }
+    one.stop().await;
+
+    publish(&lanes.run_dir, &tiny_config(), 2, 2);
+    let t = Instant::now();
+    loop {
+        let (status, _, _) = translate(&lanes, photo(5)).await;
+        assert_eq!(status, StatusCode::OK);
+        let m = model(&lanes).await;
+        if m["iteration"] == 2 {
+            assert!(m["engine_lanes"].as_u64().expect("lanes") >= 2, "{m}");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "no reload: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (x, y) = tokio::join!(translate(&lanes, photo(8)), translate(&lanes, photo(9)));
+    assert_eq!((x.0, y.0), (StatusCode::OK, StatusCode::OK));
+    assert_ne!(x.1, "", "answered by a model");
+    lanes.stop().await;
 }
 
 /// A drain (what SIGTERM starts) with ONNX Runtime serving: every request in flight is answered.
