@@ -26,7 +26,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::admission::Slot;
-use crate::fair::{Drr, Ledger, Owner};
+use crate::fair::{Drr, Ledger};
 use crate::memory::Activity;
 use crate::metrics::Metrics;
 
@@ -275,11 +275,6 @@ impl Batcher {
         drop(lanes);
         self.queue.ready.notify_one();
         rx
-    }
-
-    /// Charges `owner` for `used` of the generator's time it did not use (a refusal's price).
-    pub(crate) fn charge(&self, owner: &Owner, used: Duration) {
-        self.queue.lock().ledger.charge(owner, used);
     }
 
     /// Hands a loaded, verified generator to the worker, which starts using it at its next batch.

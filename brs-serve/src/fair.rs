@@ -317,11 +317,6 @@ fn release(gate: &Shared, owner: &Owner) {
 }
 
 impl FairGate {
-    /// Charges `owner` for `used` of the gate's time without a permit (a refusal's price).
-    pub(crate) fn charge(&self, owner: &Owner, used: Duration) {
-        lock(&self.state).ledger.charge(owner, used);
-    }
-
     /// `permits` units, at most `per_owner` (at least 1) held by one owner at once; turns by
     /// deficit round-robin with `quantum` (see the module docs).
     pub(crate) fn new(permits: usize, per_owner: usize, quantum: Duration) -> FairGate {

@@ -11,7 +11,7 @@ use crate::clients::{ClientId, Clients};
 use crate::config::{Config, ConfigError, QueueConfig, StoreConfig};
 use crate::drain::Drain;
 use crate::error::ServeError;
-use crate::fair::{FairGate, Owner};
+use crate::fair::FairGate;
 use crate::health::StoreHealth;
 use crate::jobs::Jobs;
 use crate::memory::{Activity, IDLE_BEFORE_RELEASE};
@@ -224,20 +224,6 @@ impl AppState {
     pub(crate) fn tenant(&self, client: &ClientId) -> String {
         self.secret
             .mac(&[b"brs-tenant", client.as_str().as_bytes()])
-    }
-
-    /// Charges `client` for a request refused for its limits (`clients.refusal_charge`) at the
-    /// decode permits and at every style's generator.
-    pub(crate) fn charge_refusal(&self, client: &ClientId) {
-        let charge = self.config.clients.refusal_charge;
-        if charge.is_zero() {
-            return;
-        }
-        let owner: Owner = self.tenant(client).into();
-        self.decode_permits.charge(&owner, charge);
-        for style in self.registry.styles() {
-            style.batcher.charge(&owner, charge);
-        }
     }
 
     pub(crate) fn gauges(&self) -> Gauges {

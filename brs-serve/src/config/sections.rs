@@ -109,13 +109,6 @@ pub struct ClientLimits {
     /// waiting is in debt, the turns needed pass at once, so a small quantum costs no waiting.
     #[serde(with = "humantime_serde")]
     pub turn_quantum: Duration,
-    /// What a request refused for the client's limits (429: its image rate or its requests in
-    /// flight) adds to that client's account at the decode permits and at each style's
-    /// generator, as if its images had used that much time there: a client that keeps sending
-    /// after being told to wait takes its turns after the clients that waited as asked. Nothing
-    /// is held back when nobody else waits. 0 turns it off.
-    #[serde(with = "humantime_serde")]
-    pub refusal_charge: Duration,
 }
 
 impl Default for ClientLimits {
@@ -129,7 +122,6 @@ impl Default for ClientLimits {
             max_streams: 8,
             max_decodes: 0,
             turn_quantum: Duration::from_millis(10),
-            refusal_charge: Duration::from_millis(50),
         }
     }
 }

@@ -192,60 +192,6 @@ async fn issue24_one_clients_pixel_bombs_cannot_hold_every_decode_permit() {
     s.stop().await;
 }
 
-/// A client sending while it has too much in flight.
-const HAMMER: &str = "192.0.2.77";
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue24_a_client_that_keeps_sending_after_429_goes_after_one_that_waited() {
-    // One decode permit, held for seconds by three bombers' bombs in turn. The hammering client
-    // queues one image for the permit first, then sends four more while that one is in flight
-    // (one allowed): each is refused 429 and charged `clients.refusal_charge`. The good client,
-    // which has already used the decoder and the generator once (the hammerer had not), queues
-    // its image after. Turns by time used alone would serve the hammerer first; charged for its
-    // refusals, it goes after the good client.
-    let s = Server::start(|c| {
-        trusting_loopback(c);
-        c.decode_concurrency = 1;
-        // One image per pass, so the answers come back in the generator's order too.
-        c.max_batch = 1;
-        c.clients.max_concurrent = 1;
-        c.clients.refusal_charge = Duration::from_secs(1);
-    })
-    .await;
-    let log = Arc::new(Mutex::new(String::new()));
-    post(&s, GOOD, small(0), 'b', &log).await.expect("good");
-    let bombs: Vec<_> = ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
-        .into_iter()
-        .zip(0..)
-        .map(|(ip, k)| post(&s, ip, pixel_bomb(SLOW_BOMB, k), 'A', &log))
-        .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let first = post(&s, HAMMER, small(1), 'H', &log);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    for k in 2..6 {
-        let r = client()
-            .post(s.url("/v1/translate"))
-            .header("content-type", "image/png")
-            .header("x-forwarded-for", HAMMER)
-            .body(small(k))
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "request {k}");
-    }
-    let good = post(&s, GOOD, small(9), 'B', &log);
-    for task in bombs.into_iter().chain([first, good]) {
-        task.await.expect("answered");
-    }
-    let order = log.lock().expect("lock").clone();
-    let (b, h) = (order.find('B'), order.find('H'));
-    assert!(
-        b.is_some() && b < h,
-        "the client that kept sending was served first: {order}"
-    );
-    s.stop().await;
-}
-
 /// A smooth, colourful picture: what a photo's low frequencies look like.
 fn picture(w: u32, h: u32) -> image::RgbImage {
     image::RgbImage::from_fn(w, h, |x, y| {

@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::error::ServeError;
 use crate::http::error::ApiError;
 use crate::http::request::{self, Peer, clean_filename, content_length};
-use crate::http::routes::{ImageQuery, admit, charge_read, over_limit};
+use crate::http::routes::{ImageQuery, admit, charge_read};
 use crate::ids::new_id;
 use crate::jobs::{ItemSpec, JobEvent, Manifest};
 use crate::pipeline;
@@ -58,7 +58,7 @@ pub(crate) async fn create(
         .charge_images(client, tokens.saturating_sub(1))
     {
         state.jobs.abort(&id, items.len()).await;
-        return Err(over_limit(&state, client, refused));
+        return Err(refused.into());
     }
     let n = items.len();
     let manifest = Manifest {

@@ -14,7 +14,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 
-use crate::clients::{ClientId, InFlightGuard, Refusal};
+use crate::clients::{ClientId, InFlightGuard};
 use crate::drain::WorkGuard;
 use crate::error::ServeError;
 use crate::http::error::ApiError;
@@ -85,14 +85,8 @@ fn checks(
     let work = state.drain.request();
     let ip = client_ip(state, peer, headers);
     let client = state.clients.for_work(ip, api_key(headers))?;
-    state
-        .clients
-        .charge_images(&client, 1)
-        .map_err(|r| over_limit(state, &client, r))?;
-    let in_flight = state
-        .clients
-        .begin_work(&client)
-        .map_err(|r| over_limit(state, &client, r))?;
+    state.clients.charge_images(&client, 1)?;
+    let in_flight = state.clients.begin_work(&client)?;
     let q = query(q)?;
     let params = Params::parse(
         state,
@@ -107,12 +101,6 @@ fn checks(
         _work: work,
         _in_flight: in_flight,
     })
-}
-
-/// A refusal for `client`'s limits, charged to the client first (`clients.refusal_charge`).
-pub(crate) fn over_limit(state: &AppState, client: &ClientId, refusal: Refusal) -> ApiError {
-    state.charge_refusal(client);
-    refusal.into()
 }
 
 /// Reads by capability (a job or result id) are charged to the address's bucket of other calls.

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::http::error::ApiError;
 use crate::http::request::{self, Peer, content_length, read_body};
-use crate::http::routes::{ImageQuery, admit, over_limit};
+use crate::http::routes::{ImageQuery, admit};
 use crate::interactive;
 use crate::pipeline;
 use crate::state::AppState;
@@ -44,8 +44,7 @@ pub(crate) async fn translate(
     let cost = pipeline::header_cost(&state, &bytes)?;
     state
         .clients
-        .charge_images(&admitted.client, cost.saturating_sub(1))
-        .map_err(|r| over_limit(&state, &admitted.client, r))?;
+        .charge_images(&admitted.client, cost.saturating_sub(1))?;
     let out = interactive::translate(&state, bytes, params, slot).await?;
     let mut resp = out.bytes.into_response();
     let h = resp.headers_mut();
