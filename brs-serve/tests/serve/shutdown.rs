@@ -13,8 +13,10 @@ use crate::common::{Kill, client, free_port, png, publish, slow_model};
 async fn sigterm_drains_in_flight_requests_then_exits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = dir.path().join("run");
-    // Slow enough (tens of ms per image) that requests are still queued when SIGTERM lands.
-    let model = slow_model(8, 2);
+    // Slow enough (about a hundred ms per image, 12 images on two lanes or one session) that
+    // requests are still queued when SIGTERM lands 150 ms in; at 8 channels the lanes once
+    // finished all twelve before it.
+    let model = slow_model(16, 2);
     publish(&run, &model, 1, 1);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
