@@ -17,7 +17,7 @@
 use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use brs_engine::{Batch, Engine, EngineError, LaneSessions, Regime, Timing};
@@ -154,9 +154,21 @@ struct Queue {
     ready: Condvar,
 }
 
+/// How long a waiting worker sleeps before it looks again for what no notification announced
+/// (a generator offered between its check and its wait).
+const RECHECK: Duration = Duration::from_millis(100);
+
 impl Queue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Lanes> {
+    fn lock(&self) -> MutexGuard<'_, Lanes> {
         self.lanes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Releases `lanes` until notified or `timeout` passes, and takes them back.
+    fn wait<'a>(&self, lanes: MutexGuard<'a, Lanes>, timeout: Duration) -> MutexGuard<'a, Lanes> {
+        self.ready
+            .wait_timeout(lanes, timeout)
+            .unwrap_or_else(|e| e.into_inner())
+            .0
     }
 }
 
@@ -421,12 +433,7 @@ impl Worker {
                 {
                     break item;
                 }
-                lanes = self
-                    .queue
-                    .ready
-                    .wait_timeout(lanes, Duration::from_millis(100))
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
+                lanes = self.queue.wait(lanes, RECHECK);
             };
             let alone = lanes.is_empty() && lanes.running == 0;
             lanes.running += 1;
@@ -473,12 +480,7 @@ impl Worker {
             }
             // `offer` notifies without this lock: the timeout covers one that lands between the
             // check above and this wait.
-            drop(
-                self.queue
-                    .ready
-                    .wait_timeout(lanes, Duration::from_millis(100))
-                    .unwrap_or_else(|e| e.into_inner()),
-            );
+            drop(self.queue.wait(lanes, RECHECK));
         }
     }
 
@@ -497,12 +499,7 @@ impl Worker {
             self.maybe_swap(translator, info);
             lanes = self.queue.lock();
             if lanes.is_empty() && !lanes.closed {
-                lanes = self
-                    .queue
-                    .ready
-                    .wait_timeout(lanes, Duration::from_millis(100))
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
+                lanes = self.queue.wait(lanes, RECHECK);
             }
         }
         let deadline = Instant::now() + self.cfg.max_wait;
@@ -525,12 +522,7 @@ impl Worker {
             if left.is_zero() || lanes.closed {
                 break;
             }
-            lanes = self
-                .queue
-                .ready
-                .wait_timeout(lanes, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            lanes = self.queue.wait(lanes, left);
         }
         drop(lanes);
         self.maybe_swap(translator, info);
