@@ -10,13 +10,15 @@
 //! `translate` does not. Its CPU arena is the caller's choice ([`EngineOptions::onnx_arena`]):
 //! with it a session runs batches faster and holds the memory of its largest batch for good.
 //!
-//! Beside that session, a caller that batches may ask for one single-thread session per core
-//! ("lanes", [`EngineOptions::onnx_lanes`]: `brs-train translate` does, brs-serve when its
-//! `onnx_lanes` key says so): one image uses every core in the whole session (latency), while
-//! several waiting images may instead run side by side, a share of the batch on each lane, as
-//! Flask's two single-thread ONNX Runtime workers reached 88% of the GEMM ceiling where one
-//! two-thread session reached 68% (issue 25). Which is faster at each batch size is measured at
-//! load ([`crate::Regime`]), not assumed; a busy server's figures are in docs/benchmarks.md.
+//! Beside that session, a caller may ask for one single-thread session per core ("lanes",
+//! [`EngineOptions::onnx_lanes`]: `brs-train translate` and brs-serve do): one image uses every
+//! core in the whole session (latency), while several waiting images may instead run side by
+//! side, as Flask's two single-thread ONNX Runtime workers reached 88% of the GEMM ceiling where
+//! one two-thread session reached 68% (issue 25): a share of a batch on each lane
+//! (`brs-train translate`), or one image per lane, each lane run by a thread of the caller's
+//! that takes the next image when its own is done ([`crate::LaneSessions`]: brs-serve). Which is
+//! faster at each batch size is measured at load ([`crate::Regime`]) unless the caller says
+//! `always`; a busy server's figures are in docs/benchmarks.md.
 
 use std::path::Path;
 use std::sync::Mutex;
