@@ -53,6 +53,26 @@ async fn model(s: &Server) -> serde_json::Value {
     get_json(s.url("/v1/models")).await["styles"][0]["model"].clone()
 }
 
+/// Images through the generator and the forward passes that took them, so far.
+async fn images_and_passes(s: &Server) -> (f64, f64) {
+    (
+        s.metric("brs_batch_size_sum{style=\"default\"}").await,
+        s.metric("brs_batch_size_count{style=\"default\"}").await,
+    )
+}
+
+/// A second server on `s`'s run directory (the same checkpoint), configured by `tweak`.
+async fn beside(s: &Server, tweak: impl FnOnce(&mut brs_serve::Config)) -> Server {
+    let run = s.run_dir.clone();
+    Server::start(move |c| {
+        tweak(c);
+        if let Some(style) = c.styles.get_mut("default") {
+            style.path = run;
+        }
+    })
+    .await
+}
+
 /// The largest difference of one channel of one pixel, in grey levels.
 fn max_grey_diff(a: &image::RgbImage, b: &image::RgbImage) -> u8 {
     assert_eq!(a.dimensions(), b.dimensions());
@@ -121,10 +141,7 @@ async fn onnx_serves_batches_and_hot_reloads_with_the_images_libtorch_gives() {
     for r in requests {
         assert_eq!(r.await.expect("join"), StatusCode::OK);
     }
-    let (images, passes) = (
-        s.metric("brs_batch_size_sum{style=\"default\"}").await,
-        s.metric("brs_batch_size_count{style=\"default\"}").await,
-    );
+    let (images, passes) = images_and_passes(&s).await;
     assert_eq!(images, 4.0);
     if side_by_side {
         assert_eq!(passes, images, "each image on a lane of its own");
@@ -139,13 +156,9 @@ async fn onnx_serves_batches_and_hot_reloads_with_the_images_libtorch_gives() {
     // picture (`precision = "auto"` would be bf16 on a CPU with AVX512-BF16: a few grey levels).
     let (status, v1, onnx_img) = translate(&s, photo(9)).await;
     assert_eq!(status, StatusCode::OK);
-    let run = s.run_dir.clone();
-    let torch = Server::start(move |c| {
+    let torch = beside(&s, |c| {
         c.engine = EngineSpec::Torch;
         c.precision = brs_model::Precision::F32;
-        if let Some(style) = c.styles.get_mut("default") {
-            style.path = run;
-        }
     })
     .await;
     assert_eq!(model(&torch).await["engine"], "torch");
@@ -215,21 +228,15 @@ async fn onnx_lanes_take_waiting_images_one_by_one_with_the_same_images() {
         translate(&lanes, photo(2)),
         translate(&lanes, photo(3)),
     );
-    let (images, passes) = (
-        lanes.metric("brs_batch_size_sum{style=\"default\"}").await,
-        lanes
-            .metric("brs_batch_size_count{style=\"default\"}")
-            .await,
+    assert_eq!(
+        images_and_passes(&lanes).await,
+        (4.0, 4.0),
+        "one image per pass"
     );
-    assert_eq!((images, passes), (4.0, 4.0), "one image per pass");
 
-    let run = lanes.run_dir.clone();
-    let one = Server::start(move |c| {
+    let one = beside(&lanes, |c| {
         c.engine = EngineSpec::Onnx;
         c.onnx_lanes = OnnxLanes::Off;
-        if let Some(style) = c.styles.get_mut("default") {
-            style.path = run;
-        }
     })
     .await;
     assert_eq!(model(&one).await["engine_lanes"], 0);
