@@ -106,8 +106,18 @@ def resolved(base, overrides, args, seed):
 
 
 def identity(config):
-    """What makes two runs the same run: every key that affects learning, as sorted JSON."""
-    return json.dumps({k: v for k, v in config.items() if k not in QUIET and k != "threads"}, sort_keys=True)
+    """What makes two runs the same run: every key that affects learning, as sorted JSON. Numbers
+    are compared as numbers: `cam_weight=10` on the command line and `cam_weight = 10.0` in a
+    config train the same run."""
+    def number(v):
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+    return json.dumps({k: number(v) for k, v in config.items() if k not in QUIET and k != "threads"},
+                      sort_keys=True)
+
+
+def stored_identity(result):
+    """A stored result's run identity, recomputed, so results written before a change of form match."""
+    return identity(json.loads(result["config"]))
 
 
 def train_and_score(args, setting, config, mapping, data):
@@ -206,7 +216,7 @@ def main():
         with open(results_path) as f:
             results = [json.loads(line) for line in f if line.strip()]
     # A run that diverged is a result (its setting is not safe), not a failure to retry.
-    done = {(r["mapping"], r["config"]) for r in results if "ratio" in r or "diverged" in r}
+    done = {(r["mapping"], stored_identity(r)) for r in results if "ratio" in r or "diverged" in r}
     runs = {
         (name, m, seed): resolved(base, overrides, args, seed)
         for name, overrides in settings.items()
@@ -234,8 +244,8 @@ def main():
                      else f"error {r['error']}")
             print(f"{name} {m} seed {seed}: {shown} ({r.get('seconds', '-')} s)", file=sys.stderr)
     wanted = {(m, identity(c)): name for (name, m, _), c in runs.items()}
-    here = [dict(r, setting=wanted[(r["mapping"], r["config"])]) for r in results
-            if (r["mapping"], r["config"]) in wanted]
+    here = [dict(r, setting=wanted[(r["mapping"], stored_identity(r))]) for r in results
+            if (r["mapping"], stored_identity(r)) in wanted]
     length = f"{args.minutes} minutes" if args.minutes is not None else f"{args.iterations} iterations"
     print(f"\n{args.base} with each setting's keys, {length} per run ({args.jobs} at a time, "
           f"{args.threads} thread(s) each), seeds {args.seeds}; "
