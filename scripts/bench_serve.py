@@ -18,7 +18,9 @@ throughput. Every request carries unique bytes, so brs-serve's result store neve
 The ceiling: the fastest of three float32 GEMMs of 2048^3 (MKL's, OpenBLAS's, and oneDNN's as a 1x1
 convolution), best of five each, on every core and on one; a generator's GFLOP per image are counted by torch's FlopCounterMode on the
 PyTorch network, so each server's throughput is also given in GFLOP/s and as a share of the
-ceiling. Writes OUT/bench.json and prints a markdown table for docs/benchmarks.md.
+ceiling. Beside them, ONNX Runtime's own forward pass of the exported model in Python (one image,
+best of five, on every core and on one), which brs's one-in-flight forward is compared with.
+Writes OUT/bench.json and prints a markdown table for docs/benchmarks.md.
 """
 import argparse
 import json
@@ -144,6 +146,36 @@ print(json.dumps({"gflop_per_image": round(counter.get_total_flops() / 1e9, 2)})
 """
 
 
+PY_ORT_FORWARD = """
+import json, sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+import bench_serve_flask
+forward, size = bench_serve_flask._onnx_model(sys.argv[1])
+x = np.random.default_rng(0).uniform(-1, 1, (1, 3, size, size)).astype(np.float32)
+for _ in range(2):
+    forward(x)
+times = []
+for _ in range(5):
+    t = time.perf_counter()
+    forward(x)
+    times.append(time.perf_counter() - t)
+print(json.dumps(round(1000 * min(times), 1)))
+"""
+
+
+def python_onnxruntime_forward(onnx):
+    """ONNX Runtime's own forward pass of the exported model in Python, one image, best of five:
+    on every core (what brs-serve's one-in-flight forward is held to) and on one."""
+    cpus = os.cpu_count() or 1
+    out = {}
+    for threads in sorted({1, cpus}):
+        env = dict(os.environ, BRS_BENCH_TORCH_THREADS=str(threads))
+        out[str(threads)] = json.loads(subprocess.run([PY, "-c", PY_ORT_FORWARD, onnx, os.path.join(ROOT, "scripts")],
+                                                      capture_output=True, text=True, env=env, check=True).stdout)
+    return out
+
+
 def ceiling(model):
     """The machine's sgemm GFLOP/s (every core, one core) and the generator's GFLOP per image."""
     cpus = os.cpu_count() or 1
@@ -193,8 +225,9 @@ def main():
     results |= {"model": {"img_size": 256, "ch": 64, "n_res": 4, "light": not a.full},
                "secs": a.secs, "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(),
                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "ceiling": ceiling(model)}
+               "ceiling": ceiling(model), "onnxruntime_forward_ms": python_onnxruntime_forward(onnx)}
     print("ceiling", results["ceiling"], file=sys.stderr)
+    print("ONNX Runtime's forward in Python, ms by threads", results["onnxruntime_forward_ms"], file=sys.stderr)
 
     def brs(precision, engine):
         return lambda port: [os.path.join(rel, "brs-serve"), "--model-dir", model, "--bind",
@@ -276,6 +309,9 @@ def main():
         row(f"share of the sgemm ceiling ({top} GFLOP/s on {c['cpus']} cores)",
             lambda r: f"{100 * r['saturation']['requests_per_s'] * gflop / top:.0f}%")
         row("one-in-flight forward, GFLOP/s", lambda r: round(gflop / (r["overhead"]["forward_ms"] / 1000), 1))
+        py_ort = results["onnxruntime_forward_ms"][str(c["cpus"])]
+        row(f"one-in-flight forward / ONNX Runtime's in Python on {c['cpus']} threads ({py_ort} ms)",
+            lambda r: f"{r['overhead']['forward_ms'] / py_ort:.2f}")
     print(json.dumps(results, indent=2))
 
 
