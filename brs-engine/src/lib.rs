@@ -418,9 +418,9 @@ impl Engine {
         }
     }
 
-    /// How many of `n` waiting images to translate in one call of [`translate`](Self::translate):
-    /// fewer than `n` only where ONNX Runtime runs batches side by side and `n` would leave a
-    /// lane idle while another finishes a second share.
+    /// How many of `n` waiting images to translate in one call of
+    /// [`translate_batch`](Self::translate_batch): fewer than `n` only where ONNX Runtime runs
+    /// batches side by side and `n` would leave a lane idle while another finishes a second share.
     pub fn fitting_batch(&self, n: usize) -> usize {
         match &self.runner {
             Runner::Onnx(g) => g.fitting_batch(n).max(1),
