@@ -216,15 +216,16 @@ fn config_from(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
     let model_dir = var("BRS_MODEL_DIR").map(PathBuf::from);
     let (file_has_styles, file_sets_lanes) = match &file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
+            // Only which keys it sets: the file is read and checked as a config below, by `Cli`.
+            let table = std::fs::read_to_string(path)
+                .map_err(anyhow::Error::from)
+                .and_then(|text| Ok(text.parse::<toml::Table>()?))
                 .with_context(|| format!("BRS_LAMBDA_CONFIG {}", path.display()))?;
-            let sets_lanes = text
-                .parse::<toml::Table>()
-                .is_ok_and(|t| t.contains_key("onnx_lanes"));
-            (
-                !Config::from_toml(&text, path)?.styles.is_empty(),
-                sets_lanes,
-            )
+            let has_styles = table
+                .get("styles")
+                .and_then(toml::Value::as_table)
+                .is_some_and(|styles| !styles.is_empty());
+            (has_styles, table.contains_key("onnx_lanes"))
         }
         None => (false, false),
     };
