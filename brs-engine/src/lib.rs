@@ -603,6 +603,7 @@ fn auto(
 /// ONNX Runtime is loaded again if it was the faster. Each engine's time is its fastest of
 /// [`TIMED_PASSES`] passes after an untimed one, the least disturbed by a model serving beside it
 /// during a hot reload. When ONNX Runtime cannot be loaded or run, libtorch serves with a note.
+/// Its lanes, if asked for, are built only with the session that serves.
 #[cfg(feature = "torch")]
 fn auto(
     checkpoint: &Checkpoint,
@@ -627,7 +628,13 @@ fn auto(
     }
     let cfg = &checkpoint.meta.model;
     let x = probe(cfg)?;
-    let t_onnx = match OnnxGenerator::load(checkpoint, direction, opts) {
+    // The contest times one image on every core, so ONNX Runtime's lanes (a copy of the weights
+    // each) are built only if it wins, by the load below.
+    let contest = EngineOptions {
+        onnx_lanes: OnnxLanes::Off,
+        ..*opts
+    };
+    let t_onnx = match OnnxGenerator::load(checkpoint, direction, &contest) {
         Ok(onnx) => fastest(|| onnx.translate(&x, cfg).map(drop)),
         Err(e @ EngineError::Model(_)) => return Err(e),
         // What `auto` promises is the faster engine that runs: a missing library or a failed

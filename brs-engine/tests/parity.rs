@@ -119,6 +119,22 @@ fn auto_times_both_engines_and_keeps_the_faster() {
     );
     let x = batch(cfg.img_size);
     assert_eq!(e.translate(&x).unwrap().size(), [2, 3, 96, 96]);
+
+    // Asked for lanes, the engine that serves has them if it is ONNX Runtime (the contest itself
+    // runs without), and libtorch has none.
+    let opts = EngineOptions {
+        onnx_lanes: brs_engine::OnnxLanes::Always,
+        ..options(EngineSpec::Auto)
+    };
+    let e = Engine::open(dir.path(), Direction::A2B, &opts).unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let lanes = e.independent_lanes().map(|l| l.count());
+    match e.kind() {
+        EngineKind::Onnx if cores >= 2 => {
+            assert!(lanes.is_some_and(|n| n >= 2), "{lanes:?}: {}", e.describe());
+        }
+        _ => assert_eq!(lanes, None, "{}", e.describe()),
+    }
 }
 
 #[test]
