@@ -28,7 +28,7 @@ each run reached.
 
 usage: learn_harness.py --bin DIR --photos DIR --out DIR --base CONFIG.toml
        [--setting NAME=KEY=VALUE;KEY=VALUE]... [--mappings cartoon,warm,tone,blur] [--seeds 7,11,12]
-       [--iterations 400 | --minutes 3.5] [--jobs 2]
+       [--iterations 400 | --minutes 3.5] [--jobs 2] [--report]
 """
 import argparse
 import concurrent.futures
@@ -203,6 +203,8 @@ def main():
     ap.add_argument("--count", type=int, default=200, help="training images per domain")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--report", action="store_true",
+                    help="train nothing: the table of the runs already in OUT/results.jsonl")
     args = ap.parse_args()
     with open(args.base, "rb") as f:
         base = tomllib.load(f)
@@ -223,10 +225,12 @@ def main():
         for m in mappings
         for seed in seeds
     }
-    sizes = sorted({c.get("img_size", 256) for c in runs.values()})
-    data = {(m, size): dataset(args, m, size) for m in mappings for size in sizes}
     todo = [(k, c) for k, c in runs.items() if (k[1], identity(c)) not in done]
     print(f"{len(todo)} runs to do ({len(runs) - len(todo)} already in {results_path})", file=sys.stderr)
+    if args.report:
+        todo = []
+    sizes = sorted({c.get("img_size", 256) for (_, c) in todo})
+    data = {(m, size): dataset(args, m, size) for m in mappings for size in sizes}
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         futures = {
             pool.submit(train_and_score, args, name, config, m, data[(m, config.get("img_size", 256))]):
