@@ -26,15 +26,22 @@ fn main() -> anyhow::Result<()> {
     };
     let e = Engine::open(&dir, Direction::A2B, &opts)?;
     let size = e.config().img_size;
-    let x = Batch::from_fn(&[1, 3, size, size], |i, n| (i as f32 / n as f32) * 2.0 - 1.0)?;
+    let x = Batch::from_fn(&[1, 3, size, size], |i, n| {
+        (i as f32 / n as f32) * 2.0 - 1.0
+    })?;
     e.translate_batch(&x)?;
     let mut ms: Vec<f64> = (0..passes)
         .map(|_| {
             let t = Instant::now();
-            e.translate_batch(&x).map(|_| t.elapsed().as_secs_f64() * 1e3)
+            e.translate_batch(&x)
+                .map(|_| t.elapsed().as_secs_f64() * 1e3)
         })
         .collect::<Result<_, _>>()?;
     ms.sort_by(f64::total_cmp);
-    println!("arena {arena}: best {:.1} ms, median {:.1} ms", ms[0], ms[ms.len() / 2]);
+    println!(
+        "arena {arena}: best {:.1} ms, median {:.1} ms",
+        ms[0],
+        ms[ms.len() / 2]
+    );
     Ok(())
 }
