@@ -164,32 +164,37 @@ print(json.dumps(round(1000 * min(times), 1)))
 """
 
 
+def run_snippet(snippet, *args, **env):
+    """Runs one of the Python snippets above in the project's Python with `env` added to the
+    environment; its JSON answer."""
+    done = subprocess.run([PY, "-c", snippet, *args], capture_output=True, text=True,
+                          env=dict(os.environ, **env), check=True)
+    return json.loads(done.stdout)
+
+
+def thread_counts():
+    """One thread and every core: the counts each measurement is taken at."""
+    return sorted({1, os.cpu_count() or 1})
+
+
 def python_onnxruntime_forward(onnx):
     """ONNX Runtime's own forward pass of the exported model in Python, one image, best of five:
     on every core (what brs-serve's one-in-flight forward is held to) and on one."""
-    cpus = os.cpu_count() or 1
-    out = {}
-    for threads in sorted({1, cpus}):
-        env = dict(os.environ, BRS_BENCH_TORCH_THREADS=str(threads))
-        out[str(threads)] = json.loads(subprocess.run([PY, "-c", PY_ORT_FORWARD, onnx, os.path.join(ROOT, "scripts")],
-                                                      capture_output=True, text=True, env=env, check=True).stdout)
-    return out
+    scripts = os.path.join(ROOT, "scripts")
+    return {str(t): run_snippet(PY_ORT_FORWARD, onnx, scripts, BRS_BENCH_TORCH_THREADS=str(t))
+            for t in thread_counts()}
 
 
 def ceiling(model):
     """The machine's sgemm GFLOP/s (every core, one core) and the generator's GFLOP per image."""
-    cpus = os.cpu_count() or 1
     sgemm = {}
-    for threads in sorted({1, cpus}):
-        env = dict(os.environ, **{k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                                            "OPENBLAS_NUM_THREADS")})
-        by_library = json.loads(subprocess.run([PY, "-c", PY_SGEMM], capture_output=True, text=True, env=env,
-                                               check=True).stdout)
+    for threads in thread_counts():
+        by_library = run_snippet(PY_SGEMM, **{k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                                      "OPENBLAS_NUM_THREADS")})
         sgemm[str(threads)] = max(by_library.values())
         sgemm[f"{threads} by library"] = by_library
-    flops = json.loads(subprocess.run([PY, "-c", PY_FLOPS, model, os.path.join(ROOT, "scripts")],
-                                      capture_output=True, text=True, check=True).stdout)
-    return {"sgemm_gflops": sgemm, "cpus": cpus, **flops}
+    flops = run_snippet(PY_FLOPS, model, os.path.join(ROOT, "scripts"))
+    return {"sgemm_gflops": sgemm, "cpus": os.cpu_count() or 1, **flops}
 
 
 def main():

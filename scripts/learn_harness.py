@@ -248,8 +248,8 @@ def main():
                      else f"error {r['error']}")
             print(f"{name} {m} seed {seed}: {shown} ({r.get('seconds', '-')} s)", file=sys.stderr)
     wanted = {(m, identity(c)): name for (name, m, _), c in runs.items()}
-    here = [dict(r, setting=wanted[(r["mapping"], stored_identity(r))]) for r in results
-            if (r["mapping"], stored_identity(r)) in wanted]
+    here = [dict(r, setting=wanted[key]) for r in results
+            if (key := (r["mapping"], stored_identity(r))) in wanted]
     length = f"{args.minutes} minutes" if args.minutes is not None else f"{args.iterations} iterations"
     print(f"\n{args.base} with each setting's keys, {length} per run ({args.jobs} at a time, "
           f"{args.threads} thread(s) each), seeds {args.seeds}; "
