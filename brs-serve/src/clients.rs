@@ -1,13 +1,14 @@
 //! Telling clients apart and keeping each to its share: an identity per client (its API key when
 //! `[auth]` is on, else its address as the load balancer saw it), token buckets (governor) for the
 //! images and the other calls it may make per second, and caps on what it may have in flight.
-//! One client flooding the server gets 429 with a Retry-After; the others do not notice.
+//! One client flooding the server gets 429 with a Retry-After; the others do not notice. One
+//! that keeps breaking its limits is turned away for a while (`bans`).
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -15,6 +16,7 @@ use governor::{Quota, RateLimiter};
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
+use crate::bans::{BanPolicy, Bans};
 use crate::config::{AuthConfig, ClientLimits};
 
 /// Who is asking: `key:<8 hex of the key's hash>` or `ip:<address>` (IPv6 by /64).
@@ -44,6 +46,11 @@ pub(crate) enum Refusal {
     RateLimited { retry_after: Duration },
     #[error("this client already has {limit} requests in flight")]
     TooManyInFlight { limit: usize },
+    #[error(
+        "this client kept breaking its limits and is turned away; retry after {retry_after:?} \
+         (coming back earlier starts that wait again)"
+    )]
+    Banned { retry_after: Duration },
 }
 
 type Bucket = RateLimiter<ClientId, DefaultKeyedStateStore<ClientId>, DefaultClock>;
@@ -102,6 +109,7 @@ pub(crate) struct Clients {
     reads: Bucket,
     work: Arc<InFlight>,
     streams: Arc<InFlight>,
+    bans: Bans,
 }
 
 impl std::fmt::Debug for Clients {
@@ -131,6 +139,11 @@ impl Clients {
             reads: bucket(limits.reads_per_sec, limits.read_burst),
             work: Arc::default(),
             streams: Arc::default(),
+            bans: Bans::new(BanPolicy {
+                after: limits.ban_after,
+                window: limits.ban_window,
+                ban_for: limits.ban_for,
+            }),
         }
     }
 
@@ -191,6 +204,25 @@ impl Clients {
         }
     }
 
+    /// Who a request is from for bans: its work identity, or its address when that cannot be
+    /// formed (no key, a wrong key).
+    pub(crate) fn identify(&self, ip: IpAddr, key: Option<&str>) -> ClientId {
+        self.for_work(ip, key)
+            .unwrap_or_else(|_| Clients::by_address(ip))
+    }
+
+    /// Refuses a banned client (see `bans`).
+    pub(crate) fn check_ban(&self, id: &ClientId) -> Result<(), Refusal> {
+        self.bans
+            .check(id, Instant::now())
+            .map_err(|retry_after| Refusal::Banned { retry_after })
+    }
+
+    /// Counts a refusal for the client's limits; true when it bans the client.
+    pub(crate) fn strike(&self, id: &ClientId) -> bool {
+        self.bans.strike(id, Instant::now())
+    }
+
     fn charge(bucket: &Bucket, per_sec: f64, id: &ClientId, n: u32) -> Result<(), Refusal> {
         let Some(n) = NonZeroU32::new(n) else {
             return Ok(());
@@ -233,6 +265,7 @@ impl Clients {
             b.retain_recent();
             b.shrink_to_fit();
         }
+        self.bans.forget_idle(Instant::now());
     }
 }
 

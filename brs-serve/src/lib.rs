@@ -11,6 +11,7 @@
 mod admission;
 #[cfg(feature = "aws")]
 mod aws_sdk;
+mod bans;
 mod batcher;
 mod clients;
 pub mod config;

@@ -33,6 +33,7 @@ pub(crate) const STORE_OP: &str = "brs_store_op_seconds";
 pub(crate) const QUEUE_OP: &str = "brs_queue_op_seconds";
 pub(crate) const JOB_IMAGE: &str = "brs_job_image_seconds";
 pub(crate) const MEMORY_RELEASES: &str = "brs_memory_releases_total";
+pub(crate) const BANS: &str = "brs_client_bans_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -195,6 +196,11 @@ impl Metrics {
     /// `overloaded`, `unauthorized`, `body_timeout`...
     pub(crate) fn rejected(&self, reason: &str) {
         self.add(REJECTED, &[("reason", reason)], 1);
+    }
+
+    /// A client turned away for a while after repeated refusals for its limits (`bans`).
+    pub(crate) fn banned(&self) {
+        self.add(BANS, &[], 1);
     }
 
     pub(crate) fn store_error(&self, op: &str) {

@@ -109,6 +109,15 @@ pub struct ClientLimits {
     /// waiting is in debt, the turns needed pass at once, so a small quantum costs no waiting.
     #[serde(with = "humantime_serde")]
     pub turn_quantum: Duration,
+    /// Refusals for a client's limits (429 `too_many_requests`, 413 `payload_too_large`, 408
+    /// `body_timeout`, 422 `too_many_pixels`) within `ban_window` that turn it away for
+    /// `ban_for` (429 `banned`, every /v1 route); a request while banned starts that wait again,
+    /// so a client that waits as `Retry-After` says is held no longer. 0 = never.
+    pub ban_after: u32,
+    #[serde(with = "humantime_serde")]
+    pub ban_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub ban_for: Duration,
 }
 
 impl Default for ClientLimits {
@@ -122,6 +131,9 @@ impl Default for ClientLimits {
             max_streams: 8,
             max_decodes: 0,
             turn_quantum: Duration::from_millis(10),
+            ban_after: 10,
+            ban_window: Duration::from_secs(60),
+            ban_for: Duration::from_secs(60),
         }
     }
 }
@@ -150,6 +162,12 @@ impl ClientLimits {
         }
         if self.turn_quantum < Duration::from_micros(1) {
             return Err(invalid("clients.turn_quantum", "at least 1us"));
+        }
+        if self.ban_after > 0 && (self.ban_window.is_zero() || self.ban_for.is_zero()) {
+            return Err(invalid(
+                "clients.ban_window / clients.ban_for",
+                "must be positive when clients.ban_after is",
+            ));
         }
         Ok(())
     }

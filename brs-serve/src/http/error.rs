@@ -33,6 +33,11 @@ pub enum ApiError {
         message: String,
         retry_after: Duration,
     },
+    #[error("{message}")]
+    Banned {
+        message: String,
+        retry_after: Duration,
+    },
     #[error("the server is at its request limit; retry shortly")]
     Overloaded,
     #[error("the request body arrived too slowly")]
@@ -57,6 +62,10 @@ impl From<Refusal> for ApiError {
                 message: r.to_string(),
                 retry_after,
             },
+            Refusal::Banned { retry_after } => ApiError::Banned {
+                message: r.to_string(),
+                retry_after,
+            },
             Refusal::TooManyInFlight { .. } => ApiError::TooManyRequests {
                 message: r.to_string(),
                 retry_after: Duration::from_secs(RETRY_AFTER_SECS),
@@ -73,7 +82,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests { .. } | ApiError::Banned { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
@@ -93,6 +104,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::Banned { .. } => "banned",
             ApiError::Overloaded => "overloaded",
             ApiError::BodyTimeout => "body_timeout",
             ApiError::NotFound { code, .. } => code,
@@ -122,7 +134,8 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            ApiError::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            ApiError::TooManyRequests { retry_after, .. }
+            | ApiError::Banned { retry_after, .. } => Some(*retry_after),
             _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => {
                 Some(Duration::from_secs(RETRY_AFTER_SECS))
             }

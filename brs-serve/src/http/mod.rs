@@ -4,7 +4,8 @@
 //!
 //! Layers, outermost first: request id (set, then propagated to the response) -> access log ->
 //! panic to JSON 500 -> security headers -> per-route metrics -> on /v1: load shedding at
-//! `http.max_concurrent_requests` and an overall deadline on the work routes.
+//! `http.max_concurrent_requests` and an overall deadline on the work routes, all behind the
+//! turning away of banned clients (`bans`).
 
 pub(crate) mod error;
 mod headers;
@@ -30,6 +31,7 @@ use tower_http::trace::{DefaultOnRequest, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::config::Config;
+use crate::http::request::Peer;
 use crate::state::AppState;
 
 pub use error::ApiError;
@@ -89,7 +91,8 @@ pub fn app(state: AppState) -> Router {
             get(routes::results::get).merge(delete(routes::results::delete)),
         )
         .route("/v1/models", get(routes::models::models))
-        .layer(shed);
+        .layer(shed)
+        .layer(middleware::from_fn_with_state(state.clone(), ban));
     let page_policy = headers::page_policy(
         routes::page::INDEX,
         if state.store.kind() == "s3" {
@@ -156,6 +159,32 @@ async fn record(State(state): State<AppState>, req: Request, next: Next) -> Resp
         && let Some(code) = resp.extensions().get::<ErrorCode>()
     {
         state.metrics.rejected(code.0);
+    }
+    resp
+}
+
+/// The refusals for a client's limits that count toward its ban: over its rate or in-flight cap,
+/// a body too large or too slow, an image over `max_pixels` or `max_side`.
+const STRIKES: [&str; 4] = [
+    "too_many_requests",
+    "payload_too_large",
+    "body_timeout",
+    "too_many_pixels",
+];
+
+/// Turns away a banned client before anything else on /v1 (the body unread), and counts each
+/// refusal for a client's limits toward its ban (see `bans`).
+async fn ban(State(state): State<AppState>, peer: Peer, req: Request, next: Next) -> Response {
+    let ip = request::client_ip(&state, peer, req.headers());
+    let client = state.clients.identify(ip, request::api_key(req.headers()));
+    if let Err(refusal) = state.clients.check_ban(&client) {
+        return request::refuse(req.into_body(), refusal.into(), &state.config);
+    }
+    let resp = next.run(req).await;
+    let code = resp.extensions().get::<ErrorCode>().map(|c| c.0);
+    if code.is_some_and(|c| STRIKES.contains(&c)) && state.clients.strike(&client) {
+        state.metrics.banned();
+        tracing::warn!(%client, "turned away after repeated refusals for its limits");
     }
     resp
 }

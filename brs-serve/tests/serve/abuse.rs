@@ -275,6 +275,52 @@ async fn each_client_has_its_own_rate_and_in_flight_limits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_keeps_breaking_its_limits_is_turned_away_for_a_while() {
+    let s = Server::start(|c| {
+        c.clients.images_per_sec = 0.5;
+        c.clients.image_burst = 1;
+        c.clients.ban_after = 3;
+        c.clients.ban_for = Duration::from_secs(3);
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")];
+    })
+    .await;
+    let from = |ip: &str| post_png(&s, png(32, 32)).header("x-forwarded-for", ip.to_string());
+    let flooder = "198.51.100.1";
+    let r = from(flooder).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    for strike in 0..3 {
+        let r = from(flooder).send().await.expect("send");
+        assert_eq!(error_code(r).await, "too_many_requests", "strike {strike}");
+    }
+    // Banned: refused before its rate is even looked at, on every /v1 route, with a code of its
+    // own and the whole ban as Retry-After; another client is served as before.
+    let r = from(flooder).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "3");
+    assert_eq!(error_code(r).await, "banned");
+    let r = client()
+        .get(s.url("/v1/models"))
+        .header("x-forwarded-for", flooder)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(error_code(r).await, "banned");
+    let r = from("203.0.113.5").send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(s.metric("brs_client_bans_total").await, 1.0);
+    assert!(
+        s.metric("brs_rejected_requests_total{reason=\"banned\"}")
+            .await
+            >= 2.0
+    );
+    // Waiting as told ends the ban (and refills the image bucket).
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let r = from(flooder).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_within_its_limits_cannot_make_others_wait_behind_its_backlog() {
     // One decode and one image per forward pass at a time, on a model slow enough (a few hundred
     // ms per image) that a backlog builds: first come, first served would answer the late client

@@ -40,7 +40,7 @@ pub(crate) async fn openapi() -> Json<Value> {
                     "408": err("the body arrived slower than http.body_min_rate (body_timeout)"),
                     "413": err("body over max_upload_bytes"), "415": err("unsupported media type"),
                     "422": err("empty, undecodable, corrupt or truncated, animated, over max_pixels, or no face (code names which)"),
-                    "429": err("this client is over its rate or in-flight limit (too_many_requests); has Retry-After"),
+                    "429": err("this client is over its rate or in-flight limit (too_many_requests), or turned away for a while after repeated refusals for its limits (banned); has Retry-After"),
                     "503": err("queue full (queue_full), overloaded, draining, not ready, or the style has no model deployed yet (model_unavailable); has Retry-After"),
                     "504": err("not translated within request_timeout")}}},
             "/v1/jobs": {"post": {
