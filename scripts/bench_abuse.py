@@ -408,6 +408,9 @@ def run(args, server, port):
         "batcher_beside": where_time_went(scrape_alone, scrape_beside),
         "abusers": dict(sorted(results.abuse.items())),
         "rejected_by_reason": rejected,
+        # The engine and precision served (`engine = "auto"` chooses at load, by timing).
+        "engine": [l.split("{")[1].split("}")[0] for l in metrics.splitlines()
+                   if l.startswith("brs_model_info{") and l.split()[-1] == "1"],
         "client_bans": sum(float(l.split()[-1]) for l in metrics.splitlines()
                            if l.startswith("brs_client_bans_total")),
         "targets": {"rss_peak_mib": 1536, "rss_after_minus_idle_mib": 150, "good_failures": 0,
