@@ -50,6 +50,7 @@ pub(crate) fn test_config(dir: &Path, run_dir: &Path) -> Config {
             read_burst: 10_000,
             max_concurrent: 1_000,
             max_streams: 1_000,
+            ban_after: 0,
             ..brs_serve::config::ClientLimits::default()
         },
         ..Config::default()
