@@ -114,8 +114,10 @@ pub struct ClientLimits {
     /// `ban_for` (429 `banned`, every /v1 route); a request while banned starts that wait again,
     /// so a client that waits as `Retry-After` says is held no longer. 0 = never.
     pub ban_after: u32,
+    /// How far back refusals count toward `ban_after` (a window that starts at the first).
     #[serde(with = "humantime_serde")]
     pub ban_window: Duration,
+    /// How long a banned client is turned away after its last request.
     #[serde(with = "humantime_serde")]
     pub ban_for: Duration,
 }
