@@ -1,7 +1,8 @@
 //! Turning away, for a while, a client that keeps breaking its limits: every refusal for a limit
-//! (429 over its rate or in-flight cap, 413 too large, 408 too slow) is a strike; `ban_after`
-//! strikes within `ban_window` ban the client for `ban_for`, and a request while banned starts
-//! that wait again. A client that waits as its `Retry-After` says is never held longer.
+//! (the error codes in `http::STRIKES`: its rate or in-flight cap, a body too large or too slow,
+//! an image over the pixel limits) is a strike; `ban_after` strikes within `ban_window` ban the
+//! client for `ban_for`, and a request while banned starts that wait again. A client that waits
+//! as its `Retry-After` says is never held longer.
 //!
 //! Why: fair turns give every client within its limits an equal share of the generator, and a
 //! client that floods, or sends bombs between accepted images, is within its limits often enough
